@@ -1,0 +1,109 @@
+"""GPU instance types per cloud, read from catalog/gpu-instances.yaml."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "gpu-instances.yaml"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One cloud quota a VM counts against, in `unit` (vcpus or gpus) per VM."""
+
+    group: str
+    name: str
+    code: str | None
+    unit: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    cloud: str
+    name: str
+    gpu: str
+    gpu_count: int
+    gpu_memory_gib: float
+    vcpus: int
+    memory_gib: float
+    usd_per_hour: float
+    quota_groups: tuple[str, ...]
+
+    @property
+    def total_gpu_memory_gib(self) -> float:
+        return self.gpu_memory_gib * self.gpu_count
+
+    def per_vm(self, unit: str) -> int:
+        return {"vcpus": self.vcpus, "gpus": self.gpu_count}[unit]
+
+
+@dataclass(frozen=True)
+class CloudCatalog:
+    name: str
+    reference_region: str
+    regions: tuple[str, ...]
+    bucket_scheme: str
+    instance_types: Mapping[str, InstanceType]
+    quota_groups: Mapping[str, Mapping[str, Any]]
+    prices_as_of: str
+    raw: Mapping[str, Any]  # the cloud's whole section, for cloud-specific keys such as GCP's gpu_zones
+
+    def quotas(self, instance: InstanceType, spot: bool) -> list[Quota]:
+        found = []
+        for group in instance.quota_groups:
+            entry = self.quota_groups[group]
+            # A group with no separate spot quota (e.g. a CPU quota) counts spot VMs under its on-demand name.
+            variant = entry.get("spot", entry["on_demand"]) if spot else entry["on_demand"]
+            found.append(Quota(group, variant["name"], variant.get("code"), entry["unit"],
+                               entry.get("scope", "region")))
+        return found
+
+
+@functools.cache
+def _load() -> dict[str, Any]:
+    return yaml.safe_load(CATALOG_FILE.read_text())
+
+
+def gpu_names() -> list[str]:
+    return sorted(_load()["gpus"])
+
+
+def clouds() -> list[str]:
+    return sorted(_load()["clouds"])
+
+
+@functools.cache
+def cloud(name: str) -> CloudCatalog:
+    data = _load()
+    section = data["clouds"][name]
+    gpus = data["gpus"]
+    instance_types = {
+        itype: InstanceType(
+            cloud=name,
+            name=itype,
+            gpu=entry["gpu"],
+            gpu_count=entry["gpu_count"],
+            gpu_memory_gib=gpus[entry["gpu"]]["memory_gib"],
+            vcpus=entry["vcpus"],
+            memory_gib=entry["memory_gib"],
+            usd_per_hour=entry["usd_per_hour"],
+            quota_groups=tuple(entry["quotas"]),
+        )
+        for itype, entry in section["instance_types"].items()
+    }
+    return CloudCatalog(
+        name=name,
+        reference_region=section["reference_region"],
+        regions=tuple(section["regions"]),
+        bucket_scheme=section["bucket_scheme"],
+        instance_types=instance_types,
+        quota_groups=section["quota_groups"],
+        prices_as_of=str(data["prices_as_of"]),
+        raw=section,
+    )

@@ -1,0 +1,16 @@
+"""The one error type that bad stack config raises: it names the key, the bad value and what would work."""
+
+import pulumi
+
+PROJECT = "vllm-fleet"
+
+
+class ConfigError(pulumi.RunError):
+    """A RunError, so that `pulumi preview/up` prints the message alone, without a Python traceback."""
+
+    def __init__(self, key: str, value: object, expected: str):
+        self.key = key
+        self.value = value
+        self.expected = expected
+        shown = "(not set)" if value is None else repr(value)
+        super().__init__(f"config {PROJECT}:{key} = {shown}: {expected}")

@@ -1,0 +1,262 @@
+"""Offline plan: runs the project's own __main__.py under Pulumi's mocks with a stack file's config and prints
+what `pulumi preview` would create, with the outputs (cost, quota, endpoint) and the rendered user-data.
+
+    python -m fleet.plan codellama-prod            # or a path to a stack file
+    python -m fleet.plan codellama-prod --format json
+
+Nothing is created and no cloud is asked: the cloud's data sources and computed outputs are answered by the
+component's offline_invoke/offline_state. Secrets of the stack file (`secure:`) are shown as [secret].
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "vllm-fleet"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value on the wire
+SHOWN_SECRET = "[secret]"
+
+
+class PlanError(Exception):
+    """A stack that cannot be planned; its message is for the user."""
+
+
+@dataclass
+class Step:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    inputs: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    stack: str
+    steps: list[Step] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    user_data: str | None = None
+
+    def resources(self, type_: str) -> list[Step]:
+        return [step for step in self.steps if step.type == type_]
+
+    def one(self, type_: str) -> Step:
+        found = self.resources(type_)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_}, found {len(found)}")
+        return found[0]
+
+    def preview_json(self) -> dict[str, Any]:
+        """The shape of `pulumi preview --json`: steps with op, urn, type, newState.inputs; outputs."""
+        return {
+            "steps": [{"op": "create", "urn": s.urn, "type": s.type,
+                       "newState": {"type": s.type, "urn": s.urn, "custom": s.custom, "parent": s.parent,
+                                    "inputs": s.inputs}} for s in self.steps],
+            "outputs": {k: (SHOWN_SECRET if k in self.secret_outputs else v) for k, v in self.outputs.items()},
+            "diagnostics": [{"severity": "warning", "message": w} for w in self.warnings],
+            "changeSummary": {"create": len(self.steps)},
+        }
+
+
+def stack_file(stack: str) -> Path:
+    path = Path(stack)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise PlanError(f"no stack file {stack}")
+        return path
+    path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+        raise PlanError(f"no stack {stack!r}: stacks/ has {', '.join(known)}")
+    return path
+
+
+def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The config a stack file gives the program, as the Pulumi CLI would pass it: strings, JSON for objects."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path} is not YAML: {error}") from None
+    config, secret_keys = {}, []
+    for key, value in (document.get("config") or {}).items():
+        key = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            # Only the Pulumi CLI can decrypt it; the program sees that it is a secret, not its value.
+            config[key] = "offline-plan-placeholder"
+            secret_keys.append(key)
+        elif isinstance(value, str):
+            config[key] = value
+        else:
+            config[key] = json.dumps(value)
+    return config, secret_keys
+
+
+def _show(value: Any) -> Any:
+    """Inputs as the plan shows them: secrets masked, numbers as Pulumi records them."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG):
+            return SHOWN_SECRET
+        return {k: _show(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_show(v) for v in value]
+    return value
+
+
+def run(stack: str) -> Plan:
+    """Plans one stack in this process. Pulumi's runtime is process-global: plan one stack per process."""
+    path = stack_file(stack)
+    name = path.name[len("Pulumi."):-len(".yaml")] if path.name.startswith("Pulumi.") else path.stem
+    config, secret_keys = stack_config(path)
+    cloud = config.get(f"{PROJECT}:cloud")
+
+    import pulumi
+    from pulumi.runtime import mocks, settings, stack as runtime_stack, sync_await
+
+    plan = Plan(stack=name)
+    hooks = None
+    if cloud:
+        import components
+
+        try:
+            hooks = components.load(cloud)
+        except ModuleNotFoundError:
+            hooks = None  # the program's own check of `cloud` reports it
+
+    class Monitor(mocks.MockMonitor):
+        def RegisterResource(self, request):  # noqa: N802 (Pulumi's name)
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                if any(step.urn == response.urn for step in plan.steps):
+                    raise PlanError(f"two resources have the URN {response.urn}")
+                inputs = mocks.rpc.deserialize_properties(request.object, keep_unknowns=True)
+                plan.steps.append(Step(response.urn, request.type, request.name, bool(request.custom),
+                                       request.parent, _show(dict(inputs))))
+            return response
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+            state = dict(args.inputs)
+            if args.typ == "random:index/randomPassword:RandomPassword":  # the program's generated API key
+                state["result"] = "offline-plan-generated-api-key"
+            elif hooks:
+                state.update(hooks.offline_state(args.typ, args.name, args.inputs))
+            return f"{args.name}-id", state
+
+        def call(self, args: pulumi.runtime.MockCallArgs):
+            return hooks.offline_invoke(args.token, args.args) if hooks else {}
+
+    class Warnings(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                plan.warnings.append(record.getMessage())
+
+    logger = logging.getLogger(f"vllm-fleet-plan-{name}")
+    logger.propagate = False
+    logger.addHandler(Warnings())
+    monitor = Monitor(Mocks())
+    mocks.set_mocks(Mocks(), project=PROJECT, stack=name, preview=False, logger=logger, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    main = str(ROOT / "__main__.py")
+    sync_await._sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
+
+    root = settings.get_root_resource()
+    for key, value in root.outputs.items():
+        output = pulumi.Output.from_input(value)
+        plan.outputs[key] = sync_await._sync_await(output.future())
+        if sync_await._sync_await(output.is_secret()):
+            plan.secret_outputs.add(key)
+    if hooks:
+        type_, input_name, encoding = hooks.USER_DATA
+        carriers = [s.inputs.get(input_name) for s in plan.steps if s.type == type_ and s.inputs.get(input_name)]
+        if carriers:
+            text = carriers[0]
+            plan.user_data = base64.b64decode(text).decode() if encoding == "base64" else text
+    return plan
+
+
+def _brief(inputs: dict[str, Any], width: int = 150) -> str:
+    parts = []
+    for key, value in inputs.items():
+        if key in ("tags", "tagsAll", "labels") or value in (None, [], {}):
+            continue
+        shown = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        parts.append(f"{key}={shown}")
+    text = " ".join(parts)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def render_text(plan: Plan) -> str:
+    out = [f"Plan for stack {plan.stack} (offline, under Pulumi mocks: nothing is created)", ""]
+    out.append(f"Resources: {len(plan.steps)} to create")
+    for step in plan.steps:
+        out.append(f"  + {step.type}  {step.name}")
+        brief = _brief(step.inputs)
+        if brief:
+            out.append(f"      {brief}")
+    out += ["", "Outputs:"]
+    for key, value in plan.outputs.items():
+        if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings"):
+            continue
+        out.append(f"  {key}: {SHOWN_SECRET if key in plan.secret_outputs else json.dumps(value)}")
+    cost = plan.outputs.get("estimatedCost")
+    if cost:
+        out += ["", f"Cost: ${cost['usdPerHour']}/hour, ${cost['usdPerMonth']:.0f}/month at desired replicas "
+                    f"(${cost['usdPerHourAtMaxReplicas']}/hour at max); {cost['basis']}"]
+    quotas = plan.outputs.get("quota") or []
+    if quotas:
+        out += ["", "Quota needed (ask for it before `pulumi up`):"]
+        for q in quotas:
+            code = f" [{q['code']}]" if q.get("code") else ""
+            out.append(f"  {q['name']}{code} ({q['scope']}): {q['atDesired']} {q['unit']} at desired, "
+                       f"{q['atMax']} at max replicas")
+    for key in ("curlExample", "continueConfig"):
+        if plan.outputs.get(key):
+            out += ["", f"{key}:", *("  " + line for line in plan.outputs[key].splitlines())]
+    warnings = plan.warnings + [w for w in plan.outputs.get("warnings", []) if w not in plan.warnings]
+    if warnings:
+        out += ["", "Warnings:", *(f"  ! {w}" for w in warnings)]
+    if plan.user_data:
+        out += ["", "User data of each VM (cloud-init):", *("  " + line for line in plan.user_data.splitlines())]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or path to a stack file")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    args = parser.parse_args(argv)
+
+    from fleet.errors import ConfigError
+
+    try:
+        plan = run(args.stack)
+    except (ConfigError, PlanError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        print("Nothing was planned or created.", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(plan.preview_json(), indent=2, default=str))
+    else:
+        print(render_text(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

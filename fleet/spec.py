@@ -1,0 +1,422 @@
+"""Stack config -> one validated, immutable FleetSpec.
+
+Everything the stack file says is checked here, before any resource is declared. Bad input raises ConfigError
+naming the key, the value and what would work. Secrets are not values of the spec: the spec only records that
+they are set (as secrets); the program reads them as Pulumi secret Outputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+from . import catalog
+from .errors import PROJECT, ConfigError
+
+MODELS_FILE = catalog.CATALOG_FILE.parent / "models.yaml"
+
+SECRET_KEYS = ("hfToken", "apiKey")
+DTYPES = ("auto", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "awq", "gptq", "fp8")
+GPU_COUNTS = (1, 2, 4, 8)
+
+# vLLM flags the project sets itself from other keys; letting vllmArgs set them would fight the sizing or
+# open the server (host/port/api-key).
+RESERVED_VLLM_FLAGS = {
+    "--model": "model", "--host": None, "--port": None, "--api-key": "apiKey",
+    "--served-model-name": "servedModelName", "--tensor-parallel-size": "accelerator",
+    "--pipeline-parallel-size": None, "--max-model-len": "maxModelLen", "--quantization": "quantization",
+    "--dtype": "dtype", "--gpu-memory-utilization": "gpuMemoryUtilization", "--download-dir": None,
+}
+_VLLM_FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
+# One argv token: no whitespace, quotes, shell or YAML metacharacters, so it is inert wherever it is rendered.
+_VLLM_TOKEN = re.compile(r"^[A-Za-z0-9._:/=,+@%-]+$")
+_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_BUCKET_URI = re.compile(r"^([a-z0-9]+)://([a-z0-9][a-z0-9._-]{1,62})(/[A-Za-z0-9._/-]*)?$")
+_SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=+@-]{0,62}$")
+_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:/=+@ -]{0,255}$")
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """What sizing needs to know of a model's architecture."""
+
+    params_b: float
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    max_len: int
+    quantization: str | None = None  # set for a pre-quantized checkpoint
+    gated: bool = False
+
+
+@dataclass(frozen=True)
+class Replicas:
+    min: int
+    desired: int
+    max: int
+    # Autoscaling adds a VM when each gets more requests than this a minute (LLM requests are long: a replica
+    # of a 70B model streams a few dozen at once).
+    target_requests_per_minute: int = 30
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    stack: str
+    cloud: str
+    region: str
+    model: str
+    model_is_bucket: bool
+    served_model_name: str
+    arch: ModelArch
+    dtype: str
+    quantization: str | None
+    max_model_len: int
+    gpu_memory_utilization: float
+    accelerator_gpu: str | None
+    accelerator_count: int | None
+    instance_type: str | None
+    replicas: Replicas
+    spot: bool
+    on_demand_base: int
+    allowed_cidrs: tuple[str, ...]
+    domain: str | None
+    certificate: str | None
+    dns_zone: str | None
+    vllm_args: tuple[str, ...]
+    data_disk_gb: int | None
+    tags: Mapping[str, str]
+    has_hf_token: bool
+    has_api_key: bool
+    cloud_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def name(self) -> str:
+        """A short resource-name prefix, safe on every cloud."""
+        return re.sub(r"[^a-z0-9-]", "-", self.stack.lower())[:24].strip("-") or "fleet"
+
+
+# key -> (what it is, parser). The parser gets the decoded value and returns the parsed one or raises ValueError
+# with the text "what would work".
+KEY_DOCS: dict[str, str] = {
+    "cloud": "aws | gcp | azure",
+    "region": "the cloud's region, e.g. us-east-1",
+    "model": "a Hugging Face id (org/name) or a bucket URI of the cloud (s3://, gs://, az://)",
+    "servedModelName": "the model name clients send (default: the model id, or the bucket path's last part)",
+    "modelParams": "architecture of a model not in catalog/models.yaml: {like: <known id>} or "
+                   "{params_b, layers, heads, kv_heads, head_dim, max_len}",
+    "dtype": "auto | bfloat16 | float16",
+    "quantization": "none | awq | gptq | fp8",
+    "maxModelLen": "context length to serve (default: the model's)",
+    "gpuMemoryUtilization": "fraction of GPU memory vLLM may use, 0.5-0.98 (default 0.9)",
+    "accelerator": "GPU:count, e.g. A100-80GB:2 (default: the cheapest instance type that fits)",
+    "instanceType": "an explicit instance type of the catalog (instead of accelerator)",
+    "replicas": "{min, desired, max} VMs (default 1/1/1), targetRequestsPerMinute per VM for autoscaling (default 30)",
+    "spot": "true to run on spot/preemptible VMs",
+    "onDemandBase": "with spot: how many VMs stay on-demand (default 0)",
+    "allowedCidrs": "list of CIDRs that may reach the endpoint (required; 0.0.0.0/0 opens it to all)",
+    "domain": "DNS name of the endpoint; with a certificate it is served over HTTPS",
+    "certificate": "the cloud's certificate for domain (AWS: ACM certificate ARN)",
+    "dnsZone": "the cloud's DNS zone to create the domain's record in (AWS: Route 53 hosted zone id)",
+    "vllmArgs": "extra vllm serve arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]",
+    "dataDiskGb": "size of the weights cache disk in GB (default: sized from the weights)",
+    "tags": "map of tags/labels put on every resource",
+    "hfToken": "Hugging Face token (secret: pulumi config set --secret hfToken ...)",
+    "apiKey": "API key clients send (secret; default: generated, see the apiKey output)",
+    "aws": "AWS-only options, see README",
+    "gcp": "GCP-only options, see README",
+    "azure": "Azure-only options, see README",
+}
+
+
+def _decode(raw: Any) -> Any:
+    """Pulumi hands structured config to programs as JSON text; plain strings stay strings."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}")
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}") from None
+    if not lo <= number <= hi:
+        raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}")
+    return number
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ConfigError(key, value, "must be true or false")
+
+
+def _str(key: str, value: Any, pattern: re.Pattern[str], expected: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ConfigError(key, value, expected)
+    return value
+
+
+def _one_of(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(key, value, f"must be one of {', '.join(choices)}{hint}")
+    return value
+
+
+def known_models() -> dict[str, dict[str, Any]]:
+    return yaml.safe_load(MODELS_FILE.read_text())["models"]
+
+
+def _arch(model: str, is_bucket: bool, params: Any) -> ModelArch:
+    table = known_models()
+    if params is None:
+        if model in table:
+            return ModelArch(**table[model])
+        what = "a bucket URI" if is_bucket else "a model not in catalog/models.yaml"
+        raise ConfigError("modelParams", None,
+                          f"{what} needs its architecture: set modelParams to {{like: <a known model id such as "
+                          f"codellama/CodeLlama-7b-hf>}} or to {{params_b, layers, heads, kv_heads, head_dim, max_len}}")
+    if not isinstance(params, dict):
+        raise ConfigError("modelParams", params, KEY_DOCS["modelParams"])
+    if set(params) == {"like"}:
+        if params["like"] not in table:
+            close = difflib.get_close_matches(str(params["like"]), list(table), n=1)
+            raise ConfigError("modelParams.like", params["like"],
+                              "must be a model id of catalog/models.yaml" + (f" (did you mean {close[0]}?)" if close else ""))
+        return ModelArch(**table[params["like"]])
+    need = {"params_b", "layers", "heads", "kv_heads", "head_dim", "max_len"}
+    unknown = set(params) - need - {"quantization"}
+    if unknown or not need <= set(params):
+        raise ConfigError("modelParams", params, f"needs exactly {sorted(need)} (optionally quantization)")
+    try:
+        arch = ModelArch(params_b=float(params["params_b"]),
+                         **{k: int(params[k]) for k in need - {"params_b"}},
+                         quantization=params.get("quantization"))
+    except (TypeError, ValueError):
+        raise ConfigError("modelParams", params, "params_b is a number of billions; the others are whole numbers") from None
+    if min(arch.params_b, arch.layers, arch.heads, arch.kv_heads, arch.head_dim, arch.max_len) <= 0 \
+            or arch.heads % arch.kv_heads:
+        raise ConfigError("modelParams", params, "all numbers must be positive and heads a multiple of kv_heads")
+    return arch
+
+
+def _quantization(value: Any, model: str, arch: ModelArch, from_table: bool) -> str | None:
+    asked = _one_of("quantization", value, QUANTIZATIONS) if value is not None else None
+    if arch.quantization:
+        if asked not in (None, arch.quantization):
+            raise ConfigError("quantization", asked,
+                              f"{model} is a {arch.quantization} checkpoint: leave quantization unset or set {arch.quantization}")
+        return arch.quantization
+    if asked in ("awq", "gptq") and from_table:
+        prequantized = [m for m, a in known_models().items()
+                        if a.get("quantization") == asked and a["layers"] == arch.layers and a["heads"] == arch.heads]
+        hint = f", e.g. {prequantized[0]}" if prequantized else ""
+        raise ConfigError("quantization", asked,
+                          f"{model} is not a {asked} checkpoint: {asked} needs a pre-quantized model{hint}; "
+                          f"fp8 quantizes any model at load time")
+    return None if asked in (None, "none") else asked
+
+
+def _accelerator(value: Any) -> tuple[str, int | None]:
+    gpus = catalog.gpu_names()
+    expected = f"must be GPU or GPU:count with GPU one of {', '.join(gpus)} and count one of {GPU_COUNTS}, e.g. A100-80GB:2"
+    if not isinstance(value, str):
+        raise ConfigError("accelerator", value, expected)
+    gpu, _, count = value.partition(":")
+    if gpu not in gpus:
+        close = difflib.get_close_matches(gpu, gpus, n=1)
+        raise ConfigError("accelerator", value, expected + (f" (did you mean {close[0]}?)" if close else ""))
+    if not count:
+        return gpu, None
+    if not count.isdigit() or int(count) not in GPU_COUNTS:
+        raise ConfigError("accelerator", value, expected)
+    return gpu, int(count)
+
+
+def _replicas(value: Any) -> Replicas:
+    if value is None:
+        return Replicas(1, 1, 1)
+    if not isinstance(value, dict) or set(value) - {"min", "desired", "max", "targetRequestsPerMinute"}:
+        raise ConfigError("replicas", value, "must be a map {min, desired, max, targetRequestsPerMinute}, "
+                                             "e.g. {min: 1, desired: 1, max: 4}")
+    lo = _int("replicas.min", value.get("min", 1), 0, 100)
+    hi = _int("replicas.max", value.get("max", max(lo, 1)), 1, 100)
+    desired = _int("replicas.desired", value.get("desired", max(lo, 1)), 0, 100)
+    if lo > hi:
+        raise ConfigError("replicas.min", lo, f"must not exceed replicas.max ({hi})")
+    if not lo <= desired <= hi:
+        raise ConfigError("replicas.desired", desired, f"must lie between replicas.min ({lo}) and replicas.max ({hi})")
+    target = _int("replicas.targetRequestsPerMinute", value.get("targetRequestsPerMinute", 30), 1, 100000)
+    return Replicas(lo, desired, hi, target)
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    if not value:
+        raise ConfigError("allowedCidrs", value,
+                          "must list who may reach the endpoint, e.g. [203.0.113.0/24]; "
+                          "0.0.0.0/0 opens it to the internet (the API key still applies)")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError("allowedCidrs", value, "must be a list of CIDRs, e.g. [203.0.113.0/24]")
+    cidrs = []
+    for item in value:
+        try:
+            network = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise ConfigError("allowedCidrs", item, "is not a CIDR; write address/prefix, e.g. 203.0.113.0/24") from None
+        if network.version != 4 or "/" not in str(item):
+            raise ConfigError("allowedCidrs", item, "must be an IPv4 address/prefix, e.g. 203.0.113.0/24")
+        if str(network) != item:
+            raise ConfigError("allowedCidrs", item, f"has host bits set; the network is {network}")
+        cidrs.append(item)
+    return tuple(cidrs)
+
+
+def _vllm_args(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ConfigError("vllmArgs", value, "must be a list of arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]")
+    for token in value:
+        if not isinstance(token, str) or not _VLLM_TOKEN.match(token):
+            raise ConfigError("vllmArgs", token,
+                              "each argument may hold only letters, digits and . _ : / = , + @ % - "
+                              "(no spaces, quotes, newlines or shell/YAML characters); give a flag and its value "
+                              "as --flag=value")
+        if token.startswith("-"):
+            flag = token.split("=", 1)[0]
+            if not _VLLM_FLAG.match(flag):
+                raise ConfigError("vllmArgs", token, "flags are written --long-name or --long-name=value")
+            if flag in RESERVED_VLLM_FLAGS:
+                owner = RESERVED_VLLM_FLAGS[flag]
+                instead = f"set the {owner} key instead" if owner else "the project sets it"
+                raise ConfigError("vllmArgs", token, f"{flag} is managed by vllm-fleet: {instead}")
+    if not value[0].startswith("--"):
+        raise ConfigError("vllmArgs", value[0], "the first argument must be a --flag")
+    return tuple(value)
+
+
+def _tags(value: Any) -> Mapping[str, str]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, dict):
+        raise ConfigError("tags", value, "must be a map of tag names to values, e.g. {team: platform}")
+    for key, item in value.items():
+        if not _TAG_KEY.match(str(key)) or not isinstance(item, (str, int, float)) or not _TAG_VALUE.match(str(item)):
+            raise ConfigError(f"tags.{key}", item, "tag names and values may hold letters, digits, spaces and _ . : / = + @ -")
+    return MappingProxyType({str(k): str(v) for k, v in value.items()})
+
+
+def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> FleetSpec:
+    """`raw` maps this project's config keys (without the `vllm-fleet:` prefix) to what Pulumi gives the program."""
+    unknown = sorted(set(raw) - set(KEY_DOCS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(KEY_DOCS), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(unknown[0], _decode(raw[unknown[0]]), f"is not a vllm-fleet key; {hint}known keys are listed in README.md")
+    for key in SECRET_KEYS:
+        if key in raw and key not in secret_keys:
+            raise ConfigError(key, "<plain text>",
+                              f"is a secret and must be stored encrypted: pulumi config set --secret {key} <value> "
+                              f"(and remove the plain value from the stack file)")
+    values = {key: _decode(value) for key, value in raw.items() if key not in SECRET_KEYS}
+
+    cloud = _one_of("cloud", values.get("cloud"), catalog.clouds())
+    cloud_catalog = catalog.cloud(cloud)
+    for other in set(catalog.clouds()) - {cloud}:
+        if other in values:
+            raise ConfigError(other, values[other], f"is for cloud {other}, but this stack's cloud is {cloud}")
+    region = _one_of("region", values.get("region"), list(cloud_catalog.regions))
+
+    model = values.get("model")
+    bucket = _BUCKET_URI.match(model) if isinstance(model, str) else None
+    if bucket:
+        if bucket.group(1) != cloud_catalog.bucket_scheme:
+            raise ConfigError("model", model, f"a bucket URI on {cloud} starts with {cloud_catalog.bucket_scheme}://")
+    elif not isinstance(model, str) or not _HF_ID.match(model):
+        raise ConfigError("model", model, KEY_DOCS["model"])
+    from_table = not bucket and "modelParams" not in values and model in known_models()
+    arch = _arch(model, bool(bucket), values.get("modelParams"))
+
+    served = values.get("servedModelName") or (model.rstrip("/").rsplit("/", 1)[-1] if bucket else model)
+    served = _str("servedModelName", served, _SERVED_NAME, "letters, digits and . _ / - (at most 128)")
+
+    dtype = _one_of("dtype", values.get("dtype", "auto"), DTYPES)
+    quantization = _quantization(values.get("quantization"), model, arch, from_table)
+    max_len = _int("maxModelLen", values.get("maxModelLen", arch.max_len), 128, arch.max_len)
+    utilization = values.get("gpuMemoryUtilization", 0.9)
+    if isinstance(utilization, bool) or not isinstance(utilization, (int, float)) or not 0.5 <= utilization <= 0.98:
+        raise ConfigError("gpuMemoryUtilization", utilization, "must be a number from 0.5 to 0.98")
+
+    gpu, count, instance_type = None, None, None
+    if "accelerator" in values and "instanceType" in values:
+        raise ConfigError("instanceType", values["instanceType"], "set either accelerator or instanceType, not both")
+    if "accelerator" in values:
+        gpu, count = _accelerator(values["accelerator"])
+    if "instanceType" in values:
+        instance_type = _one_of("instanceType", values["instanceType"], sorted(cloud_catalog.instance_types))
+
+    replicas = _replicas(values.get("replicas"))
+    spot = _bool("spot", values.get("spot", False))
+    on_demand_base = _int("onDemandBase", values.get("onDemandBase", 0), 0, replicas.max)
+    if on_demand_base and not spot:
+        raise ConfigError("onDemandBase", on_demand_base, "only applies with spot: true")
+
+    domain = values.get("domain")
+    if domain is not None:
+        domain = _str("domain", domain, _DOMAIN, "a lower-case DNS name, e.g. code.example.com")
+    certificate = values.get("certificate")
+    if certificate is not None and domain is None:
+        raise ConfigError("domain", None, "a certificate needs the domain it is issued for")
+    dns_zone = values.get("dnsZone")
+    if dns_zone is not None and domain is None:
+        raise ConfigError("domain", None, "dnsZone needs the domain to create a record for")
+
+    data_disk = values.get("dataDiskGb")
+    data_disk = None if data_disk is None else _int("dataDiskGb", data_disk, 20, 16384)
+
+    return FleetSpec(
+        stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket),
+        served_model_name=served, arch=arch, dtype=dtype, quantization=quantization, max_model_len=max_len,
+        gpu_memory_utilization=float(utilization), accelerator_gpu=gpu, accelerator_count=count,
+        instance_type=instance_type, replicas=replicas, spot=spot, on_demand_base=on_demand_base,
+        allowed_cidrs=_cidrs(values.get("allowedCidrs")), domain=domain,
+        certificate=str(certificate) if certificate is not None else None,
+        dns_zone=str(dns_zone) if dns_zone is not None else None,
+        vllm_args=_vllm_args(values.get("vllmArgs")), data_disk_gb=data_disk, tags=_tags(values.get("tags")),
+        has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw,
+        cloud_options=MappingProxyType(values.get(cloud) or {}),
+    )
+
+
+def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
+    """This project's config as the running Pulumi program sees it: (key -> raw value, secret keys)."""
+    from pulumi import runtime
+    from pulumi.runtime import config as runtime_config
+
+    everything = {**runtime.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = PROJECT + ":"
+    raw = {key[len(prefix):]: value for key, value in everything.items() if key.startswith(prefix)}
+    secret = set(runtime.get_config_secret_keys_env()) | {key for key in everything if runtime.is_config_secret(key)}
+    return raw, {key[len(prefix):] for key in secret if key.startswith(prefix)}
