@@ -69,6 +69,8 @@ class Plan:
             "outputs": {k: (SHOWN_SECRET if k in self.secret_outputs else v) for k, v in self.outputs.items()},
             "diagnostics": [{"severity": "warning", "message": w} for w in self.warnings],
             "changeSummary": {"create": len(self.steps)},
+            # Not in `pulumi preview --json`: the decoded cloud-init of the VMs, as the plan shows it.
+            "userData": self.user_data,
         }
 
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: every stack file planned once per session by the real offline plan (a subprocess, since
+Pulumi's runtime is process-global), and helpers to look into a plan."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+def stack_name(path: Path) -> str:
+    return path.name[len("Pulumi."):-len(".yaml")]
+
+
+def stack_cloud(path: Path) -> str:
+    return yaml.safe_load(path.read_text())["config"]["vllm-fleet:cloud"]
+
+
+def stacks_of(cloud: str | None = None) -> list[str]:
+    return [stack_name(p) for p in STACK_FILES if cloud is None or stack_cloud(p) == cloud]
+
+
+@dataclass
+class PlannedStack:
+    name: str
+    preview: dict[str, Any]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.preview["steps"]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.preview["outputs"]
+
+    @property
+    def user_data(self) -> str:
+        return self.preview["userData"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [d["message"] for d in self.preview["diagnostics"] if d["severity"] == "warning"]
+
+    def resources(self, type_: str) -> list[dict[str, Any]]:
+        """The inputs of every resource of a type."""
+        return [s["newState"]["inputs"] for s in self.steps if s["type"] == type_]
+
+    def named(self, type_: str) -> dict[str, dict[str, Any]]:
+        return {s["urn"].rsplit("::", 1)[1]: s["newState"]["inputs"] for s in self.steps if s["type"] == type_}
+
+    def one(self, type_: str) -> dict[str, Any]:
+        found = self.resources(type_)
+        assert len(found) == 1, f"expected one {type_}, found {len(found)}"
+        return found[0]
+
+
+def run_plan(target: str | Path, fmt: str = "json") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fleet.plan", str(target), "--format", fmt],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+_plans: dict[str, PlannedStack] = {}
+
+
+@pytest.fixture(scope="session")
+def plan_of():
+    def get(stack: str) -> PlannedStack:
+        if stack not in _plans:
+            result = run_plan(stack)
+            assert result.returncode == 0, result.stderr
+            _plans[stack] = PlannedStack(stack, json.loads(result.stdout))
+        return _plans[stack]
+
+    return get
+
+
+@pytest.fixture
+def stack_file(tmp_path):
+    """Writes a stack file from a config dict (keys without the vllm-fleet: prefix) and returns its path."""
+
+    def write(config: dict[str, Any], name: str = "case") -> Path:
+        path = tmp_path / f"Pulumi.{name}.yaml"
+        path.write_text(yaml.safe_dump({"config": {
+            (k if ":" in k else f"vllm-fleet:{k}"): v for k, v in config.items()}}))
+        return path
+
+    return write

