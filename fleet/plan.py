@@ -50,6 +50,7 @@ class Plan:
     secret_outputs: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
     user_data: str | None = None
+    policy_violations: list[str] = field(default_factory=list)
 
     def resources(self, type_: str) -> list[Step]:
         return [step for step in self.steps if step.type == type_]
@@ -67,7 +68,8 @@ class Plan:
                        "newState": {"type": s.type, "urn": s.urn, "custom": s.custom, "parent": s.parent,
                                     "inputs": s.inputs}} for s in self.steps],
             "outputs": {k: (SHOWN_SECRET if k in self.secret_outputs else v) for k, v in self.outputs.items()},
-            "diagnostics": [{"severity": "warning", "message": w} for w in self.warnings],
+            "diagnostics": [{"severity": "warning", "message": w} for w in self.warnings]
+            + [{"severity": "error", "message": v} for v in self.policy_violations],
             "changeSummary": {"create": len(self.steps)},
             # Not in `pulumi preview --json`: the decoded cloud-init of the VMs, as the plan shows it.
             "userData": self.user_data,
@@ -116,6 +118,13 @@ def _show(value: Any) -> Any:
     if isinstance(value, list):
         return [_show(v) for v in value]
     return value
+
+
+def _nested(inputs: dict[str, Any], path: str) -> Any:
+    """The input at a dotted path, e.g. virtualMachineProfile.osProfile.customData; None where it is missing."""
+    for key in path.split("."):
+        inputs = inputs.get(key) if isinstance(inputs, dict) else None
+    return inputs
 
 
 def run(stack: str) -> Plan:
@@ -184,11 +193,24 @@ def run(stack: str) -> Plan:
             plan.secret_outputs.add(key)
     if hooks:
         type_, input_name, encoding = hooks.USER_DATA
-        carriers = [s.inputs.get(input_name) for s in plan.steps if s.type == type_ and s.inputs.get(input_name)]
+        carriers = [text for s in plan.steps if s.type == type_ and (text := _nested(s.inputs, input_name))]
         if carriers:
             text = carriers[0]
             plan.user_data = base64.b64decode(text).decode() if encoding == "base64" else text
     return plan
+
+
+def check_policies(plan: Plan) -> None:
+    """Runs the policy pack of policies/ on every planned resource, as `pulumi preview --policy-pack` would."""
+    sys.path.insert(0, str(ROOT / "policies"))
+    from fleet_policies import POLICIES
+    from pulumi_policy import ResourceValidationArgs
+
+    for step in plan.steps:
+        args = ResourceValidationArgs(step.type, step.inputs, step.urn, step.name, None, None)
+        for policy in POLICIES:
+            policy.validate(args, lambda message, urn=None, name=policy.name:
+                            plan.policy_violations.append(f"[{name}] {message}"))
 
 
 def _brief(inputs: dict[str, Any], width: int = 150) -> str:
@@ -234,6 +256,9 @@ def render_text(plan: Plan) -> str:
     warnings = plan.warnings + [w for w in plan.outputs.get("warnings", []) if w not in plan.warnings]
     if warnings:
         out += ["", "Warnings:", *(f"  ! {w}" for w in warnings)]
+    out += ["", f"Policies (policies/fleet_policies.py): "
+                + ("all passed" if not plan.policy_violations else f"{len(plan.policy_violations)} violations")]
+    out += [f"  x {v}" for v in plan.policy_violations]
     if plan.user_data:
         out += ["", "User data of each VM (cloud-init):", *("  " + line for line in plan.user_data.splitlines())]
     return "\n".join(out)
@@ -253,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         print("Nothing was planned or created.", file=sys.stderr)
         return 2
+    check_policies(plan)
     if args.format == "json":
         print(json.dumps(plan.preview_json(), indent=2, default=str))
     else:
         print(render_text(plan))
-    return 0
+    return 1 if plan.policy_violations else 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def test_every_stack_plans_in_a_few_seconds(stack):
     assert elapsed < 8, f"{stack} took {elapsed:.1f} s"
     text = result.stdout
     for section in ("Resources:", "Outputs:", "Cost: $", "Quota needed", "User data of each VM (cloud-init):",
+                    "Policies (policies/fleet_policies.py): all passed",
                     "curlExample:", "continueConfig:"):
         assert section in text, section
     assert "apiKey: [secret]" in text
