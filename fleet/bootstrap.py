@@ -46,8 +46,10 @@ def render_launcher(argv: list[str]) -> str:
     return _templates.get_template("vllm-serve.sh.j2").render(argv=argv, paths=PATHS)
 
 
-def render_user_data(spec: FleetSpec, sizing: Sizing, secret_refs: Mapping[str, str]) -> str:
-    """`secret_refs` maps a stack secret name (apiKey, hfToken) to the cloud's reference to it."""
+def render_user_data(spec: FleetSpec, sizing: Sizing, secret_refs: Mapping[str, str],
+                     cloud_vars: Mapping[str, str] | None = None) -> str:
+    """`secret_refs` maps a stack secret name (apiKey, hfToken) to the cloud's reference to it; `cloud_vars` are
+    values only cloud-init/clouds/<cloud>.sh.j2 uses (e.g. which VM identity reads the secrets), never secrets."""
     unknown = set(secret_refs) - set(SECRET_VARIABLES.values())
     if unknown:
         raise ValueError(f"unknown secrets {sorted(unknown)}")
@@ -59,6 +61,7 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, secret_refs: Mapping[str, 
         model_dir=serving.model_dir(spec),
         vllm_version=serving.VLLM_VERSION,
         secret_refs={var: secret_refs[name] for var, name in SECRET_VARIABLES.items() if name in secret_refs},
+        cloud_vars=dict(cloud_vars or {}),
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

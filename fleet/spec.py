@@ -232,7 +232,7 @@ def _quantization(value: Any, model: str, arch: ModelArch, from_table: bool) -> 
                         if a.get("quantization") == asked and a["layers"] == arch.layers and a["heads"] == arch.heads]
         hint = f", e.g. {prequantized[0]}" if prequantized else ""
         raise ConfigError("quantization", asked,
-                          f"{model} is not a {asked} checkpoint: {asked} needs a pre-quantized model{hint}; "
+                          f"{model} is not an {asked.upper()} checkpoint: {asked} needs a pre-quantized model{hint}; "
                           f"fp8 quantizes any model at load time")
     return None if asked in (None, "none") else asked
 

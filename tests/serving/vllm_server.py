@@ -78,6 +78,7 @@ class VllmServer:
         port: int | None = None,
         log_path: Path | None = None,
         ready_timeout: float = 240.0,
+        env: dict[str, str | None] | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.api_key = api_key
@@ -86,6 +87,7 @@ class VllmServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.ready_timeout = ready_timeout
+        self.env_overrides = env or {}  # merged over CPU_ENV; a None value removes the variable
         self.argv = [
             str(VLLM_BIN), "serve", str(self.model_dir),
             "--host", "127.0.0.1", "--port", str(self.port),
@@ -98,7 +100,8 @@ class VllmServer:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> "VllmServer":
-        env = {**os.environ, **CPU_ENV}
+        env = {**os.environ, **CPU_ENV, **self.env_overrides}
+        env = {k: v for k, v in env.items() if v is not None}
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
