@@ -2,7 +2,7 @@
 provider SDK costs seconds to import).
 
 Each module provides:
-- `parse_options(spec) -> object`: the stack's cloud-only config section (spec.cloud_options) and the
+- `parse_options(spec, sizing) -> object`: the stack's cloud-only config section (spec.cloud_options) and the
   cloud's view of cloud-neutral keys (certificate, dnsZone), validated (raises ConfigError);
 - `Fleet(name, spec, sizing, options, secrets)`: a ComponentResource with `endpoint` (Output[str]) and
   `warnings` (list[str]); `secrets` maps apiKey/hfToken to secret Outputs;

@@ -63,7 +63,7 @@ def _ids(key: str, value: Any, prefix: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_options(spec: FleetSpec) -> AwsOptions:
+def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
     options = dict(spec.cloud_options)
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:

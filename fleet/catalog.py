@@ -54,6 +54,16 @@ class CloudCatalog:
     prices_as_of: str
     raw: Mapping[str, Any]  # the cloud's whole section, for cloud-specific keys such as GCP's gpu_zones
 
+    def unavailable(self, instance: InstanceType, region: str, spot: bool) -> str | None:
+        """Why `instance` cannot be had in `region`, from the section's optional `gpu_zones` (GPU -> region ->
+        zones) and `spot_only` (types sold only as spot); None where it can."""
+        gpu_zones = self.raw.get("gpu_zones")
+        if gpu_zones is not None and region not in gpu_zones.get(instance.gpu, {}):
+            return f"{region} has no {instance.gpu} (regions with it: {', '.join(sorted(gpu_zones.get(instance.gpu, {})))})"
+        if not spot and instance.name in self.raw.get("spot_only", ()):
+            return "sold only as spot VMs (set spot: true)"
+        return None
+
     def quotas(self, instance: InstanceType, spot: bool) -> list[Quota]:
         found = []
         for group in instance.quota_groups:

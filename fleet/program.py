@@ -35,8 +35,8 @@ def run() -> None:
     raw, secret_keys = read_pulumi_config()
     spec = parse_spec(pulumi.get_stack(), raw, secret_keys)
     cloud = components.load(spec.cloud)
-    options = cloud.parse_options(spec)
     sizing = size(spec)
+    options = cloud.parse_options(spec, sizing)
     secrets = _secrets(spec, spec.name)
     fleet = cloud.Fleet(spec.name, spec, sizing, options, secrets)
     for key, value in stack_outputs(spec, sizing, fleet.endpoint, secrets["apiKey"], fleet.warnings).items():

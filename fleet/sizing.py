@@ -107,6 +107,12 @@ def size(spec: FleetSpec) -> Sizing:
             offered = sorted({f"{it.gpu}:{it.gpu_count}" for it in cloud.instance_types.values()})
             raise ConfigError(key, value, f"{spec.cloud} has no such instance type; it offers {', '.join(offered)}")
 
+    offered = [it for it in candidates if cloud.unavailable(it, spec.region, spec.spot) is None]
+    if not offered:
+        reason = cloud.unavailable(candidates[0], spec.region, spec.spot)
+        raise ConfigError(key, value, f"{candidates[0].name if len(candidates) == 1 else 'no such instance type'}: "
+                                      f"{reason}")
+    candidates = offered
     reasons = {it.name: _why_not(it, spec, memory) for it in candidates}
     fitting = [it for it in candidates if reasons[it.name] is None]
     if not fitting:

@@ -215,12 +215,13 @@ def test_dns_zone_issues_a_certificate_and_an_alias_record(stack_file):
 def test_bad_aws_options_are_refused(aws, key, words):
     from components.aws import parse_options
     from fleet.errors import ConfigError
+    from fleet.sizing import size
     from fleet.spec import parse_spec
 
     spec = parse_spec("t", {"cloud": "aws", "region": "us-east-1", "model": "codellama/CodeLlama-7b-hf",
                             "allowedCidrs": '["10.0.0.0/8"]', "aws": json.dumps(aws)}, set())
     with pytest.raises(ConfigError) as caught:
-        parse_options(spec)
+        parse_options(spec, size(spec))
     assert caught.value.key == key and words in str(caught.value)
 
 
