@@ -126,16 +126,18 @@ KEY_DOCS: dict[str, str] = {
     "onDemandBase": "with spot: how many VMs stay on-demand (default 0)",
     "allowedCidrs": "list of CIDRs that may reach the endpoint (required; 0.0.0.0/0 opens it to all)",
     "domain": "DNS name of the endpoint; with a certificate it is served over HTTPS",
-    "certificate": "the cloud's certificate for domain (AWS: ACM certificate ARN)",
-    "dnsZone": "the cloud's DNS zone to create the domain's record in (AWS: Route 53 hosted zone id)",
+    "certificate": "the cloud's certificate for domain (AWS: ACM certificate ARN; GCP: SslCertificate self link, "
+                   "default a Google-managed one; Azure: Key Vault secret id)",
+    "dnsZone": "the cloud's DNS zone to create the domain's record in (AWS: Route 53 hosted zone id; GCP: Cloud DNS "
+               "managed zone name)",
     "vllmArgs": "extra vllm serve arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]",
     "dataDiskGb": "size of the weights cache disk in GB (default: sized from the weights)",
     "tags": "map of tags/labels put on every resource",
     "hfToken": "Hugging Face token (secret: pulumi config set --secret hfToken ...)",
     "apiKey": "API key clients send (secret; default: generated, see the apiKey output)",
-    "aws": "AWS-only options, see README",
-    "gcp": "GCP-only options, see README",
-    "azure": "Azure-only options, see README",
+    "aws": "AWS-only options, see README.md",
+    "gcp": "GCP-only options, see docs/gcp.md",
+    "azure": "Azure-only options, see docs/azure.md",
 }
 
 
