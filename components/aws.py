@@ -375,12 +375,15 @@ class Fleet(pulumi.ComponentResource):
                        f"network unencrypted. Set domain and certificate (or dnsZone) for HTTPS.")
             pulumi.log.warn(message, resource=self)
             self.warnings.append(message)
-            lb.Listener(self._child("http"), load_balancer_arn=alb.arn, port=80, protocol="HTTP",
-                        default_actions=forward, opts=self._opts)
+            listener = lb.Listener(self._child("http"), load_balancer_arn=alb.arn, port=80, protocol="HTTP",
+                                   default_actions=forward, opts=self._opts)
+            self._hide_internal_paths(listener)
             return "http"
         certificate_arn = spec.certificate or self._issued_certificate(spec)
-        lb.Listener(self._child("https"), load_balancer_arn=alb.arn, port=443, protocol="HTTPS",
-                    ssl_policy=TLS_POLICY, certificate_arn=certificate_arn, default_actions=forward, opts=self._opts)
+        listener = lb.Listener(self._child("https"), load_balancer_arn=alb.arn, port=443, protocol="HTTPS",
+                               ssl_policy=TLS_POLICY, certificate_arn=certificate_arn, default_actions=forward,
+                               opts=self._opts)
+        self._hide_internal_paths(listener)
         if spec.dns_zone:
             route53.Record(self._child("endpoint"), zone_id=spec.dns_zone, name=spec.domain, type="A",
                            aliases=[route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
@@ -389,6 +392,15 @@ class Fleet(pulumi.ComponentResource):
             message = f"{spec.stack}: point {spec.domain} (CNAME) at the load balancer's DNS name to use the endpoint."
             self.warnings.append(message)
         return "https"
+
+    def _hide_internal_paths(self, listener) -> None:
+        # vLLM serves /metrics without the API key: it stays inside the VPC (scrape the VMs on 8000).
+        lb.ListenerRule(self._child("hide-internal"), listener_arn=listener.arn, priority=1,
+                        conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
+                            values=list(serving.INTERNAL_PATHS)))],
+                        actions=[lb.ListenerRuleActionArgs(type="fixed-response", fixed_response=lb.ListenerRuleActionFixedResponseArgs(
+                            content_type="text/plain", status_code="404", message_body="not found"))],
+                        opts=self._opts)
 
     def _issued_certificate(self, spec: FleetSpec):
         certificate = acm.Certificate(self._child("tls"), domain_name=spec.domain, validation_method="DNS",

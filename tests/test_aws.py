@@ -95,6 +95,10 @@ def test_load_balancer_health_checks_and_timeouts(stack, plan_of):
     assert alb["idleTimeout"] >= 600 and alb["dropInvalidHeaderFields"] is True
     listeners = plan.resources("aws:lb/listener:Listener")
     assert len(listeners) == 1
+    # /metrics answers without the API key: the public listener refuses it before any VM sees it
+    (hide,) = plan.resources("aws:lb/listenerRule:ListenerRule")
+    assert hide["conditions"][0]["pathPattern"]["values"] == ["/metrics", "/metrics/*"]
+    assert hide["actions"][0]["type"] == "fixed-response" and hide["actions"][0]["fixedResponse"]["statusCode"] == "404"
     if "certificate" in config_of(stack):
         assert listeners[0]["protocol"] == "HTTPS" and listeners[0]["port"] == 443
         assert listeners[0]["certificateArn"] == config_of(stack)["certificate"]
