@@ -394,10 +394,9 @@ class Fleet(pulumi.ComponentResource):
         return "https"
 
     def _hide_internal_paths(self, listener) -> None:
-        # vLLM serves /metrics without the API key: it stays inside the VPC (scrape the VMs on 8000).
         lb.ListenerRule(self._child("hide-internal"), listener_arn=listener.arn, priority=1,
                         conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
-                            values=list(serving.INTERNAL_PATHS)))],
+                            values=[p for prefix in serving.INTERNAL_PATH_PREFIXES for p in (prefix, f"{prefix}/*")]))],
                         actions=[lb.ListenerRuleActionArgs(type="fixed-response", fixed_response=lb.ListenerRuleActionFixedResponseArgs(
                             content_type="text/plain", status_code="404", message_body="not found"))],
                         opts=self._opts)

@@ -402,7 +402,13 @@ class Fleet(pulumi.ComponentResource):
     def _security_policy(self, spec: FleetSpec):
         chunks = [spec.allowed_cidrs[i:i + ARMOR_RANGES_PER_RULE]
                   for i in range(0, len(spec.allowed_cidrs), ARMOR_RANGES_PER_RULE)]
-        rules = [compute.SecurityPolicyRuleArgs(
+        # vLLM serves /metrics without the API key: refused here before any source IP is allowed.
+        hide_internal = compute.SecurityPolicyRuleArgs(
+            action="deny(404)", priority=100, description="internal paths",
+            match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
+                expression=" || ".join(f"request.path.startsWith('{prefix}')"
+                                       for prefix in serving.INTERNAL_PATH_PREFIXES))))
+        rules = [hide_internal] + [compute.SecurityPolicyRuleArgs(
             action="allow", priority=1000 + index, description="allowedCidrs",
             match=compute.SecurityPolicyRuleMatchArgs(
                 versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=list(chunk))))

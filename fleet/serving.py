@@ -9,8 +9,8 @@ from .spec import FleetSpec
 VLLM_VERSION = "0.32.0"
 SERVE_PORT = 8000
 HEALTH_PATH = "/health"
-# Paths vLLM serves without the API key that must not reach the public endpoint (Prometheus metrics).
-INTERNAL_PATHS = ("/metrics", "/metrics/*")
+# vLLM serves these without the API key; the public endpoint refuses them (Prometheus scrapes the VMs inside).
+INTERNAL_PATH_PREFIXES = ("/metrics",)
 CACHE_DIR = "/var/lib/vllm"
 
 

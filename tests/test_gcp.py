@@ -171,7 +171,10 @@ def test_backend_service_streams_long_generations_behind_cloud_armor(stack, plan
     assert checks[backend["healthChecks"].removesuffix("-id")]["httpHealthCheck"]["requestPath"] == "/health"
     (name, armor), = plan.named(ARMOR).items()
     assert backend["securityPolicy"].endswith(f"/{name}")
-    *allows, deny = armor["rules"]
+    hide, *allows, deny = armor["rules"]
+    # /metrics (no API key in vLLM) is refused at the edge, ahead of the allow rules
+    assert hide["action"] == "deny(404)" and hide["priority"] < min(rule["priority"] for rule in allows)
+    assert hide["match"]["expr"]["expression"] == "request.path.startsWith('/metrics')"
     assert sorted(r for rule in allows for r in rule["match"]["config"]["srcIpRanges"]) == sorted(
         config_of(stack)["allowedCidrs"])
     assert all(rule["action"] == "allow" for rule in allows)
@@ -297,7 +300,7 @@ def test_both_secrets_and_the_bucket_are_granted_to_the_vms_only(custom_plan):
 
 
 def test_cloud_armor_splits_many_cidrs_into_rules_of_ten(custom_plan):
-    *allows, _ = custom_plan.one(ARMOR)["rules"]
+    _, *allows, _ = custom_plan.one(ARMOR)["rules"]
     assert [len(r["match"]["config"]["srcIpRanges"]) for r in allows] == [10, 2]
     assert len({r["priority"] for r in allows}) == 2
 
