@@ -62,8 +62,10 @@ def _internet_ingress(args: ResourceValidationArgs, report: ReportViolation) -> 
 
 def _user_data_texts(args: ResourceValidationArgs) -> Iterable[str]:
     props = args.props
+    profile = props.get("virtualMachineProfile")
+    os_profile = profile.get("osProfile") if isinstance(profile, dict) else None
     for key in ("userData", "customData"):
-        value = props.get(key) or (props.get("virtualMachineProfile") or {}).get("osProfile", {}).get(key)
+        value = props.get(key) or (os_profile.get(key) if isinstance(os_profile, dict) else None)
         if isinstance(value, str):
             try:
                 yield base64.b64decode(value, validate=True).decode()

@@ -65,3 +65,9 @@ def test_gcp_and_azure_rules_are_read_too():
         "securityRules": [{"direction": "Inbound", "access": "Allow", "sourceAddressPrefix": "Internet",
                            "destinationPortRange": "22"}]}}}
     assert any("port 22" in v for v in violations(nsg))
+
+
+def test_a_masked_scale_set_profile_is_read_without_error():
+    scale_set = {"type": "azure-native:compute:VirtualMachineScaleSet", "urn": "urn:x::vmss",
+                 "newState": {"inputs": {"virtualMachineProfile": "[secret]"}}}
+    assert violations(scale_set) == []
