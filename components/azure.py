@@ -47,6 +47,7 @@ KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 # How long the gateway waits for a response; a streamed answer keeps it busy, a long non-streamed one does not.
 GATEWAY_REQUEST_TIMEOUT_SECONDS = 1200
+REFUSED_PATH = "/not-served-publicly"  # a path vLLM has no route for: 404
 # Let in-flight generations finish before a VM leaves the backend pool (scale-in, rolling upgrade).
 DRAIN_TIMEOUT_SECONDS = 300
 GATEWAY_MAX_CAPACITY_UNITS = 10
@@ -452,10 +453,22 @@ class Fleet(pulumi.ComponentResource):
                 probe=part("probes", "vllm-health"),
                 connection_draining=network.ApplicationGatewayConnectionDrainingArgs(
                     enabled=True, drain_timeout_in_sec=DRAIN_TIMEOUT_SECONDS))],
+            # vLLM serves /metrics without the API key: the gateway rewrites such paths to one vLLM answers
+            # with 404, so they never reach vLLM from outside (a Standard_v2 gateway has no fixed responses).
+            rewrite_rule_sets=[network.ApplicationGatewayRewriteRuleSetArgs(
+                name="hide-internal", rewrite_rules=[network.ApplicationGatewayRewriteRuleArgs(
+                    name="internal-paths", rule_sequence=100,
+                    conditions=[network.ApplicationGatewayRewriteRuleConditionArgs(
+                        variable="var_uri_path", ignore_case=True,
+                        pattern="^(" + "|".join(re.escape(p) for p in serving.INTERNAL_PATH_PREFIXES) + ")")],
+                    action_set=network.ApplicationGatewayRewriteRuleActionSetArgs(
+                        url_configuration=network.ApplicationGatewayUrlConfigurationArgs(
+                            modified_path=REFUSED_PATH, reroute=False)))])],
             request_routing_rules=[network.ApplicationGatewayRequestRoutingRuleArgs(
                 name="vllm", rule_type="Basic", priority=100, http_listener=part("httpListeners", scheme),
                 backend_address_pool=part("backendAddressPools", "vllm"),
-                backend_http_settings=part("backendHttpSettingsCollection", "vllm"))],
+                backend_http_settings=part("backendHttpSettingsCollection", "vllm"),
+                rewrite_rule_set=part("rewriteRuleSets", "hide-internal"))],
             opts=self._opts.merge(pulumi.ResourceOptions(depends_on=depends_on)))
         return gateway, pulumi.Output.concat(prefix, "/backendAddressPools/vllm")
 

@@ -213,6 +213,18 @@ def test_gateway_keeps_long_streams_open_and_probes_health(stack, plan_of):
     assert [p["id"].rsplit("/", 2)[1:] for p in pools] == [["backendAddressPools", gateway["backendAddressPools"][0]["name"]]]
 
 
+@pytest.mark.parametrize("stack", AZURE_STACKS)
+def test_gateway_keeps_metrics_off_the_public_endpoint(stack, plan_of):
+    gateway = plan_of(stack).one(GATEWAY)
+    [rule_set] = gateway["rewriteRuleSets"]
+    [rewrite] = rule_set["rewriteRules"]
+    [condition] = rewrite["conditions"]
+    assert condition["variable"] == "var_uri_path" and condition["pattern"] == "^(/metrics)"
+    assert rewrite["actionSet"]["urlConfiguration"]["modifiedPath"] == "/not-served-publicly"
+    [routing] = gateway["requestRoutingRules"]
+    assert routing["rewriteRuleSet"]["id"].endswith("/rewriteRuleSets/" + rule_set["name"])
+
+
 def test_https_stack_terminates_tls_with_the_key_vault_certificate(plan_of):
     plan = plan_of("codellama-azure")
     gateway, config = plan.one(GATEWAY), config_of("codellama-azure")
