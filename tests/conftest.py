@@ -25,6 +25,12 @@ def stack_cloud(path: Path) -> str:
     return yaml.safe_load(path.read_text())["config"]["vllm-fleet:cloud"]
 
 
+def config_of(stack: str) -> dict[str, Any]:
+    """A stack file's vllm-fleet keys, without the prefix."""
+    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("vllm-fleet:")}
+
+
 def stacks_of(cloud: str | None = None) -> list[str]:
     return [stack_name(p) for p in STACK_FILES if cloud is None or stack_cloud(p) == cloud]
 

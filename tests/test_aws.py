@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import ROOT, run_plan, stacks_of
+from conftest import config_of, run_plan, stacks_of
 
 AWS_STACKS = stacks_of("aws")
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -17,9 +17,6 @@ TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 GROUP = "aws:autoscaling/group:Group"
 
 
-def config_of(stack: str) -> dict:
-    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("vllm-fleet:")}
 
 
 def test_both_issue_stacks_exist():

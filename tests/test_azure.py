@@ -9,9 +9,8 @@ import math
 import re
 
 import pytest
-import yaml
 
-from conftest import ROOT, run_plan, stacks_of
+from conftest import config_of, run_plan, stacks_of
 from fleet import catalog
 from fleet.errors import ConfigError
 from fleet.sizing import size
@@ -32,9 +31,6 @@ VAULT_ID = f"{SUBSCRIPTION}/resourceGroups/tls/providers/Microsoft.KeyVault/vaul
 CERTIFICATE = "https://platform-tls.vault.azure.net/secrets/code-example-com"
 
 
-def config_of(stack: str) -> dict:
-    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("vllm-fleet:")}
 
 
 def ports(rule: dict) -> set[int]:

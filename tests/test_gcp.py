@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from conftest import ROOT, PlannedStack, run_plan, stacks_of
+from conftest import PlannedStack, config_of, run_plan, stacks_of
 
 GCP_STACKS = stacks_of("gcp")
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -25,9 +25,6 @@ LB_RANGES = {"130.211.0.0/22", "35.191.0.0/16"}
 IAP_RANGE = "35.235.240.0/20"
 
 
-def config_of(stack: str) -> dict:
-    raw = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("vllm-fleet:")}
 
 
 def sizing_of(stack: str):
