@@ -72,10 +72,15 @@ def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
     materialize(plan_of(stack).user_data, root)
     units = sorted(p.name for p in (root / "etc/systemd/system").glob("*.service"))
     assert units == ["vllm-fleet-setup.service", "vllm.service"]
-    for unit in units:
-        result = subprocess.run(["systemd-analyze", "verify", f"--root={root}", f"/etc/systemd/system/{unit}"],
-                                capture_output=True, text=True)
-        # verify exits 0 on unknown keys and bad values too, and only says so: any output is a failure.
+    # Boot as the VM does after the first boot: our units enabled (runcmd), cloud-init's target pulled into
+    # multi-user.target (cloud-init's generator), so that ordering cycles with cloud-init show up.
+    subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", *units], check=True)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    (wants / "cloud-init.target").symlink_to("/usr/lib/systemd/system/cloud-init.target")
+    subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", "cloud-final.service"], check=True)
+    for unit in [f"/etc/systemd/system/{unit}" for unit in units] + ["multi-user.target"]:
+        result = subprocess.run(["systemd-analyze", "verify", f"--root={root}", unit], capture_output=True, text=True)
+        # verify exits 0 on unknown keys, bad values and ordering cycles too, and only says so: any output fails.
         assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
 
 
