@@ -59,7 +59,7 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, secret_refs: Mapping[str, 
         argv=serving.serve_argv(spec, sizing),
         paths=PATHS,
         model_dir=serving.model_dir(spec),
-        vllm_version=serving.VLLM_VERSION,
+        versions={"vllm": serving.VLLM_VERSION, "python": serving.VM_PYTHON_VERSION, "uv": serving.UV_VERSION},
         secret_refs={var: secret_refs[name] for var, name in SECRET_VARIABLES.items() if name in secret_refs},
         cloud_vars=dict(cloud_vars or {}),
     )

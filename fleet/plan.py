@@ -256,7 +256,7 @@ def render_text(plan: Plan) -> str:
     warnings = plan.warnings + [w for w in plan.outputs.get("warnings", []) if w not in plan.warnings]
     if warnings:
         out += ["", "Warnings:", *(f"  ! {w}" for w in warnings)]
-    out += ["", f"Policies (policies/fleet_policies.py): "
+    out += ["", "Policies (policies/fleet_policies.py): "
                 + ("all passed" if not plan.policy_violations else f"{len(plan.policy_violations)} violations")]
     out += [f"  x {v}" for v in plan.policy_violations]
     if plan.user_data:

