@@ -65,14 +65,15 @@ class CloudCatalog:
         return None
 
     def quotas(self, instance: InstanceType, spot: bool) -> list[Quota]:
-        found = []
+        found: dict[str, Quota] = {}
         for group in instance.quota_groups:
             entry = self.quota_groups[group]
             # A group with no separate spot quota (e.g. a CPU quota) counts spot VMs under its on-demand name.
             variant = entry.get("spot", entry["on_demand"]) if spot else entry["on_demand"]
-            found.append(Quota(group, variant["name"], variant.get("code"), entry["unit"],
-                               entry.get("scope", "region")))
-        return found
+            # Two groups may name one quota for spot VMs (Azure's low-priority total): it is counted once.
+            found.setdefault(variant["name"], Quota(group, variant["name"], variant.get("code"), entry["unit"],
+                                                    entry.get("scope", "region")))
+        return list(found.values())
 
 
 @functools.cache

@@ -252,13 +252,17 @@ def test_outputs_quota_cost_and_tensor_parallelism(stack, plan_of):
     assert plan.outputs["tensorParallelSize"] == plan.outputs["gpuCount"] == instance.gpu_count
     assert plan.outputs["estimatedCost"]["usdPerHour"] == round(instance.usd_per_hour * plan.outputs["replicas"][
         "desired"], 2)
-    [quota] = plan.outputs["quota"]
+    quotas = plan.outputs["quota"]
     if config_of(stack).get("spot"):
-        assert quota["code"] == "lowPriorityCores"
+        # the family quota and the regional total both count spot VMs as low-priority: listed once
+        assert [q["code"] for q in quotas] == ["lowPriorityCores"]
     else:
-        assert quota["name"].startswith("Standard ") and quota["name"].endswith(" Family vCPUs")
-    assert quota["scope"] == config_of(stack)["region"]
-    assert quota["atMax"] == instance.vcpus * plan.outputs["replicas"]["max"]
+        family, total = quotas
+        assert family["name"].startswith("Standard ") and family["name"].endswith(" Family vCPUs")
+        assert total["name"] == "Total Regional vCPUs"
+    for quota in quotas:
+        assert quota["scope"] == config_of(stack)["region"]
+        assert quota["atMax"] == instance.vcpus * plan.outputs["replicas"]["max"]
 
 
 def test_codellama_azure_is_the_cheapest_fit():
