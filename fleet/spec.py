@@ -8,6 +8,7 @@ they are set (as secrets); the program reads them as Pulumi secret Outputs.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -185,6 +186,7 @@ def _one_of(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
     return value
 
 
+@functools.cache
 def known_models() -> dict[str, dict[str, Any]]:
     return yaml.safe_load(MODELS_FILE.read_text())["models"]
 
@@ -296,7 +298,7 @@ def _cidrs(value: Any) -> tuple[str, ...]:
 
 
 def _vllm_args(value: Any) -> tuple[str, ...]:
-    if value is None:
+    if value is None or value == []:
         return ()
     if isinstance(value, str) or not isinstance(value, list):
         raise ConfigError("vllmArgs", value, "must be a list of arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]")
@@ -408,8 +410,16 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         dns_zone=str(dns_zone) if dns_zone is not None else None,
         vllm_args=_vllm_args(values.get("vllmArgs")), data_disk_gb=data_disk, tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw,
-        cloud_options=MappingProxyType(values.get(cloud) or {}),
+        cloud_options=_cloud_options(cloud, values.get(cloud)),
     )
+
+
+def _cloud_options(cloud: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, dict):
+        raise ConfigError(cloud, value, f"must be a map of {cloud} options, e.g. see README.md")
+    return MappingProxyType(value)
 
 
 def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:

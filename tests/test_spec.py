@@ -166,3 +166,37 @@ def test_readme_documents_every_config_key():
     table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
     documented = {line.split("`")[1] for line in table}
     assert set(KEY_DOCS) <= documented, set(KEY_DOCS) - documented
+
+
+JUNK = [None, 0, -1, 1.5, "x", "", [], ["x"], {}, {"a": 1}, True, [1, 2], {"min": "a"}, "null"]
+GOOD = {
+    "aws": {"cloud": "aws", "region": "us-east-1"},
+    "gcp": {"cloud": "gcp", "region": "us-central1", "gcp": {"project": "my-project-123"}},
+    "azure": {"cloud": "azure", "region": "eastus"},
+}
+
+
+@pytest.mark.parametrize("cloud", sorted(GOOD))
+def test_no_value_of_any_key_gets_past_config_checking_as_a_crash(cloud):
+    """Every key, and every option of the cloud's section, given values of every JSON type: each either plans
+    or raises ConfigError, never another exception (which the user would see as a traceback)."""
+    import components
+    from fleet.sizing import size
+    from fleet.spec import KEY_DOCS, SECRET_KEYS
+
+    component = components.load(cloud)
+    base = {**GOOD[cloud], "model": "codellama/CodeLlama-7b-Instruct-hf", "maxModelLen": 8192,
+            "allowedCidrs": ["10.0.0.0/8"]}
+    cases = [{key: junk} for key in set(KEY_DOCS) - set(SECRET_KEYS) for junk in JUNK]
+    cases += [{cloud: {**base.get(cloud, {}), option: junk}} for option in component._OPTIONS for junk in JUNK]
+    crashes = []
+    for case in cases:
+        raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**base, **case}.items()}
+        try:
+            spec = parse_spec("t", raw, set())
+            components.load(spec.cloud).parse_options(spec, size(spec))
+        except ConfigError:
+            pass
+        except Exception as error:  # noqa: BLE001 - what the test looks for
+            crashes.append(f"{case}: {type(error).__name__}: {error}")
+    assert crashes == []
