@@ -79,7 +79,7 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
         raise ConfigError("aws.vpcId", None, "subnet ids need the vpcId they belong to")
     cidr = options.get("vpcCidr", "10.80.0.0/16")
     try:
-        network = ipaddress.ip_network(cidr)
+        network = ipaddress.ip_network(str(cidr))
         if not 16 <= network.prefixlen <= 20:
             raise ValueError
     except (TypeError, ValueError):

@@ -97,7 +97,7 @@ class AzureOptions:
 
 def _cidr(key: str, value: Any, smallest: int, largest: int) -> ipaddress.IPv4Network:
     try:
-        network = ipaddress.IPv4Network(value)
+        network = ipaddress.IPv4Network(str(value))
         if not smallest <= network.prefixlen <= largest:
             raise ValueError
     except (TypeError, ValueError):

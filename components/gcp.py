@@ -147,7 +147,7 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> GcpOptions:
             raise ConfigError("gcp.subnetCidr", options["subnetCidr"], "only applies to a new network (without network)")
     cidr = options.get("subnetCidr", "10.90.0.0/20")
     try:
-        block = ipaddress.ip_network(cidr)
+        block = ipaddress.ip_network(str(cidr))
         if not (block.is_private and 16 <= block.prefixlen <= 24):
             raise ValueError
     except (TypeError, ValueError):
