@@ -48,8 +48,8 @@ if [[ -f "${lock}" ]]; then stamp_inputs+=("${lock}"); fi
 stamp="$(cat "${stamp_inputs[@]}" | sha256sum | cut -d' ' -f1)"
 
 if [[ ${force} -eq 0 && -f "${stamp_file}" && "$(cat "${stamp_file}")" == "${stamp}" ]] \
-   && "${venv}/bin/vllm" --version >/dev/null 2>&1; then
-  echo "[install.sh] ${venv} is up to date (vllm $("${venv}/bin/vllm" --version 2>/dev/null | tail -n1))"
+   && version="$("${venv}/bin/vllm" --version 2>/dev/null | tail -n1)"; then
+  echo "[install.sh] ${venv} is up to date (vllm ${version}); use --force to reinstall"
   exit 0
 fi
 
@@ -104,8 +104,8 @@ for name, text in files.items():
 record.append(f"{di}/RECORD,,")
 files[f"{di}/RECORD"] = "\n".join(record) + "\n"
 with zipfile.ZipFile(out / f"vllm-{ver}-py3-none-any.whl", "w") as zf:
-    for name, text in files.items():
-        zf.writestr(name, text)
+    for name, text in files.items():  # fixed timestamps: the same bytes on every run
+        zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), text)
 PY
 "${pip[@]}" install --no-deps --no-index --force-reinstall "${wheel_dir}/vllm-${vllm_version}+cpu-py3-none-any.whl"
 

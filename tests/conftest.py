@@ -4,6 +4,8 @@ Pulumi's runtime is process-global), and helpers to look into a plan."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from fleet.bootstrap import PATHS
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -100,3 +104,31 @@ def stack_file(tmp_path):
         return path
 
     return write
+
+
+# --- a VM's files, as a stack's rendered user-data writes them ---------------------------------------------
+def write_files(user_data: str) -> dict[str, dict]:
+    return {f["path"]: f for f in yaml.safe_load(user_data)["write_files"]}
+
+
+def materialize(user_data: str, root: Path) -> None:
+    for path, entry in write_files(user_data).items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(entry["content"])
+        target.chmod(int(entry["permissions"], 8))
+
+
+def launcher_argv(launcher: str) -> list[str]:
+    """The arguments a rendered launcher (cloud-init/vllm-serve.sh.j2) passes to `vllm serve`."""
+    command = shlex.split(launcher.split("exec ", 1)[1].replace("\\\n", " "))
+    assert command[1] == "serve", command
+    return command[2:]
+
+
+def run_write_secrets(root: Path, env_file: Path, cloud_lib: Path) -> subprocess.CompletedProcess:
+    """Runs the write_secrets step of the setup script materialized under `root`, with the cloud's functions
+    (fleet_fetch_secret) sourced from `cloud_lib` instead of the cloud's own library."""
+    script = root / PATHS["setup"].lstrip("/")
+    return subprocess.run(["bash", "-c", f'source "{script}" && write_secrets "{env_file}"'],
+                          env={**os.environ, "FLEET_CLOUD_LIB": str(cloud_lib)}, capture_output=True, text=True)

@@ -3,8 +3,6 @@ tools: cloud-init's schema, shellcheck, systemd-analyze verify; and the secrets 
 
 from __future__ import annotations
 
-import os
-import shlex
 import shutil
 import stat
 import subprocess
@@ -12,25 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import stacks_of
+from conftest import launcher_argv, materialize, run_write_secrets, stacks_of, write_files
 
 SHELLCHECK = str(Path(sys.executable).parent / "shellcheck")
 # The secret values the offline plan gives the program; none may appear in what a VM is given.
 PLAN_SECRET_VALUES = ("offline-plan-placeholder", "offline-plan-generated-api-key")
-
-
-def write_files(user_data: str) -> dict[str, dict]:
-    return {f["path"]: f for f in yaml.safe_load(user_data)["write_files"]}
-
-
-def materialize(user_data: str, root: Path) -> None:
-    for path, entry in write_files(user_data).items():
-        target = root / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(entry["content"])
-        target.chmod(int(entry["permissions"], 8))
 
 
 @pytest.mark.parametrize("stack", stacks_of())
@@ -102,9 +87,7 @@ def test_no_secret_reaches_the_vm_and_the_unit_reads_them_from_a_file(stack, pla
 def test_launcher_serves_the_sized_model_on_8000(stack, plan_of):
     plan = plan_of(stack)
     launcher = write_files(plan.user_data)["/usr/local/bin/vllm-fleet-serve"]["content"]
-    command = shlex.split(launcher.split("exec ", 1)[1].replace("\\\n", " "))
-    assert command[1] == "serve"
-    argv = command[2:]
+    argv = launcher_argv(launcher)
 
     def value(flag):
         return argv[argv.index(flag) + 1]
@@ -123,9 +106,7 @@ def test_secrets_step_writes_a_0600_env_file(stack, plan_of, tmp_path):
     stub = tmp_path / "cloud.sh"
     stub.write_text('fleet_fetch_secret() { printf "value-of-%s" "$(basename "$1")"; }\n')
     env_file = tmp_path / "etc/vllm/vllm.env"
-    script = root / "usr/local/sbin/vllm-fleet-setup"
-    result = subprocess.run(["bash", "-c", f'source "{script}" && write_secrets "{env_file}"'],
-                            env={**os.environ, "FLEET_CLOUD_LIB": str(stub)}, capture_output=True, text=True)
+    result = run_write_secrets(root, env_file, stub)
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     variables = dict(line.split("=", 1) for line in env_file.read_text().splitlines())

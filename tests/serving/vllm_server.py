@@ -1,11 +1,11 @@
-"""Start/stop a real `vllm serve` (CPU build in .venv-vllm) for tests; stdlib only.
+"""Start and stop a real `vllm serve` for the tests, and talk plain HTTP to it; stdlib only.
 
-    with VllmServer(model_dir, api_key="testkey") as srv:
-        status, body = srv.request("GET", "/v1/models")
+    with VllmServer([launcher], env=env, port=port, api_key=key, log_path=log) as server:
+        status, body = server.request("GET", "/v1/models")
 
-The server runs in its own session/process group (vLLM forks an engine-core process), and
-stop() signals that whole group: SIGTERM, then SIGKILL after a grace period. Nothing here
-depends on the interpreter running the tests having vLLM installed.
+The server runs in its own session, so its process group holds everything it forks (API server, engine core,
+worker); stop() signals that group by the leader's PID: SIGTERM, then SIGKILL after a grace period. Starting
+gives up (and stops it) after `ready_timeout` seconds without a healthy /health.
 """
 
 from __future__ import annotations
@@ -21,22 +21,10 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# serving-test/install.sh creates it; VLLM_VENV points both there and here at another one.
 VENV = Path(os.environ.get("VLLM_VENV", REPO_ROOT / ".venv-vllm"))
 VLLM_BIN = VENV / "bin" / "vllm"
 VENV_PYTHON = VENV / "bin" / "python"
-
-# Environment that makes vLLM work offline on a CPU-only box (see serving-test/NOTES.md).
-CPU_ENV = {
-    "VLLM_HOST_IP": "127.0.0.1",  # else its message queue binds the external address
-    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
-
-# Flags that work for the tiny model on CPU.
-CPU_SERVE_FLAGS = ["--enforce-eager", "--max-model-len", "512", "--dtype", "float32"]
 
 
 def free_port() -> int:
@@ -45,135 +33,73 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_bytes_of_tree(pid: int) -> int:
-    """Sum of VmRSS of pid and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
 class VllmServer:
-    def __init__(
-        self,
-        model_dir: Path,
-        *,
-        api_key: str | None = "testkey",
-        served_model_name: str = "tiny",
-        extra_args: list[str] | None = None,
-        port: int | None = None,
-        log_path: Path | None = None,
-        ready_timeout: float = 240.0,
-        env: dict[str, str | None] | None = None,
-    ) -> None:
-        self.model_dir = Path(model_dir)
+    def __init__(self, command: list[str], *, env: dict[str, str], port: int, api_key: str, log_path: Path,
+                 ready_timeout: float = 240.0) -> None:
+        self.command = command
+        self.env = env
+        self.base_url = f"http://127.0.0.1:{port}"
         self.api_key = api_key
-        self.served_model_name = served_model_name
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.ready_timeout = ready_timeout
-        self.env_overrides = env or {}  # merged over CPU_ENV; a None value removes the variable
-        self.argv = [
-            str(VLLM_BIN), "serve", str(self.model_dir),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--served-model-name", served_model_name,
-            *(["--api-key", api_key] if api_key else []),
-            *(CPU_SERVE_FLAGS if extra_args is None else extra_args),
-        ]  # fmt: skip
         self.proc: subprocess.Popen | None = None
         self.ready_seconds: float | None = None
 
-    # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "VllmServer":
-        env = {**os.environ, **CPU_ENV, **self.env_overrides}
-        env = {k: v for k, v in env.items() if v is not None}
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        if log is not subprocess.DEVNULL:
-            log.close()
-        deadline = t0 + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {self.proc.returncode}: {self._tail()}")
-            try:
-                if self.request("GET", "/health", timeout=2)[0] == 200:
-                    self.ready_seconds = time.monotonic() - t0
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"vllm serve not ready after {self.ready_timeout}s: {self._tail()}")
+    def start(self) -> VllmServer:
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            while time.monotonic() < started + self.ready_timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"vllm serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    if self.request("GET", "/health", auth=False, timeout=2)[0] == 200:
+                        self.ready_seconds = time.monotonic() - started
+                        return self
+                except OSError:
+                    pass  # not listening yet
+                time.sleep(0.5)
+            raise TimeoutError(f"vllm serve not ready after {self.ready_timeout:.0f} s:\n{self.log_tail()}")
+        except BaseException:  # a failed start, but also a test timeout or ^C while waiting: no server is left behind
+            self.stop()
+            raise
 
     def stop(self, grace: float = 20.0) -> None:
         if self.proc is None:
             return
-        pgid = self.proc.pid  # start_new_session: the server leads its own process group
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        group = self.proc.pid  # start_new_session: the server leads its own process group
+        try:
+            os.killpg(group, signal.SIGTERM)
             try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait)
-                # the leader is gone; make sure no child of the group lingers
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                break
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                continue
-            break
+                pass
+            os.killpg(group, signal.SIGKILL)  # whatever of the group outlived the leader or the grace period
+        except ProcessLookupError:
+            pass  # the whole group is gone
+        self.proc.wait(timeout=10)
         self.proc = None
 
-    def __enter__(self) -> "VllmServer":
+    def __enter__(self) -> VllmServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _tail(self, n: int = 4000) -> str:
-        if self.log_path and Path(self.log_path).exists():
-            return Path(self.log_path).read_text(errors="replace")[-n:]
-        return "(no log)"
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else "(no log)"
 
-    # -- HTTP --------------------------------------------------------------------------
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: dict | None = None,
-        *,
-        auth: bool = True,
-        timeout: float = 60.0,
-    ) -> tuple[int, bytes]:
+    def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = True,
+                timeout: float = 60.0) -> tuple[int, bytes]:
         headers = {"Content-Type": "application/json"}
-        if auth and self.api_key:
+        if auth:
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def rss_bytes(self) -> int:
-        return rss_bytes_of_tree(self.proc.pid) if self.proc else 0
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()

@@ -1,0 +1,176 @@
+"""Checks an endpoint the way the serving test checks a stack served on CPU: one PASS or FAIL line a check, and a
+non-zero exit status if any fails. The first thing to run after `pulumi up`, and what a pipeline runs after a deploy.
+
+    python -m fleet.check --stack codellama-prod
+    python -m fleet.check --url https://codellama.example.com --api-key KEY [--model NAME] [--direct]
+
+Checks: /health answers; /v1/models refuses a request without the key (401) and lists the model with it; a
+completion, a chat completion and a streamed completion (several chunks) come back; /metrics, which vLLM serves
+without the key, is refused by the load balancer (403/404). --direct: the URL is a vLLM server itself (a VM
+through a tunnel, a local server), with no load balancer in front, so /metrics must answer Prometheus text there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Callable
+
+import openai
+
+from . import serving
+from .endpoint import Endpoint, EndpointError, add_arguments, from_arguments
+
+# Every request asks for exactly this many tokens (vLLM's ignore_eos): a model that stops early cannot make a
+# streamed reply look like a single chunk.
+MAX_TOKENS = 16
+
+
+class CheckFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.name:<10} {self.detail}"
+
+
+def http_get(url: str, timeout: float) -> tuple[int, str]:
+    """Status and body of a plain GET without any key."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+class Checks:
+    def __init__(self, endpoint: Endpoint, *, direct: bool, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.direct = direct
+        self.timeout = timeout
+        self.model = endpoint.model
+        # No retries: a check reports what the endpoint answers the first time.
+        self.client = openai.OpenAI(base_url=endpoint.openai_base_url, api_key=endpoint.api_key, timeout=timeout,
+                                    max_retries=0)
+
+    def all(self) -> list[tuple[str, Callable[[], str]]]:
+        return [("health", self.health), ("auth", self.auth), ("models", self.models),
+                ("completion", self.completion), ("chat", self.chat), ("streaming", self.streaming),
+                ("metrics", self.metrics)]
+
+    def health(self) -> str:
+        status, body = http_get(self.endpoint.url + serving.HEALTH_PATH, self.timeout)
+        if status != 200:
+            raise CheckFailed(f"GET {serving.HEALTH_PATH} answered {status}: {body[:200]}")
+        return f"GET {serving.HEALTH_PATH} -> 200"
+
+    def auth(self) -> str:
+        status, body = http_get(f"{self.endpoint.openai_base_url}/models", self.timeout)
+        if status != 401:
+            raise CheckFailed(f"GET /v1/models without the key answered {status}, not 401: {body[:200]}")
+        return "GET /v1/models without the key -> 401"
+
+    def models(self) -> str:
+        names = [model.id for model in self.client.models.list()]
+        if self.model is None and names:
+            self.model = names[0]
+        if self.model not in names:
+            raise CheckFailed(f"/v1/models lists {names}, not {self.model!r}")
+        return f"/v1/models lists {self.model!r}"
+
+    def _model(self) -> str:
+        if self.model is None:
+            raise CheckFailed("no model to ask: /v1/models did not name one")
+        return self.model
+
+    def completion(self) -> str:
+        started = time.monotonic()
+        reply = self.client.completions.create(model=self._model(), prompt="def fibonacci(n):",
+                                               max_tokens=MAX_TOKENS, extra_body={"ignore_eos": True})
+        if reply.usage.completion_tokens != MAX_TOKENS:
+            raise CheckFailed(f"{reply.usage.completion_tokens} tokens instead of {MAX_TOKENS}")
+        return f"{MAX_TOKENS} tokens in {time.monotonic() - started:.2f} s"
+
+    def chat(self) -> str:
+        started = time.monotonic()
+        reply = self.client.chat.completions.create(
+            model=self._model(), max_tokens=MAX_TOKENS, extra_body={"ignore_eos": True},
+            messages=[{"role": "user", "content": "Write a Python function that reverses a string."}])
+        message = reply.choices[0].message
+        if message.role != "assistant" or reply.usage.completion_tokens != MAX_TOKENS:
+            raise CheckFailed(f"a {message.role!r} reply of {reply.usage.completion_tokens} tokens")
+        return f"assistant replied, {MAX_TOKENS} tokens in {time.monotonic() - started:.2f} s"
+
+    def streaming(self) -> str:
+        started = time.monotonic()
+        arrivals = []
+        for chunk in self.client.completions.create(model=self._model(), prompt="import", max_tokens=MAX_TOKENS,
+                                                    stream=True, extra_body={"ignore_eos": True}):
+            if chunk.choices and chunk.choices[0].text:
+                arrivals.append(time.monotonic() - started)
+        if len(arrivals) < 2:
+            raise CheckFailed(f"{len(arrivals)} chunk(s) with text: is a proxy buffering the stream?")
+        return f"{len(arrivals)} chunks, the first after {arrivals[0]:.2f} s"
+
+    def metrics(self) -> str:
+        status, body = http_get(self.endpoint.url + "/metrics", self.timeout)
+        if self.direct:
+            if status != 200 or "vllm:num_requests_running" not in body:
+                raise CheckFailed(f"GET /metrics on the server itself answered {status}, not Prometheus text")
+            return "Prometheus text on the server itself (--direct: no load balancer in front to refuse it)"
+        if status in (403, 404):
+            return f"GET /metrics without the key -> {status}: refused at the load balancer"
+        if status == 200:
+            raise CheckFailed("GET /metrics answers anyone without the key: the load balancer must refuse it")
+        raise CheckFailed(f"GET /metrics answered {status}, not 403/404")
+
+
+def run(checks: Checks) -> list[Result]:
+    results = []
+    for name, check in checks.all():
+        try:
+            results.append(Result(name, True, check()))
+        except CheckFailed as failure:
+            results.append(Result(name, False, str(failure)))
+        except openai.AuthenticationError:
+            results.append(Result(name, False, "401: the endpoint refuses the API key"))
+        except (openai.APIError, OSError) as error:  # the server's refusal or the network's, in one line
+            results.append(Result(name, False, f"{type(error).__name__}: {error}"))
+        print(results[-1].line(), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fleet.check", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--direct", action="store_true",
+                        help="the URL is a vLLM server itself, not a stack's load balancer: /metrics must answer")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for each answer (default 120)")
+    args = parser.parse_args(argv)
+    try:
+        endpoint = from_arguments(args)
+    except EndpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"checking {endpoint.url}" + (f" ({endpoint.model})" if endpoint.model else ""), flush=True)
+    results = run(Checks(endpoint, direct=args.direct, timeout=args.timeout))
+    failed = [result.name for result in results if not result.passed]
+    if failed:
+        print(f"FAILED: {len(failed)} of {len(results)} checks ({', '.join(failed)})")
+        return 1
+    print(f"OK: all {len(results)} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

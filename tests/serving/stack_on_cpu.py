@@ -1,0 +1,122 @@
+"""A planned stack's VM, as far as serving goes, run for real on this CPU machine.
+
+`serve_stack_on_cpu(plan, workdir)` takes the user-data the plan rendered for the stack, writes its files under
+workdir/root, runs its setup script's write_secrets step (the cloud's secret store answered by a local stub) to
+write the 0600 environment file, re-renders the launcher with `serving.cpu_argv` (the one documented place where
+the run departs from a VM) and starts that launcher with the environment vllm.service gives it: its Environment=
+lines and its EnvironmentFile. vLLM thus reads VLLM_API_KEY from the file the setup script wrote, as on a VM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import PlannedStack, launcher_argv, materialize, run_write_secrets
+from fleet import bootstrap, serving
+from tiny_model import MAX_POSITIONS, make_tiny_model
+from vllm_server import VENV_PYTHON, VLLM_BIN, VllmServer, free_port
+
+# What systemd hands every unit before the unit's own settings (`systemctl show-environment` on the VMs' Ubuntu).
+SYSTEMD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+# This machine's own settings for its processor, which any service on it would get too.
+MACHINE_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# The cloud's secret store, answered locally: every secret of the stack gets a value derived from its reference.
+CLOUD_LIB_STUB = 'fleet_fetch_secret() { printf "test-%s" "$(printf %s "$1" | sha256sum | cut -c1-32)"; }\n'
+
+
+@dataclass(frozen=True)
+class ServedStack:
+    server: VllmServer
+    argv: list[str]  # what the launcher passed to `vllm serve`: cpu_argv of the stack's arguments
+    api_key: str  # VLLM_API_KEY of the environment file
+    served_model_name: str
+    model_dir: Path
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+
+def require_vllm() -> None:
+    """CI must run the serving tests, so there a missing .venv-vllm fails them; elsewhere they are skipped."""
+    if VLLM_BIN.exists():
+        return
+    message = f"{VLLM_BIN} is missing: run serving-test/install.sh (or make test-serving)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def tiny_model(out: Path) -> Path:
+    """The tiny Llama, built by this interpreter if it has the libraries, else by .venv-vllm's."""
+    if all(importlib.util.find_spec(module) for module in ("numpy", "safetensors", "tokenizers")):
+        return make_tiny_model(out)
+    script = Path(__file__).resolve().parent / "tiny_model.py"
+    subprocess.run([str(VENV_PYTHON), str(script), str(out)], check=True, timeout=120)
+    return out
+
+
+def unit_setting(unit: str, key: str) -> list[str]:
+    """The values of every `key=` line of a systemd unit, in order."""
+    return re.findall(rf"^{key}=(.*)$", unit, flags=re.MULTILINE)
+
+
+def unit_environment(unit: str, root: Path) -> dict[str, str]:
+    """The variables a unit's process gets from the unit: its Environment= assignments, overridden (as systemd
+    does) by those of its EnvironmentFile= files, read under `root`."""
+    variables = dict(assignment.split("=", 1) for line in unit_setting(unit, "Environment")
+                     for assignment in shlex.split(line))
+    for path in unit_setting(unit, "EnvironmentFile"):
+        lines = (root / path.lstrip("/")).read_text().splitlines()
+        variables.update(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return variables
+
+
+@contextlib.contextmanager
+def serve_stack_on_cpu(plan: PlannedStack, workdir: Path) -> Iterator[ServedStack]:
+    require_vllm()
+    root = workdir / "root"
+    materialize(plan.user_data, root)
+    cloud_lib = workdir / "cloud.sh"
+    cloud_lib.write_text(CLOUD_LIB_STUB)
+    env_file = root / bootstrap.PATHS["env_file"].lstrip("/")
+    secrets = run_write_secrets(root, env_file, cloud_lib)
+    assert secrets.returncode == 0, secrets.stderr
+
+    unit = (root / "etc/systemd/system/vllm.service").read_text()
+    [exec_start] = unit_setting(unit, "ExecStart")
+    launcher = root / exec_start.lstrip("/")
+    stack_argv = launcher_argv(launcher.read_text())
+    # The launcher renders back from its arguments alone, so the one written below differs only in them.
+    assert bootstrap.render_launcher(stack_argv) == launcher.read_text()
+    model_dir = tiny_model(workdir / "tiny-model")
+    port = free_port()
+    argv = serving.cpu_argv(stack_argv, str(model_dir), port=port, max_model_len=MAX_POSITIONS)
+    launcher.write_text(bootstrap.render_launcher(argv))
+
+    unit_env = unit_environment(unit, root)
+    env = {
+        **SYSTEMD_ENVIRONMENT,
+        **{name: os.environ[name] for name in MACHINE_VARIABLES if name in os.environ},
+        **unit_env,
+        # What the CPU run changes: nothing under the VM's paths, and vLLM's CPU settings (serving-test/NOTES.md).
+        "HOME": str(workdir / "home"),
+        "HF_HOME": str(workdir / "huggingface"),
+        "VLLM_HOST_IP": "127.0.0.1",  # else its message queue binds the machine's external address
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the CPU build's stand-in for --gpu-memory-utilization
+        "VLLM_BIN": str(VLLM_BIN),  # the launcher's own hook for another vllm executable
+    }
+    server = VllmServer([str(launcher)], env=env, port=port, api_key=unit_env["VLLM_API_KEY"],
+                        log_path=workdir / "vllm.log")
+    with server:
+        yield ServedStack(server, argv, unit_env["VLLM_API_KEY"], plan.outputs["servedModelName"], model_dir)
