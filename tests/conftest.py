@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,13 @@ from fleet.bootstrap import PATHS
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+def pytest_configure(config):
+    missing = [tool for tool in ("cloud-init", "systemd-analyze", "systemctl") if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(f"the tests run {', '.join(missing)}: apt-get install cloud-init systemd "
+                                f"(.ci/run does), then make test again")
 
 
 def stack_name(path: Path) -> str:
