@@ -4,9 +4,10 @@ provider SDK costs seconds to import).
 Each module provides:
 - `parse_options(spec, sizing) -> object`: the stack's cloud-only config section (spec.cloud_options) and the
   cloud's view of cloud-neutral keys (certificate, dnsZone), validated (raises ConfigError);
-- `Fleet(name, spec, sizing, options, secrets)`: a ComponentResource with `endpoint` (Output[str]) and
-  `warnings` (list[str]); `secrets` maps apiKey/hfToken to secret Outputs;
-- `USER_DATA`: (resource type, input name, encoding) where the rendered cloud-init lands, for the offline plan;
+- `Fleet(name, spec, sizing, options, secrets)`: a `components.base.FleetComponent` (child names, warnings,
+  `endpoint`); `secrets` maps apiKey/hfToken to secret Outputs;
+- `USER_DATA`: (resource type, dotted input path, encoding) where the rendered cloud-init lands, for the
+  offline plan;
 - `offline_invoke(token, args)` and `offline_state(type, name, inputs)`: what the cloud's data sources and
   computed outputs return under the offline plan's mocks.
 """

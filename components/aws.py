@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws
 from pulumi_aws import acm, autoscaling, ec2, iam, lb, route53, secretsmanager, vpc
 
+from components.base import FleetComponent
 from fleet import serving
 from fleet.bootstrap import render_user_data
 from fleet.errors import ConfigError
@@ -108,21 +109,16 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
     return AwsOptions(vpc_id, public, private, str(cidr), az_count, internal, ami_id)
 
 
-class Fleet(pulumi.ComponentResource):
-    endpoint: pulumi.Output[str]
-    warnings: list[str]
-
+class Fleet(FleetComponent):
     def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: AwsOptions,
                  secrets: Mapping[str, pulumi.Output[str]]):
-        super().__init__("vllm-fleet:aws:Fleet", name)
-        self.warnings = []
-        tags = {"managed-by": "vllm-fleet", "vllm-fleet-stack": spec.stack, **spec.tags}
+        super().__init__("aws", name)
+        tags = spec.resource_tags
         provider = pulumi_aws.Provider(f"{name}-aws", region=spec.region,
                                        default_tags=pulumi_aws.ProviderDefaultTagsArgs(tags=tags),
                                        opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=provider)
         self._invoke = pulumi.InvokeOptions(provider=provider)
-        self._name = name
 
         vpc_id, public_subnets, private_subnets = self._network(spec, options)
         lb_sg, instance_sg = self._security_groups(spec, vpc_id)
@@ -134,12 +130,7 @@ class Fleet(pulumi.ComponentResource):
         self._autoscaling_policy(spec, group, alb, target_group)
         scheme = self._listeners(spec, alb, target_group)
 
-        host = pulumi.Output.from_input(spec.domain) if spec.domain else alb.dns_name
-        self.endpoint = pulumi.Output.concat(scheme, "://", host)
-        self.register_outputs({"endpoint": self.endpoint})
-
-    def _child(self, suffix: str) -> str:
-        return f"{self._name}-{suffix}"
+        self._serve_at(scheme, spec.domain or alb.dns_name)
 
     # --- network -----------------------------------------------------------------------------------------
     def _network(self, spec: FleetSpec, options: AwsOptions):
@@ -285,7 +276,7 @@ class Fleet(pulumi.ComponentResource):
             update_default_version=True,
             tag_specifications=[
                 ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={
-                    "Name": self._child("gpu"), "managed-by": "vllm-fleet", "vllm-fleet-stack": spec.stack, **spec.tags})
+                    "Name": self._child("gpu"), **spec.resource_tags})
                 for kind in ("instance", "volume")],
             opts=self._opts,
         )
@@ -371,10 +362,7 @@ class Fleet(pulumi.ComponentResource):
     def _listeners(self, spec: FleetSpec, alb, target_group) -> str:
         forward = [lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
         if not (spec.certificate or spec.dns_zone):
-            message = (f"{spec.stack}: the endpoint is plain HTTP: prompts, completions and the API key cross the "
-                       f"network unencrypted. Set domain and certificate (or dnsZone) for HTTPS.")
-            pulumi.log.warn(message, resource=self)
-            self.warnings.append(message)
+            self._warn_plain_http(spec, "Set domain and certificate (or dnsZone) for HTTPS.")
             listener = lb.Listener(self._child("http"), load_balancer_arn=alb.arn, port=80, protocol="HTTP",
                                    default_actions=forward, opts=self._opts)
             self._hide_internal_paths(listener)
@@ -389,8 +377,7 @@ class Fleet(pulumi.ComponentResource):
                            aliases=[route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
                                                             evaluate_target_health=True)], opts=self._opts)
         else:
-            message = f"{spec.stack}: point {spec.domain} (CNAME) at the load balancer's DNS name to use the endpoint."
-            self.warnings.append(message)
+            self._warn(f"{spec.stack}: point {spec.domain} (CNAME) at the load balancer's DNS name to use the endpoint.")
         return "https"
 
     def _hide_internal_paths(self, listener) -> None:

@@ -28,6 +28,7 @@ import pulumi
 import pulumi_random
 from pulumi_azure_native import authorization, compute, dns, keyvault, managedidentity, monitor, network, resources
 
+from components.base import FleetComponent
 from fleet import serving
 from fleet.bootstrap import render_user_data
 from fleet.errors import ConfigError
@@ -231,18 +232,12 @@ def _iso_minutes(seconds: int) -> str:
     return f"PT{math.ceil(seconds / 60)}M"
 
 
-class Fleet(pulumi.ComponentResource):
-    endpoint: pulumi.Output[str]
-    warnings: list[str]
-
+class Fleet(FleetComponent):
     def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: AzureOptions,
                  secrets: Mapping[str, pulumi.Output[str]]):
-        super().__init__("vllm-fleet:azure:Fleet", name)
-        self.warnings = []
-        self._name = name
+        super().__init__("azure", name)
         self._opts = pulumi.ResourceOptions(parent=self)
-        self._location = spec.region
-        self._tags = {"managed-by": "vllm-fleet", "vllm-fleet-stack": spec.stack, **spec.tags}
+        self._tags = spec.resource_tags
         client = authorization.get_client_config_output(opts=pulumi.InvokeOptions(parent=self))
         self._subscription_id = client.subscription_id
 
@@ -273,11 +268,7 @@ class Fleet(pulumi.ComponentResource):
             self._dns_record(spec, public_ip)
         else:
             host = public_ip.dns_settings.apply(lambda settings: settings.fqdn)
-        self.endpoint = pulumi.Output.concat("https://" if spec.certificate else "http://", host)
-        self.register_outputs({"endpoint": self.endpoint})
-
-    def _child(self, suffix: str) -> str:
-        return f"{self._name}-{suffix}"
+        self._serve_at("https" if spec.certificate else "http", host)
 
     def _role_id(self, role: str) -> pulumi.Output[str]:
         return pulumi.Output.concat("/subscriptions/", self._subscription_id,
@@ -413,10 +404,7 @@ class Fleet(pulumi.ComponentResource):
             certificates = [network.ApplicationGatewaySslCertificateArgs(name="tls",
                                                                          key_vault_secret_id=spec.certificate)]
         else:
-            message = (f"{spec.stack}: the endpoint is plain HTTP: prompts, completions and the API key cross the "
-                       f"network unencrypted. Set domain and certificate (a Key Vault secret id) for HTTPS.")
-            pulumi.log.warn(message, resource=self)
-            self.warnings.append(message)
+            self._warn_plain_http(spec, "Set domain and certificate (a Key Vault secret id) for HTTPS.")
 
         gateway = network.ApplicationGateway(
             self._child("gateway"), application_gateway_name=gateway_name, resource_group_name=group,
@@ -474,8 +462,7 @@ class Fleet(pulumi.ComponentResource):
 
     def _dns_record(self, spec: FleetSpec, public_ip) -> None:
         if not spec.dns_zone:
-            message = f"{spec.stack}: point {spec.domain} (CNAME) at the gateway's DNS name to use the endpoint."
-            self.warnings.append(message)
+            self._warn(f"{spec.stack}: point {spec.domain} (CNAME) at the gateway's DNS name to use the endpoint.")
             return
         match = _DNS_ZONE_ID.match(spec.dns_zone)
         zone = match["name"].lower()
@@ -499,11 +486,9 @@ class Fleet(pulumi.ComponentResource):
         if repair_minutes > REPAIR_GRACE_MAX_MINUTES:
             # A VM that is still loading weights when the grace period ends would be replaced, and its successor
             # too, forever: better no automatic repairs than a loop that never serves.
-            message = (f"{spec.stack}: a new VM needs ~{repair_minutes} minutes to become healthy, more than the "
+            self._warn(f"{spec.stack}: a new VM needs ~{repair_minutes} minutes to become healthy, more than the "
                        f"{REPAIR_GRACE_MAX_MINUTES} minutes Azure allows as automatic repairs grace period: automatic "
                        f"repairs are off (the gateway still routes around an unhealthy VM; reimage it by hand).")
-            pulumi.log.warn(message, resource=self)
-            self.warnings.append(message)
         repairs = compute.AutomaticRepairsPolicyArgs(
             enabled=repair_minutes <= REPAIR_GRACE_MAX_MINUTES, repair_action="Replace",
             grace_period=f"PT{min(repair_minutes, REPAIR_GRACE_MAX_MINUTES)}M")

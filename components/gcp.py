@@ -14,6 +14,7 @@ import pulumi
 import pulumi_gcp
 from pulumi_gcp import compute, dns, secretmanager, serviceaccount, storage
 
+from components.base import FleetComponent
 from fleet import catalog, serving
 from fleet.bootstrap import render_user_data
 from fleet.errors import ConfigError
@@ -88,7 +89,7 @@ def _labels(spec: FleetSpec) -> dict[str, str]:
             raise ConfigError(f"tags.{key}", value,
                               f"on GCP tags become labels: a key starts with a lowercase letter, and keys and values "
                               f"hold only lowercase letters, digits, _ and - (at most 63), e.g. {suggestion}")
-    return {"managed-by": "vllm-fleet", "vllm-fleet-stack": label_value(spec.stack), **spec.tags}
+    return {**spec.resource_tags, "vllm-fleet-stack": label_value(spec.stack)}
 
 
 def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -175,20 +176,15 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> GcpOptions:
     )
 
 
-class Fleet(pulumi.ComponentResource):
-    endpoint: pulumi.Output[str]
-    warnings: list[str]
-
+class Fleet(FleetComponent):
     def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: GcpOptions,
                  secrets: Mapping[str, pulumi.Output[str]]):
-        super().__init__("vllm-fleet:gcp:Fleet", name)
-        self.warnings = []
+        # GCP resource names (autonamed from these) must start with a letter; a stack name may start with a digit.
+        super().__init__("gcp", name if name[:1].isalpha() else f"vllm-{name}")
         provider = pulumi_gcp.Provider(f"{name}-gcp", project=options.project, region=spec.region,
                                        default_labels=dict(options.labels), opts=pulumi.ResourceOptions(parent=self))
         self._opts = pulumi.ResourceOptions(parent=self, provider=provider)
         self._invoke = pulumi.InvokeOptions(provider=provider)
-        # GCP resource names (autonamed from these) must start with a letter; a stack name may start with a digit.
-        self._name = name if name[:1].isalpha() else f"vllm-{name}"
 
         network, subnetwork = self._network(spec, options)
         account = serviceaccount.Account(
@@ -203,12 +199,7 @@ class Fleet(pulumi.ComponentResource):
         self._autoscaler(spec, sizing, group)
         address, scheme = self._load_balancer(spec, group, health_check)
 
-        host = pulumi.Output.from_input(spec.domain) if spec.domain else address.address
-        self.endpoint = pulumi.Output.concat(scheme, "://", host)
-        self.register_outputs({"endpoint": self.endpoint})
-
-    def _child(self, suffix: str) -> str:
-        return f"{self._name}-{suffix}"
+        self._serve_at(scheme, spec.domain or address.address)
 
     # --- network -----------------------------------------------------------------------------------------
     def _network(self, spec: FleetSpec, options: GcpOptions):
@@ -340,10 +331,8 @@ class Fleet(pulumi.ComponentResource):
     def _instance_group(self, spec, sizing: Sizing, options: GcpOptions, template, autohealing_check):
         initial_delay = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
         if initial_delay < sizing.startup_grace_seconds:
-            message = (f"{spec.stack}: a new VM may need {sizing.startup_grace_seconds} s to load the model, but GCP "
+            self._warn(f"{spec.stack}: a new VM may need {sizing.startup_grace_seconds} s to load the model, but GCP "
                        f"starts autohealing checks after at most {MAX_INITIAL_DELAY_SECONDS} s: slow VMs may be recreated")
-            pulumi.log.warn(message, resource=self)
-            self.warnings.append(message)
         autoscaled = spec.replicas.min != spec.replicas.max
         return compute.RegionInstanceGroupManager(
             self._child("gpu"),
@@ -435,10 +424,7 @@ class Fleet(pulumi.ComponentResource):
         url_map = compute.URLMap(self._child("lb"), default_service=backend.id, opts=self._opts)
         address = compute.GlobalAddress(self._child("lb"), ip_version="IPV4", opts=self._opts)
         if not spec.domain:
-            message = (f"{spec.stack}: the endpoint is plain HTTP: prompts, completions and the API key cross the "
-                       f"network unencrypted. Set domain (and dnsZone) for HTTPS.")
-            pulumi.log.warn(message, resource=self)
-            self.warnings.append(message)
+            self._warn_plain_http(spec, "Set domain (and dnsZone) for HTTPS.")
             proxy = compute.TargetHttpProxy(self._child("http"), url_map=url_map.id, opts=self._opts)
             compute.GlobalForwardingRule(self._child("http"), target=proxy.id, ip_address=address.id,
                                          port_range="80", ip_protocol="TCP", load_balancing_scheme="EXTERNAL_MANAGED",
@@ -457,11 +443,10 @@ class Fleet(pulumi.ComponentResource):
             dns.RecordSet(self._child("endpoint"), managed_zone=spec.dns_zone, name=f"{spec.domain}.", type="A",
                           ttl=300, rrdatas=[address.address], opts=self._opts)
         else:
-            message = (f"{spec.stack}: point {spec.domain} (A record) at the load balancer's address (gcloud compute "
+            self._warn(f"{spec.stack}: point {spec.domain} (A record) at the load balancer's address (gcloud compute "
                        f"addresses list --global --filter=labels.vllm-fleet-stack={label_value(spec.stack)}) to use "
                        f"the endpoint" + (""
                        if spec.certificate else "; Google issues the managed certificate only once it resolves there"))
-            self.warnings.append(message)
         return address, "https"
 
 

@@ -52,15 +52,6 @@ class Plan:
     user_data: str | None = None
     policy_violations: list[str] = field(default_factory=list)
 
-    def resources(self, type_: str) -> list[Step]:
-        return [step for step in self.steps if step.type == type_]
-
-    def one(self, type_: str) -> Step:
-        found = self.resources(type_)
-        if len(found) != 1:
-            raise AssertionError(f"expected one {type_}, found {len(found)}")
-        return found[0]
-
     def preview_json(self) -> dict[str, Any]:
         """The shape of `pulumi preview --json`: steps with op, urn, type, newState.inputs; outputs."""
         return {
@@ -137,15 +128,12 @@ def run(stack: str) -> Plan:
     import pulumi
     from pulumi.runtime import mocks, settings, stack as runtime_stack, sync_await
 
-    plan = Plan(stack=name)
-    hooks = None
-    if cloud:
-        import components
+    import components
+    from fleet import catalog
 
-        try:
-            hooks = components.load(cloud)
-        except ModuleNotFoundError:
-            hooks = None  # the program's own check of `cloud` reports it
+    plan = Plan(stack=name)
+    # An unknown cloud is the program's to report, as one config error.
+    hooks = components.load(cloud) if cloud in catalog.clouds() else None
 
     class Monitor(mocks.MockMonitor):
         def RegisterResource(self, request):  # noqa: N802 (Pulumi's name)

@@ -44,10 +44,6 @@ class Sizing:
     def kv_cache_tokens(self) -> int:
         return int(self.kv_cache_gib / self.memory.kv_gib_per_token)
 
-    @property
-    def concurrent_full_sequences(self) -> float:
-        return round(self.kv_cache_tokens / self.memory.max_model_len, 1)
-
 
 def model_memory(arch: ModelArch, quantization: str | None, max_model_len: int, kv_fp8: bool = False) -> ModelMemory:
     weights = arch.params_b * 1e9 * BYTES_PER_PARAM[quantization] / GIB

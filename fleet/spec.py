@@ -102,6 +102,11 @@ class FleetSpec:
     cloud_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
+    def resource_tags(self) -> dict[str, str]:
+        """The tags (labels) every resource of the stack carries: who manages it, which stack, and the user's."""
+        return {"managed-by": "vllm-fleet", "vllm-fleet-stack": self.stack, **self.tags}
+
+    @property
     def name(self) -> str:
         """A short resource-name prefix, safe on every cloud."""
         return re.sub(r"[^a-z0-9-]", "-", self.stack.lower())[:24].strip("-") or "fleet"
