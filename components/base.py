@@ -1,4 +1,9 @@
-"""What every cloud's Fleet component shares: child resource names, warnings and the endpoint output."""
+"""What every cloud's Fleet component shares: child resource names and options, warnings and the endpoint output.
+
+A cloud's package builds its resources in modules by concern (network, edge, identity, fleet); each module's
+functions take the component as their first argument and create their resources as its children with `child()`
+names and `opts`.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +15,34 @@ from fleet.spec import FleetSpec
 class FleetComponent(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     warnings: list[str]
+    # Options for every child resource (parent, provider); a cloud's component sets them once its provider exists.
+    opts: pulumi.ResourceOptions
+    invoke_opts: pulumi.InvokeOptions
 
     def __init__(self, cloud: str, name: str):
         super().__init__(f"vllm-fleet:{cloud}:Fleet", name)
-        self._name = name
+        self.name = name
         self.warnings = []
+        self.opts = pulumi.ResourceOptions(parent=self)
+        self.invoke_opts = pulumi.InvokeOptions(parent=self)
 
-    def _child(self, suffix: str) -> str:
-        return f"{self._name}-{suffix}"
+    def child(self, suffix: str) -> str:
+        """The logical name of a child resource."""
+        return f"{self.name}-{suffix}"
 
-    def _warn(self, message: str) -> None:
+    def child_opts(self, **options) -> pulumi.ResourceOptions:
+        """`opts` with more resource options, e.g. depends_on or ignore_changes."""
+        return self.opts.merge(pulumi.ResourceOptions(**options))
+
+    def warn(self, message: str) -> None:
         """Shown by `pulumi preview/up` and kept in the stack's `warnings` output."""
         pulumi.log.warn(message, resource=self)
         self.warnings.append(message)
 
-    def _warn_plain_http(self, spec: FleetSpec, how_to_fix: str) -> None:
-        self._warn(f"{spec.stack}: the endpoint is plain HTTP: prompts, completions and the API key cross the "
-                   f"network unencrypted. {how_to_fix}")
+    def warn_plain_http(self, spec: FleetSpec, how_to_fix: str) -> None:
+        self.warn(f"{spec.stack}: the endpoint is plain HTTP: prompts, completions and the API key cross the "
+                  f"network unencrypted. {how_to_fix}")
 
-    def _serve_at(self, scheme: str | pulumi.Output[str], host: str | pulumi.Output[str]) -> None:
+    def serve_at(self, scheme: str | pulumi.Output[str], host: str | pulumi.Output[str]) -> None:
         self.endpoint = pulumi.Output.concat(scheme, "://", host)
         self.register_outputs({"endpoint": self.endpoint})

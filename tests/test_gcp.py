@@ -90,7 +90,7 @@ def test_only_the_load_balancer_reaches_vllm_and_nothing_reaches_ssh(stack, plan
 
 @pytest.mark.parametrize("stack", GCP_STACKS)
 def test_vms_have_no_public_ip_stop_for_maintenance_and_boot_the_bootstrap(stack, plan_of):
-    from components.gcp import DATA_DISK_DEVICE, IMAGE_FAMILY, IMAGE_PROJECT
+    from components.gcp.fleet import DATA_DISK_DEVICE, IMAGE_FAMILY, IMAGE_PROJECT
 
     plan = plan_of(stack)
     template = plan.one(TEMPLATE)

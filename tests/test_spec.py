@@ -188,7 +188,7 @@ def test_no_value_of_any_key_gets_past_config_checking_as_a_crash(cloud):
     base = {**GOOD[cloud], "model": "codellama/CodeLlama-7b-Instruct-hf", "maxModelLen": 8192,
             "allowedCidrs": ["10.0.0.0/8"]}
     cases = [{key: junk} for key in set(KEY_DOCS) - set(SECRET_KEYS) for junk in JUNK]
-    cases += [{cloud: {**base.get(cloud, {}), option: junk}} for option in component._OPTIONS for junk in JUNK]
+    cases += [{cloud: {**base.get(cloud, {}), option: junk}} for option in component.OPTIONS for junk in JUNK]
     crashes = []
     for case in cases:
         raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**base, **case}.items()}

@@ -1,0 +1,39 @@
+"""The AWS Fleet component: wires the stack's network, identity, edge and instances together."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import pulumi
+import pulumi_aws
+
+from components.base import FleetComponent
+from fleet.sizing import Sizing
+from fleet.spec import FleetSpec
+
+from . import edge, fleet, identity, network
+from .options import AwsOptions
+
+
+class Fleet(FleetComponent):
+    def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: AwsOptions,
+                 secrets: Mapping[str, pulumi.Output[str]]):
+        super().__init__("aws", name)
+        tags = spec.resource_tags
+        provider = pulumi_aws.Provider(f"{name}-aws", region=spec.region,
+                                       default_tags=pulumi_aws.ProviderDefaultTagsArgs(tags=tags),
+                                       opts=pulumi.ResourceOptions(parent=self))
+        self.opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        self.invoke_opts = pulumi.InvokeOptions(provider=provider)
+
+        vpc_id, public_subnets, private_subnets = network.subnets(self, spec, options)
+        lb_sg, instance_sg = network.security_groups(self, spec, vpc_id)
+        secret_arns = identity.store_secrets(self, spec, secrets)
+        profile = identity.instance_profile(self, spec, secret_arns)
+        template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_arns)
+        alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
+        group = fleet.auto_scaling_group(self, spec, sizing, template, target_group, private_subnets, tags)
+        fleet.autoscaling_policy(self, spec, group, alb, target_group)
+        scheme = edge.listeners(self, spec, alb, target_group)
+
+        self.serve_at(scheme, spec.domain or alb.dns_name)

@@ -1,0 +1,54 @@
+"""What an AWS stack's instances are allowed: its secrets in Secrets Manager, and the instance role that may read
+exactly those (and the model's S3 prefix), plus SSM Session Manager instead of SSH."""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping
+
+import pulumi
+from pulumi_aws import iam, secretsmanager
+
+from components.base import FleetComponent
+from fleet.spec import FleetSpec
+
+SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Output[str]]:
+    arns = {}
+    for key, value in secrets.items():
+        secret = secretsmanager.Secret(fleet.child(key), name_prefix=f"vllm-fleet/{spec.stack}/{key}-",
+                                       description=f"vllm-fleet {spec.stack}: {key}, read by the VMs at boot",
+                                       recovery_window_in_days=7, opts=fleet.opts)
+        secretsmanager.SecretVersion(fleet.child(key), secret_id=secret.id, secret_string=value,
+                                     opts=fleet.opts)
+        arns[key] = secret.arn
+    return arns
+
+def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mapping[str, pulumi.Output[str]]):
+    role = iam.Role(fleet.child("instance"), description=f"vllm-fleet {spec.stack} GPU instances",
+                    assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "ec2.amazonaws.com"}}]}),
+                    opts=fleet.opts)
+    iam.RolePolicyAttachment(fleet.child("ssm"), role=role.name, policy_arn=SSM_CORE_POLICY, opts=fleet.opts)
+
+    def policy(arns: list[str]) -> str:
+        statements = [{"Sid": "ReadThisStacksSecrets", "Effect": "Allow",
+                       "Action": "secretsmanager:GetSecretValue", "Resource": sorted(arns)}]
+        if spec.model_is_bucket:
+            bucket, _, prefix = spec.model[len("s3://"):].partition("/")
+            statements += [
+                {"Sid": "ListModelPrefix", "Effect": "Allow", "Action": "s3:ListBucket",
+                 "Resource": f"arn:aws:s3:::{bucket}",
+                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix.rstrip('/')}/*" if prefix else "*"]}}},
+                {"Sid": "ReadModel", "Effect": "Allow", "Action": "s3:GetObject",
+                 "Resource": f"arn:aws:s3:::{bucket}/{prefix.rstrip('/') + '/' if prefix else ''}*"},
+            ]
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+    iam.RolePolicy(fleet.child("read-secrets"), role=role.id,
+                   policy=pulumi.Output.all(*secret_arns.values()).apply(policy), opts=fleet.opts)
+    return iam.InstanceProfile(fleet.child("instance"), role=role.name, opts=fleet.opts)
+

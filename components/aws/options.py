@@ -1,0 +1,87 @@
+"""The AWS-only config section (`vllm-fleet:aws`) and the AWS view of cloud-neutral keys, validated."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.errors import ConfigError
+from fleet.sizing import Sizing
+from fleet.spec import FleetSpec
+
+OPTIONS = {
+    "vpcId": "an existing VPC (vpc-...) instead of a new one; needs publicSubnetIds and privateSubnetIds",
+    "publicSubnetIds": "subnets of vpcId for the load balancer (at least two AZs)",
+    "privateSubnetIds": "subnets of vpcId for the GPU instances, with a route to the internet (NAT)",
+    "vpcCidr": "CIDR of a new VPC (default 10.80.0.0/16)",
+    "azCount": "availability zones of a new VPC, 2-6 (default 3: more AZs, more GPU capacity)",
+    "internal": "true for a load balancer reachable only inside the VPC (default false)",
+    "amiId": "an AMI instead of the latest Deep Learning Base OSS Nvidia Driver GPU AMI",
+}
+
+
+@dataclass(frozen=True)
+class AwsOptions:
+    vpc_id: str | None
+    public_subnet_ids: tuple[str, ...]
+    private_subnet_ids: tuple[str, ...]
+    vpc_cidr: str
+    az_count: int
+    internal: bool
+    ami_id: str | None
+
+
+def _ids(key: str, value: Any, prefix: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) < 2 or not all(
+            isinstance(v, str) and re.match(rf"^{prefix}-[0-9a-f]{{8,17}}$", v) for v in value):
+        raise ConfigError(f"aws.{key}", value, f"must list at least two {prefix}-... ids in different AZs")
+    return tuple(value)
+
+
+def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
+    options = dict(spec.cloud_options)
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"aws.{unknown[0]}", options[unknown[0]], f"is not an AWS option; known: {', '.join(OPTIONS)}")
+    vpc_id = options.get("vpcId")
+    public = private = ()
+    if vpc_id is not None:
+        if not isinstance(vpc_id, str) or not re.match(r"^vpc-[0-9a-f]{8,17}$", vpc_id):
+            raise ConfigError("aws.vpcId", vpc_id, "must be a VPC id such as vpc-0123456789abcdef0")
+        public = _ids("publicSubnetIds", options.get("publicSubnetIds"), "subnet")
+        private = _ids("privateSubnetIds", options.get("privateSubnetIds"), "subnet")
+    elif "publicSubnetIds" in options or "privateSubnetIds" in options:
+        raise ConfigError("aws.vpcId", None, "subnet ids need the vpcId they belong to")
+    cidr = options.get("vpcCidr", "10.80.0.0/16")
+    try:
+        network = ipaddress.ip_network(str(cidr))
+        if not 16 <= network.prefixlen <= 20:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError("aws.vpcCidr", cidr, "must be a network from /16 to /20, e.g. 10.80.0.0/16") from None
+    az_count = options.get("azCount", 3)
+    if not isinstance(az_count, int) or isinstance(az_count, bool) or not 2 <= az_count <= 6:
+        raise ConfigError("aws.azCount", az_count, "must be a whole number from 2 to 6")
+    internal = options.get("internal", False)
+    if not isinstance(internal, bool):
+        raise ConfigError("aws.internal", internal, "must be true or false")
+    ami_id = options.get("amiId")
+    if ami_id is not None and not (isinstance(ami_id, str) and re.match(r"^ami-[0-9a-f]{8,17}$", ami_id)):
+        raise ConfigError("aws.amiId", ami_id, "must be an AMI id such as ami-0123456789abcdef0")
+    if spec.certificate is not None and not re.match(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
+                                                     spec.certificate):
+        raise ConfigError("certificate", spec.certificate,
+                          "on AWS must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)")
+    if spec.certificate and spec.certificate.split(":")[3] != spec.region:
+        raise ConfigError("certificate", spec.certificate, f"must be an ACM certificate in {spec.region}, the load balancer's region")
+    if spec.domain and not spec.certificate and not spec.dns_zone:
+        raise ConfigError("certificate", None,
+                          f"HTTPS for {spec.domain} needs an ACM certificate ARN, or dnsZone (a Route 53 hosted zone "
+                          f"id) so that the stack can issue and validate one")
+    if spec.dns_zone is not None and not re.match(r"^Z[A-Z0-9]{4,31}$", spec.dns_zone):
+        raise ConfigError("dnsZone", spec.dns_zone, "on AWS must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ")
+    return AwsOptions(vpc_id, public, private, str(cidr), az_count, internal, ami_id)
+
+

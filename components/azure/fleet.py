@@ -1,0 +1,145 @@
+"""The GPU VMs of an Azure stack: the scale set (image, disks, identity, the rendered custom data, health
+extension, repairs, rolling upgrades) and its autoscale setting."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import pulumi
+import pulumi_random
+from pulumi_azure_native import compute, monitor
+
+from components.base import FleetComponent
+from fleet import serving
+from fleet.bootstrap import render_user_data
+from fleet.sizing import Sizing
+from fleet.spec import FleetSpec
+
+from .edge import HEALTH_PROBE_INTERVAL_SECONDS
+from .options import AzureOptions
+
+OS_DISK_GB = 128  # the HPC image's own ~64 GB plus the vLLM venv
+HOST_CACHE_MAX_DISK_GB = 4096
+ADMIN_USER = "vllmadmin"
+# Azure's limits on the automatic repairs grace period (ISO 8601 minutes).
+REPAIR_GRACE_MIN_MINUTES, REPAIR_GRACE_MAX_MINUTES = 10, 90
+
+
+def _iso_minutes(seconds: int) -> str:
+    return f"PT{math.ceil(seconds / 60)}M"
+
+
+def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, subnet, identity,
+               secret_uris, backend_pool_id, depends_on):
+    user_data = pulumi.Output.all(identity.client_id, pulumi.Output.all(**secret_uris)).apply(
+        lambda args: base64.b64encode(render_user_data(
+            spec, sizing, args[1], {"identity_client_id": args[0]}).encode()).decode())
+    # Azure requires a password or an SSH key for the admin user. Nobody logs in with it: the NSG admits no SSH,
+    # the bootstrap turns sshd's password login off, and Run Command or the serial console are the way in.
+    admin_password = pulumi_random.RandomPassword(fleet.child("admin"), length=40, min_lower=1, min_upper=1,
+                                                  min_numeric=1, min_special=1, opts=fleet.opts)
+    publisher, offer, sku, version = options.image
+    grace = sizing.startup_grace_seconds
+    repair_minutes = max(REPAIR_GRACE_MIN_MINUTES, math.ceil(grace / 60))
+    if repair_minutes > REPAIR_GRACE_MAX_MINUTES:
+        # A VM that is still loading weights when the grace period ends would be replaced, and its successor
+        # too, forever: better no automatic repairs than a loop that never serves.
+        fleet.warn(f"{spec.stack}: a new VM needs ~{repair_minutes} minutes to become healthy, more than the "
+                   f"{REPAIR_GRACE_MAX_MINUTES} minutes Azure allows as automatic repairs grace period: automatic "
+                   f"repairs are off (the gateway still routes around an unhealthy VM; reimage it by hand).")
+    repairs = compute.AutomaticRepairsPolicyArgs(
+        enabled=repair_minutes <= REPAIR_GRACE_MAX_MINUTES, repair_action="Replace",
+        grace_period=f"PT{min(repair_minutes, REPAIR_GRACE_MAX_MINUTES)}M")
+    health_extension = compute.VirtualMachineScaleSetExtensionArgs(
+        name="health", publisher="Microsoft.ManagedServices", type="ApplicationHealthLinux",
+        type_handler_version="1.0", auto_upgrade_minor_version=True,
+        settings={"protocol": "http", "port": serving.SERVE_PORT, "requestPath": serving.HEALTH_PATH,
+                  "intervalInSeconds": HEALTH_PROBE_INTERVAL_SECONDS, "numberOfProbes": 3})
+    return compute.VirtualMachineScaleSet(
+        fleet.child("gpu"), resource_group_name=group, location=spec.region, tags=fleet.tags,
+        orchestration_mode="Uniform",
+        sku=compute.SkuArgs(name=sizing.instance.name, tier="Standard", capacity=spec.replicas.desired),
+        # No extra VMs at scale-out: GPU VMs are scarce and each would count against the family quota.
+        overprovision=False,
+        identity=compute.VirtualMachineScaleSetIdentityArgs(type="UserAssigned",
+                                                           user_assigned_identities=[identity.id]),
+        automatic_repairs_policy=repairs,
+        # Upgrades launch new VMs first (MaxSurge) and remove an old one only once its successor is healthy:
+        # serving capacity never drops.
+        upgrade_policy=compute.UpgradePolicyArgs(
+            mode="Rolling",
+            rolling_upgrade_policy=compute.RollingUpgradePolicyArgs(
+                max_surge=True, max_batch_instance_percent=20, max_unhealthy_instance_percent=50,
+                max_unhealthy_upgraded_instance_percent=50, pause_time_between_batches="PT0S",
+                prioritize_unhealthy_instances=True, rollback_failed_instances_on_policy_breach=True)),
+        virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
+            priority="Spot" if spec.spot else "Regular",
+            eviction_policy="Delete" if spec.spot else None,
+            # Pay up to the on-demand price: a spot VM is then evicted for capacity only, never for price.
+            billing_profile=compute.BillingProfileArgs(max_price=-1) if spec.spot else None,
+            os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
+                computer_name_prefix=spec.name[:9].strip("-") or "vllm", admin_username=ADMIN_USER,
+                admin_password=admin_password.result, custom_data=user_data,
+                linux_configuration=compute.LinuxConfigurationArgs(disable_password_authentication=False,
+                                                                   provision_vm_agent=True)),
+            # The NVIDIA kernel modules (the image's, or the bootstrap's cuda-drivers fallback) are not signed
+            # for Secure Boot, which Trusted Launch, the default for new Gen2 VMs, would turn on.
+            security_profile=compute.SecurityProfileArgs(security_type="Standard"),
+            storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
+                image_reference=compute.ImageReferenceArgs(publisher=publisher, offer=offer, sku=sku,
+                                                           version=version),
+                os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
+                    create_option="FromImage", caching="ReadWrite", disk_size_gb=OS_DISK_GB,
+                    delete_option="Delete",
+                    managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
+                        storage_account_type="Premium_LRS")),
+                # The weights cache, LUN 0 (cloud-init/clouds/azure.sh.j2 finds it by that). Read-mostly: the
+                # host's read cache, which Azure offers below 4 TiB only, speeds up reloading the weights.
+                data_disks=[compute.VirtualMachineScaleSetDataDiskArgs(
+                    lun=0, create_option="Empty", disk_size_gb=sizing.data_disk_gb,
+                    caching="ReadOnly" if sizing.data_disk_gb < HOST_CACHE_MAX_DISK_GB else "None",
+                    delete_option="Delete",
+                    managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
+                        storage_account_type="Premium_LRS"))]),
+            network_profile=compute.VirtualMachineScaleSetNetworkProfileArgs(
+                network_interface_configurations=[compute.VirtualMachineScaleSetNetworkConfigurationArgs(
+                    name="nic", primary=True, enable_accelerated_networking=True,
+                    ip_configurations=[compute.VirtualMachineScaleSetIPConfigurationArgs(
+                        name="ipconfig", primary=True, subnet=compute.ApiEntityReferenceArgs(id=subnet.id),
+                        application_gateway_backend_address_pools=[
+                            compute.SubResourceArgs(id=backend_pool_id)])])]),
+            # Reports /health to the scale set: rolling upgrades wait for it and automatic repairs act on it.
+            extension_profile=compute.VirtualMachineScaleSetExtensionProfileArgs(extensions=[health_extension]),
+        ),
+        opts=fleet.child_opts(depends_on=depends_on),
+    )
+
+def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, scale_set, gateway) -> None:
+    """Always present: besides scaling on load it restores the minimum after spot evictions delete VMs."""
+    replicas = spec.replicas
+    rules = []
+    if replicas.min != replicas.max:
+        def rule(operator: str, threshold: float, window: str, direction: str, cooldown: str):
+            return monitor.ScaleRuleArgs(
+                metric_trigger=monitor.MetricTriggerArgs(
+                    metric_name="AvgRequestCountPerHealthyHost", metric_namespace="Microsoft.Network/applicationGateways",
+                    metric_resource_uri=gateway.id, operator=operator, statistic="Average", threshold=threshold,
+                    time_aggregation="Average", time_grain="PT1M", time_window=window),
+                scale_action=monitor.ScaleActionArgs(direction=direction, type="ChangeCount", value="1",
+                                                     cooldown=cooldown))
+
+        target = replicas.target_requests_per_minute
+        rules = [
+            # Wait out a new VM's startup before judging the load again.
+            rule("GreaterThan", target, "PT5M", "Increase", _iso_minutes(sizing.startup_grace_seconds)),
+            rule("LessThan", target / 2, "PT15M", "Decrease", "PT15M"),
+        ]
+    monitor.AutoscaleSetting(
+        fleet.child("replicas"), resource_group_name=group, location=spec.region, tags=fleet.tags,
+        target_resource_uri=scale_set.id, enabled=True,
+        profiles=[monitor.AutoscaleProfileArgs(
+            name="replicas", rules=rules,
+            capacity=monitor.ScaleCapacityArgs(minimum=str(replicas.min), default=str(replicas.desired),
+                                               maximum=str(replicas.max)))],
+        opts=fleet.opts)

@@ -1,0 +1,143 @@
+"""The GPU VMs of a GCP stack: the instance template (image, disks, scheduling, the rendered user-data), the
+regional managed instance group with autohealing and rolling updates, and its autoscaler."""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_gcp import compute
+
+from components.base import FleetComponent
+from fleet import serving
+from fleet.bootstrap import render_user_data
+from fleet.sizing import Sizing
+from fleet.spec import FleetSpec
+
+from .options import GcpOptions
+
+# Canonical's Ubuntu 22.04 with the NVIDIA driver and cloud-init. The 580 driver branch, not 550: current CUDA
+# wheels of torch (which vLLM pins) need a driver of the CUDA 13 era, and 580 is NVIDIA's long-term branch.
+IMAGE_PROJECT = "ubuntu-os-accelerator-images"
+IMAGE_FAMILY = "ubuntu-accelerator-2204-amd64-with-nvidia-580"
+BOOT_DISK_GB = 150  # the image's own ~50 GB plus the vLLM venv
+# The weights cache disk's device name: cloud-init/clouds/gcp.sh.j2 finds it as /dev/disk/by-id/google-<name>.
+DATA_DISK_DEVICE = "vllm-cache"
+# Compute Engine's limit on the autohealing initial delay and the autoscaler's initialization period.
+MAX_INITIAL_DELAY_SECONDS = 3600
+
+
+def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, subnetwork, account, secret_names, grants):
+    if options.image:
+        image = pulumi.Output.from_input(options.image)
+    else:
+        # Pinned to the family's image of this `pulumi up`: every VM of a template boots the same image, and a
+        # newer one rolls out only with the next `pulumi up` (as a rolling update that keeps capacity).
+        image = compute.get_image_output(family=IMAGE_FAMILY, project=IMAGE_PROJECT, opts=fleet.invoke_opts).self_link
+    user_data = pulumi.Output.all(**secret_names).apply(lambda names: render_user_data(spec, sizing, names))
+    if spec.spot:
+        # DELETE: the group recreates a preempted VM from the template when capacity returns.
+        scheduling = compute.InstanceTemplateSchedulingArgs(
+            provisioning_model="SPOT", preemptible=True, automatic_restart=False,
+            on_host_maintenance="TERMINATE", instance_termination_action="DELETE")
+    else:
+        # GPU VMs cannot live-migrate: host maintenance stops them, and they restart by themselves.
+        scheduling = compute.InstanceTemplateSchedulingArgs(
+            provisioning_model="STANDARD", automatic_restart=True, on_host_maintenance="TERMINATE")
+    disk_labels = dict(options.labels)
+    return compute.InstanceTemplate(
+        fleet.child("gpu"),
+        description=f"vllm-fleet {spec.stack}: {spec.served_model_name} on {sizing.instance.name}",
+        machine_type=sizing.instance.name,  # A2, A3 and G2 machine types come with their GPUs attached
+        disks=[
+            compute.InstanceTemplateDiskArgs(boot=True, source_image=image, disk_size_gb=BOOT_DISK_GB,
+                                             disk_type="pd-balanced", auto_delete=True, labels=disk_labels),
+            # The weights cache: SSD so that a new VM loads the weights quickly.
+            compute.InstanceTemplateDiskArgs(boot=False, device_name=DATA_DISK_DEVICE, disk_type="pd-ssd",
+                                             disk_size_gb=sizing.data_disk_gb, auto_delete=True, labels=disk_labels),
+        ],
+        # No access_configs: no public IP. Outbound traffic goes through Cloud NAT.
+        network_interfaces=[compute.InstanceTemplateNetworkInterfaceArgs(subnetwork=subnetwork)],
+        service_account=compute.InstanceTemplateServiceAccountArgs(email=account.email, scopes=["cloud-platform"]),
+        scheduling=scheduling,
+        # Secure Boot stays off: it loads only kernel modules signed by a key the firmware trusts. Canonical's
+        # precompiled NVIDIA modules are signed, but the bootstrap's fallback (cuda-drivers from NVIDIA's
+        # repository, built by DKMS) and the driver of an `image` of the user's are not, and a refused
+        # module means a VM without GPUs that never turns healthy. vTPM and integrity monitoring stay on.
+        shielded_instance_config=compute.InstanceTemplateShieldedInstanceConfigArgs(
+            enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True),
+        # cloud-init reads `user-data`; it holds secret names only, vllm-fleet-setup fetches the values.
+        metadata={"user-data": user_data, "enable-oslogin": "TRUE", "block-project-ssh-keys": "TRUE"},
+        # VMs start only once they may read their secrets (and the weights).
+        opts=fleet.child_opts(depends_on=grants),
+    )
+
+def health_checks(fleet: FleetComponent):
+    def check(suffix: str, interval: int, timeout: int, healthy: int, unhealthy: int, what: str):
+        return compute.HealthCheck(
+            fleet.child(suffix), description=what, check_interval_sec=interval, timeout_sec=timeout,
+            healthy_threshold=healthy, unhealthy_threshold=unhealthy,
+            http_health_check=compute.HealthCheckHttpHealthCheckArgs(
+                port=serving.SERVE_PORT, request_path=serving.HEALTH_PATH), opts=fleet.opts)
+
+    serving_check = check("health", 10, 5, 2, 3, "vLLM /health: which VMs get requests")
+    # Autohealing recreates a VM (and downloads the weights again): only after minutes of failed checks.
+    autohealing_check = check("autohealing", 30, 10, 1, 6, "vLLM /health: which VMs are recreated")
+    return serving_check, autohealing_check
+
+def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, template, autohealing_check):
+    initial_delay = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
+    if initial_delay < sizing.startup_grace_seconds:
+        fleet.warn(f"{spec.stack}: a new VM may need {sizing.startup_grace_seconds} s to load the model, but GCP "
+                   f"starts autohealing checks after at most {MAX_INITIAL_DELAY_SECONDS} s: slow VMs may be recreated")
+    autoscaled = spec.replicas.min != spec.replicas.max
+    return compute.RegionInstanceGroupManager(
+        fleet.child("gpu"),
+        base_instance_name=fleet.child("gpu"),
+        region=spec.region,
+        versions=[compute.RegionInstanceGroupManagerVersionArgs(name="vllm",
+                                                                instance_template=template.self_link_unique)],
+        # BALANCED: spread over the zones with the GPU, but create VMs where there is capacity (GPUs run out
+        # zone by zone); it requires proactive redistribution off.
+        distribution_policy_zones=list(options.zones),
+        distribution_policy_target_shape="BALANCED",
+        named_ports=[compute.RegionInstanceGroupManagerNamedPortArgs(name="http", port=serving.SERVE_PORT)],
+        # Without an autoscaler the group holds `desired` VMs; with one, `desired` is the first size and the
+        # autoscaler owns it afterwards (ignore_changes below).
+        target_size=spec.replicas.desired,
+        auto_healing_policies=compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
+            health_check=autohealing_check.id,
+            # Long enough to install vLLM and download and load the weights before checks count.
+            initial_delay_sec=initial_delay),
+        # Replace by creating first: serving capacity never drops. A regional group's fixed surge must be 0 or
+        # at least its number of zones.
+        update_policy=compute.RegionInstanceGroupManagerUpdatePolicyArgs(
+            type="PROACTIVE", minimal_action="REPLACE", most_disruptive_allowed_action="REPLACE",
+            replacement_method="SUBSTITUTE", instance_redistribution_type="NONE",
+            max_unavailable_fixed=0, max_surge_fixed=len(options.zones)),
+        # A repaired VM comes from the current template, not the one it was created from.
+        instance_lifecycle_policy=compute.RegionInstanceGroupManagerInstanceLifecyclePolicyArgs(
+            force_update_on_repair="YES", default_action_on_failure="REPAIR"),
+        # `pulumi up` returns once the group exists; VMs become healthy minutes later (weights download).
+        wait_for_instances=False,
+        opts=fleet.child_opts(ignore_changes=["targetSize"] if autoscaled else None),
+    )
+
+def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
+    if spec.replicas.min == spec.replicas.max:
+        return
+    warmup = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
+    compute.RegionAutoscaler(
+        fleet.child("gpu"), region=spec.region, target=group.id,
+        autoscaling_policy=compute.RegionAutoscalerAutoscalingPolicyArgs(
+            min_replicas=spec.replicas.min, max_replicas=spec.replicas.max, mode="ON",
+            # The backend's capacity is targetRequestsPerMinute a VM (max_rate_per_instance): scale out when
+            # the VMs get more than that.
+            load_balancing_utilization=compute.RegionAutoscalerAutoscalingPolicyLoadBalancingUtilizationArgs(
+                target=1.0),
+            # A new VM's first minutes (install, weights) say nothing about load.
+            cooldown_period=warmup,
+            # A VM removed too early takes the startup time to come back: one at a time.
+            scale_in_control=compute.RegionAutoscalerAutoscalingPolicyScaleInControlArgs(
+                max_scaled_in_replicas=compute.RegionAutoscalerAutoscalingPolicyScaleInControlMaxScaledInReplicasArgs(
+                    fixed=1),
+                time_window_sec=warmup)),
+        opts=fleet.opts)
