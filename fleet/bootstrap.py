@@ -1,13 +1,15 @@
 """Renders a VM's cloud-init user-data from the templates in cloud-init/.
 
 It knows nothing of any cloud beyond picking cloud-init/clouds/<cloud>.sh.j2, the file that holds how a cloud
-finds its data disk, reads a secret and copies weights from a bucket. The cloud component passes the secret
-references (ARNs, resource ids): never secret values.
+finds its data disk, reads a secret and copies weights from a bucket. The cloud component tells it the rest
+(`CloudBoot`): references to the exact secret versions the VMs read (ARNs, resource ids; never secret values),
+how long its load balancer keeps idle connections, and any files only that cloud's VMs need.
 """
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -24,13 +26,42 @@ PATHS = {
     "cache_dir": serving.CACHE_DIR,
     "hf_home": f"{serving.CACHE_DIR}/huggingface",
     "venv": "/opt/vllm/venv",
-    "env_file": "/etc/vllm/vllm.env",
+    "uv_dir": "/opt/vllm/uv",  # uv itself, its managed Pythons and its cache: on the venv's filesystem
+    "state_dir": "/var/lib/vllm-fleet",  # what the setup has done (root disk)
+    "requirements": "/etc/vllm-fleet/vllm-requirements.txt",
+    "api_keys": serving.API_KEYS_FILE,
+    "apt_hold": "/etc/apt/apt.conf.d/51vllm-fleet-no-nvidia-upgrades",
     "cloud_lib": "/usr/local/lib/vllm-fleet/cloud.sh",
+    "fetch_weights": "/usr/local/lib/vllm-fleet/fetch-weights.py",
     "setup": "/usr/local/sbin/vllm-fleet-setup",
     "launcher": "/usr/local/bin/vllm-fleet-serve",
 }
-# Environment variable on the VM -> which secret of the stack holds it.
-SECRET_VARIABLES = {"VLLM_API_KEY": "apiKey", "HF_TOKEN": "hfToken"}
+# The stack's secrets a VM reads: apiKeys (a JSON object of name -> key) always, hfToken when set.
+SECRETS = ("apiKeys", "hfToken")
+
+
+@dataclass(frozen=True)
+class CloudFile:
+    """A file only one cloud's VMs get: its path on the VM, its template in cloud-init/, its mode."""
+
+    path: str
+    template: str
+    permissions: str = "0644"
+
+
+@dataclass(frozen=True)
+class CloudBoot:
+    """What a cloud's component tells the bootstrap of the VMs it boots."""
+
+    # Stack secret name -> the cloud's reference to the exact version the VMs read (fleet_fetch_secret's argument).
+    secret_refs: Mapping[str, str]
+    # The longest the cloud's load balancer keeps an idle connection to a VM open (vLLM keeps them longer).
+    edge_idle_timeout_seconds: int
+    # Values only cloud-init/clouds/<cloud>.sh.j2 uses (e.g. which VM identity reads the secrets), never secrets.
+    vars: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[CloudFile, ...] = ()
+    units: tuple[str, ...] = ()  # systemd units of `files` to enable and start
+
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -46,22 +77,23 @@ def render_launcher(argv: list[str]) -> str:
     return _templates.get_template("vllm-serve.sh.j2").render(argv=argv, paths=PATHS)
 
 
-def render_user_data(spec: FleetSpec, sizing: Sizing, secret_refs: Mapping[str, str],
-                     cloud_vars: Mapping[str, str] | None = None) -> str:
-    """`secret_refs` maps a stack secret name (apiKey, hfToken) to the cloud's reference to it; `cloud_vars` are
-    values only cloud-init/clouds/<cloud>.sh.j2 uses (e.g. which VM identity reads the secrets), never secrets."""
-    unknown = set(secret_refs) - set(SECRET_VARIABLES.values())
-    if unknown:
-        raise ValueError(f"unknown secrets {sorted(unknown)}")
+def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
+    if set(boot.secret_refs) - set(SECRETS) or "apiKeys" not in boot.secret_refs:
+        raise ValueError(f"secret references {sorted(boot.secret_refs)}: apiKeys is needed, hfToken optional")
     text = _templates.get_template("user-data.yaml.j2").render(
         spec=spec,
         sizing=sizing,
+        time_to_serve=sizing.time_to_serve,
         argv=serving.serve_argv(spec, sizing),
         paths=PATHS,
         model_dir=serving.model_dir(spec),
         versions={"vllm": serving.VLLM_VERSION, "python": serving.VM_PYTHON_VERSION, "uv": serving.UV_VERSION},
-        secret_refs={var: secret_refs[name] for var, name in SECRET_VARIABLES.items() if name in secret_refs},
-        cloud_vars=dict(cloud_vars or {}),
+        secret_refs={name: boot.secret_refs.get(name) for name in SECRETS},
+        edge_idle_timeout=boot.edge_idle_timeout_seconds,
+        keep_alive=serving.keep_alive_seconds(boot.edge_idle_timeout_seconds),
+        cloud_vars=dict(boot.vars),
+        cloud_files=boot.files,
+        cloud_units=boot.units,
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

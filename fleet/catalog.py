@@ -64,6 +64,22 @@ class CloudCatalog:
             return "sold only as spot VMs (set spot: true)"
         return None
 
+    @property
+    def min_data_disk_gb(self) -> int:
+        """The smallest weights cache disk worth having: on clouds whose disk throughput grows with its size, a
+        smaller one would take longer to load the weights than it saves."""
+        return int(self.raw["data_disk"].get("min_gb", 0))
+
+    def data_disk_mb_per_s(self, size_gb: int) -> float:
+        """The weights cache disk's throughput (MB/s) at a size, from the section's data_disk: a fixed `mb_per_s`,
+        `mb_per_s_per_gb` up to `max_mb_per_s`, or `tiers` of [largest size in GB, MB/s]."""
+        disk = self.raw["data_disk"]
+        if "mb_per_s" in disk:
+            return float(disk["mb_per_s"])
+        if "mb_per_s_per_gb" in disk:
+            return min(disk["mb_per_s_per_gb"] * size_gb, disk["max_mb_per_s"])
+        return float(next(rate for largest, rate in disk["tiers"] if size_gb <= largest))
+
     def quotas(self, instance: InstanceType, spot: bool) -> list[Quota]:
         found: dict[str, Quota] = {}
         for group in instance.quota_groups:

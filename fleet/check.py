@@ -5,14 +5,16 @@ non-zero exit status if any fails. The first thing to run after `pulumi up`, and
     python -m fleet.check --url https://codellama.example.com --api-key KEY [--model NAME] [--direct]
 
 Checks: /health answers; /v1/models refuses a request without the key (401) and lists the model with it; a
-completion, a chat completion and a streamed completion (several chunks) come back; /metrics, which vLLM serves
-without the key, is refused by the load balancer (403/404). --direct: the URL is a vLLM server itself (a VM
-through a tunnel, a local server), with no load balancer in front, so /metrics must answer Prometheus text there.
+completion, a chat completion and a streamed completion (several chunks) come back; /invocations and /metrics,
+which vLLM serves without the key, are refused by the load balancer (any 4xx/5xx of its own). --direct: the URL is
+a vLLM server itself (a VM through a tunnel, a local server), with no load balancer in front, so those answer
+there (/metrics with Prometheus text).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import urllib.error
@@ -44,10 +46,12 @@ class Result:
         return f"{'PASS' if self.passed else 'FAIL'}  {self.name:<10} {self.detail}"
 
 
-def http_get(url: str, timeout: float) -> tuple[int, str]:
-    """Status and body of a plain GET without any key."""
+def http_get(url: str, timeout: float, body: dict | None = None) -> tuple[int, str]:
+    """Status and body of a plain GET (a POST of `body` as JSON) without any key."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(errors="replace")
@@ -66,7 +70,7 @@ class Checks:
     def all(self) -> list[tuple[str, Callable[[], str]]]:
         return [("health", self.health), ("auth", self.auth), ("models", self.models),
                 ("completion", self.completion), ("chat", self.chat), ("streaming", self.streaming),
-                ("metrics", self.metrics)]
+                ("edge", self.edge), ("metrics", self.metrics)]
 
     def health(self) -> str:
         status, body = http_get(self.endpoint.url + serving.HEALTH_PATH, self.timeout)
@@ -122,17 +126,29 @@ class Checks:
             raise CheckFailed(f"{len(arrivals)} chunk(s) with text: is a proxy buffering the stream?")
         return f"{len(arrivals)} chunks, the first after {arrivals[0]:.2f} s"
 
+    def edge(self) -> str:
+        """vLLM answers completions on /invocations without the key (its --api-key guards /v1/ only): the load
+        balancer must let nothing but the API and /health through."""
+        status, _ = http_get(self.endpoint.url + "/invocations", self.timeout,
+                             body={"model": self.model or "", "prompt": "x", "max_tokens": 1})
+        if self.direct:
+            return f"POST /invocations without the key -> {status} on the server itself (--direct: no load balancer)"
+        if status < 400:
+            raise CheckFailed(f"POST /invocations without the key answered {status}: the load balancer must refuse "
+                              f"every path but {serving.PUBLIC_API_PREFIX} and {serving.HEALTH_PATH}")
+        return f"POST /invocations without the key -> {status}: refused at the load balancer"
+
     def metrics(self) -> str:
         status, body = http_get(self.endpoint.url + "/metrics", self.timeout)
         if self.direct:
             if status != 200 or "vllm:num_requests_running" not in body:
                 raise CheckFailed(f"GET /metrics on the server itself answered {status}, not Prometheus text")
             return "Prometheus text on the server itself (--direct: no load balancer in front to refuse it)"
-        if status in (403, 404):
-            return f"GET /metrics without the key -> {status}: refused at the load balancer"
         if status == 200:
             raise CheckFailed("GET /metrics answers anyone without the key: the load balancer must refuse it")
-        raise CheckFailed(f"GET /metrics answered {status}, not 403/404")
+        if status < 400:
+            raise CheckFailed(f"GET /metrics answered {status}, not a refusal")
+        return f"GET /metrics without the key -> {status}: refused at the load balancer"
 
 
 def run(checks: Checks) -> list[Result]:

@@ -3,6 +3,8 @@
 import pulumi
 
 PROJECT = "vllm-fleet"
+# How a secret's value is shown, in errors as in the plan: never the value itself.
+SHOWN_SECRET = "[secret]"
 
 
 class ConfigError(pulumi.RunError):
@@ -12,5 +14,5 @@ class ConfigError(pulumi.RunError):
         self.key = key
         self.value = value
         self.expected = expected
-        shown = "(not set)" if value is None else repr(value)
+        shown = "(not set)" if value is None else value if value == SHOWN_SECRET else repr(value)
         super().__init__(f"config {PROJECT}:{key} = {shown}: {expected}")

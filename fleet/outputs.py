@@ -4,13 +4,17 @@ cloud quota it needs."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
 from . import catalog
+from .catalog import InstanceType, Quota
 from .sizing import Sizing
 from .spec import FleetSpec
+
+if TYPE_CHECKING:
+    from components.base import FleetComponent
 
 HOURS_PER_MONTH = 730
 
@@ -29,18 +33,32 @@ def cost(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
     }
 
 
-def quota(spec: FleetSpec, sizing: Sizing) -> list[dict[str, Any]]:
-    """The quotas the VMs count against, at desired and at max replicas (what autoscaling may reach)."""
+def quota(spec: FleetSpec, instance_types: list[InstanceType]) -> list[dict[str, Any]]:
+    """The quotas the VMs count against, at desired and at max replicas (what autoscaling may reach). A group that
+    may launch several types counts each VM at the largest; a spot group with an on-demand base needs both quotas."""
     cloud = catalog.cloud(spec.cloud)
-    needs = []
-    for q in cloud.quotas(sizing.instance, spec.spot):
-        per_vm = sizing.instance.per_vm(q.unit)
-        needs.append({
-            "name": q.name, "code": q.code, "unit": q.unit,
-            "scope": spec.region if q.scope == "region" else q.scope,
-            "perReplica": per_vm, "atDesired": per_vm * spec.replicas.desired, "atMax": per_vm * spec.replicas.max,
-        })
-    return needs
+    replicas = spec.replicas
+    base = spec.on_demand_base if spec.spot else replicas.max
+    # (spot, VMs at desired replicas, VMs at max replicas): the group's on-demand VMs, then its spot VMs.
+    kinds = [(False, min(base, replicas.desired), min(base, replicas.max))]
+    if spec.spot:
+        kinds.append((True, replicas.desired - kinds[0][1], replicas.max - kinds[0][2]))
+    needs: dict[str, dict[str, Any]] = {}
+    for spot, at_desired, at_max in kinds:
+        if not at_max:
+            continue
+        largest: dict[str, tuple[Quota, int]] = {}
+        for instance in instance_types:
+            for q in cloud.quotas(instance, spot):
+                largest[q.name] = (q, max(largest.get(q.name, (q, 0))[1], instance.per_vm(q.unit)))
+        for q, per_vm in largest.values():
+            need = needs.setdefault(q.name, {"name": q.name, "code": q.code, "unit": q.unit,
+                                             "scope": spec.region if q.scope == "region" else q.scope,
+                                             "perReplica": 0, "atDesired": 0, "atMax": 0})
+            need["perReplica"] = max(need["perReplica"], per_vm)
+            need["atDesired"] += per_vm * at_desired
+            need["atMax"] += per_vm * at_max
+    return list(needs.values())
 
 
 def _curl(base_url: str, spec: FleetSpec) -> str:
@@ -63,30 +81,43 @@ def _continue_config(base_url: str, spec: FleetSpec) -> str:
     ])
 
 
-def stack_outputs(spec: FleetSpec, sizing: Sizing, endpoint: pulumi.Output[str],
-                  api_key: pulumi.Output[str], warnings: list[str]) -> dict[str, Any]:
-    base_url = endpoint.apply(lambda url: f"{url}/v1")
+def time_to_serve(sizing: Sizing) -> dict[str, Any]:
+    budget = sizing.time_to_serve
+    return {"seconds": budget.seconds, "boot": budget.boot, "install": budget.install, "download": budget.download,
+            "load": budget.load, "downloadMBps": round(budget.download_mb_per_s), "diskMBps": round(budget.disk_mb_per_s),
+            "basis": budget.describe()}
+
+
+def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_key: pulumi.Output[str],
+                  warnings: list[str]) -> dict[str, Any]:
+    """`fleet` is the cloud's component; `warnings` are the program's own, shown before the component's."""
+    base_url = fleet.endpoint.apply(lambda url: f"{url}/v1")
     instance = sizing.instance
     return {
-        "endpoint": endpoint,
+        "endpoint": fleet.endpoint,
         "openaiBaseUrl": base_url,
         "servedModelName": spec.served_model_name,
         "apiKey": pulumi.Output.secret(api_key),
+        "apiKeyNames": list(spec.api_key_names),
         "instanceType": instance.name,
+        "instanceTypes": [it.name for it in fleet.instance_types],
         "gpuType": instance.gpu,
         "gpuCount": instance.gpu_count,
         "tensorParallelSize": sizing.tensor_parallel_size,
         "replicas": {"min": spec.replicas.min, "desired": spec.replicas.desired, "max": spec.replicas.max},
         "spot": spec.spot,
+        "image": fleet.image,
+        "model": {"id": spec.model, "revision": spec.model_revision},
         "memory": {
             "weightsGib": round(sizing.memory.weights_gib, 1),
             "kvCacheGib": round(sizing.kv_cache_gib, 1),
             "kvCacheTokens": sizing.kv_cache_tokens,
             "maxModelLen": spec.max_model_len,
         },
+        "timeToServe": time_to_serve(sizing),
         "estimatedCost": cost(spec, sizing),
-        "quota": quota(spec, sizing),
+        "quota": quota(spec, fleet.instance_types),
         "curlExample": base_url.apply(lambda url: _curl(url, spec)),
         "continueConfig": base_url.apply(lambda url: _continue_config(url, spec)),
-        "warnings": warnings,
+        "warnings": [*warnings, *fleet.warnings],
     }

@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gzip
+import hashlib
 import json
 import logging
 import runpy
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .errors import SHOWN_SECRET
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "vllm-fleet"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value on the wire
-SHOWN_SECRET = "[secret]"
+# What the program gets for a secret of the stack file (and a generated key): never shown, never on a VM.
+SECRET_STAND_IN = "offline-plan-secret-"
 
 
 class PlanError(Exception):
@@ -40,6 +46,8 @@ class Step:
     custom: bool
     parent: str
     inputs: dict[str, Any]
+    # Resource options that change what later `pulumi up`s do (ignoreChanges, deleteBeforeReplace, ...).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,9 +63,10 @@ class Plan:
     def preview_json(self) -> dict[str, Any]:
         """The shape of `pulumi preview --json`: steps with op, urn, type, newState.inputs; outputs."""
         return {
+            # "options" is not in `pulumi preview --json`: the resource options the plan recorded.
             "steps": [{"op": "create", "urn": s.urn, "type": s.type,
                        "newState": {"type": s.type, "urn": s.urn, "custom": s.custom, "parent": s.parent,
-                                    "inputs": s.inputs}} for s in self.steps],
+                                    "inputs": s.inputs}, "options": s.options} for s in self.steps],
             "outputs": {k: (SHOWN_SECRET if k in self.secret_outputs else v) for k, v in self.outputs.items()},
             "diagnostics": [{"severity": "warning", "message": w} for w in self.warnings]
             + [{"severity": "error", "message": v} for v in self.policy_violations],
@@ -70,8 +79,8 @@ class Plan:
 def stack_file(stack: str) -> Path:
     path = Path(stack)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.exists():
-            raise PlanError(f"no stack file {stack}")
+        if not path.is_file():
+            raise PlanError(f"no stack file {stack}: give a stack name of stacks/ or the path of a Pulumi.<stack>.yaml")
         return path
     path = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
@@ -86,18 +95,31 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise PlanError(f"{path} is not YAML: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise PlanError(f"{path} must be a stack file: a map with a `config:` map of keys to values")
     config, secret_keys = {}, []
     for key, value in (document.get("config") or {}).items():
-        key = key if ":" in key else f"{PROJECT}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            # Only the Pulumi CLI can decrypt it; the program sees that it is a secret, not its value.
-            config[key] = "offline-plan-placeholder"
+        key = key if ":" in str(key) else f"{PROJECT}:{key}"
+        value, secret = _decrypted(value)
+        if secret:
             secret_keys.append(key)
-        elif isinstance(value, str):
-            config[key] = value
-        else:
-            config[key] = json.dumps(value)
+        config[key] = value if isinstance(value, str) else json.dumps(value)
     return config, secret_keys
+
+
+def _decrypted(value: Any) -> tuple[Any, bool]:
+    """A config value as the program would see it, and whether it holds a secret. Only the Pulumi CLI can decrypt a
+    `secure:` value: the plan gives the program a stand-in derived from the ciphertext (a new ciphertext, a new
+    stand-in, as the cloud would see a new value)."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return f"{SECRET_STAND_IN}{hashlib.sha256(str(value['secure']).encode()).hexdigest()[:24]}", True
+    if isinstance(value, dict):
+        items = {k: _decrypted(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(secret for _, secret in items.values())
+    if isinstance(value, list):
+        items = [_decrypted(v) for v in value]
+        return [v for v, _ in items], any(secret for _, secret in items)
+    return value, False
 
 
 def _show(value: Any) -> Any:
@@ -124,6 +146,7 @@ def run(stack: str) -> Plan:
     name = path.name[len("Pulumi."):-len(".yaml")] if path.name.startswith("Pulumi.") else path.stem
     config, secret_keys = stack_config(path)
     cloud = config.get(f"{PROJECT}:cloud")
+    region = config.get(f"{PROJECT}:region")  # the mocks answer as the cloud would in the stack's region
 
     import pulumi
     from pulumi.runtime import mocks, settings, stack as runtime_stack, sync_await
@@ -142,21 +165,25 @@ def run(stack: str) -> Plan:
                 if any(step.urn == response.urn for step in plan.steps):
                     raise PlanError(f"two resources have the URN {response.urn}")
                 inputs = mocks.rpc.deserialize_properties(request.object, keep_unknowns=True)
+                options = {"ignoreChanges": list(request.ignoreChanges),
+                           "replaceOnChanges": list(request.replaceOnChanges),
+                           "deleteBeforeReplace": request.deleteBeforeReplace, "protect": request.protect}
                 plan.steps.append(Step(response.urn, request.type, request.name, bool(request.custom),
-                                       request.parent, _show(dict(inputs))))
+                                       request.parent, _show(dict(inputs)),
+                                       {k: v for k, v in options.items() if v}))
             return response
 
     class Mocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs):
             state = dict(args.inputs)
             if args.typ == "random:index/randomPassword:RandomPassword":  # the program's generated API key
-                state["result"] = "offline-plan-generated-api-key"
+                state["result"] = f"{SECRET_STAND_IN}generated-{args.name}"
             elif hooks:
-                state.update(hooks.offline_state(args.typ, args.name, args.inputs))
-            return f"{args.name}-id", state
+                state.update(hooks.offline_state(args.typ, args.name, args.inputs, region))
+            return state.pop("id", f"{args.name}-id"), state
 
         def call(self, args: pulumi.runtime.MockCallArgs):
-            return hooks.offline_invoke(args.token, args.args) if hooks else {}
+            return hooks.offline_invoke(args.token, args.args, region) if hooks else {}
 
     class Warnings(logging.Handler):
         def emit(self, record):
@@ -183,9 +210,16 @@ def run(stack: str) -> Plan:
         type_, input_name, encoding = hooks.USER_DATA
         carriers = [text for s in plan.steps if s.type == type_ and (text := _nested(s.inputs, input_name))]
         if carriers:
-            text = carriers[0]
-            plan.user_data = base64.b64decode(text).decode() if encoding == "base64" else text
+            plan.user_data = decode_user_data(carriers[0], encoding)
     return plan
+
+
+def decode_user_data(text: str, encoding: str) -> str:
+    """A VM's cloud-init user-data from the resource input that carries it: `text`, `base64`, or `base64+gzip`."""
+    if encoding == "text":
+        return text
+    data = base64.b64decode(text)
+    return (gzip.decompress(data) if encoding == "base64+gzip" else data).decode()
 
 
 def check_policies(plan: Plan) -> None:
@@ -224,13 +258,18 @@ def render_text(plan: Plan) -> str:
             out.append(f"      {brief}")
     out += ["", "Outputs:"]
     for key, value in plan.outputs.items():
-        if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings"):
+        if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings", "timeToServe", "image"):
             continue
         out.append(f"  {key}: {SHOWN_SECRET if key in plan.secret_outputs else json.dumps(value)}")
     cost = plan.outputs.get("estimatedCost")
     if cost:
         out += ["", f"Cost: ${cost['usdPerHour']}/hour, ${cost['usdPerMonth']:.0f}/month at desired replicas "
                     f"(${cost['usdPerHourAtMaxReplicas']}/hour at max); {cost['basis']}"]
+    budget = plan.outputs.get("timeToServe")
+    if budget:
+        out += ["", f"Time to serve: a new VM takes {budget['basis']} (health checks wait {budget['seconds']} s)"]
+    if plan.outputs.get("image"):
+        out += [f"Image: {plan.outputs['image']}"]
     quotas = plan.outputs.get("quota") or []
     if quotas:
         out += ["", "Quota needed (ask for it before `pulumi up`):"]
@@ -252,8 +291,14 @@ def render_text(plan: Plan) -> str:
     return "\n".join(out)
 
 
+# Exit statuses, for CI: what went wrong without reading the output.
+EXIT_PLANNED, EXIT_CONFIG_ERROR, EXIT_POLICY_VIOLATION, EXIT_INTERNAL_ERROR = 0, 2, 3, 4
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="make plan", description=__doc__.split("\n\n")[0],
+                                     epilog="exit status: 0 planned, 2 config error (nothing planned), 3 policy "
+                                            "violation, 4 internal error (a bug of vllm-fleet)")
     parser.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or path to a stack file")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
@@ -265,13 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PlanError) as error:
         print(f"error: {error}", file=sys.stderr)
         print("Nothing was planned or created.", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG_ERROR
+    except Exception:  # noqa: BLE001 - not the user's input: a bug, shown in full to be reported
+        traceback.print_exc()
+        print("internal error: this is a bug of vllm-fleet, not of the stack's config; nothing was created",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     check_policies(plan)
     if args.format == "json":
         print(json.dumps(plan.preview_json(), indent=2, default=str))
     else:
         print(render_text(plan))
-    return 1 if plan.policy_violations else 0
+    return EXIT_POLICY_VIOLATION if plan.policy_violations else EXIT_PLANNED
 
 
 if __name__ == "__main__":

@@ -5,30 +5,30 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 
 import components
 
-from .sizing import size
-from .spec import parse_spec, read_pulumi_config
 from .outputs import stack_outputs
+from .sizing import size
+from .spec import DEFAULT_KEY_NAME, FleetSpec, parse_spec, read_pulumi_config
 
 
-def _secrets(spec, name: str) -> dict[str, pulumi.Output[str]]:
+def _api_keys(spec: FleetSpec) -> pulumi.Output[dict[str, str]]:
+    """Every API key vLLM accepts, by name: the stack's apiKeys and apiKey (named default), or one generated."""
     config = pulumi.Config()
-    secrets = {}
+    named = config.require_secret_object("apiKeys") if spec.named_api_keys else pulumi.Output.secret({})
     if spec.has_api_key:
-        secrets["apiKey"] = config.require_secret("apiKey")
-    else:
+        default = config.require_secret("apiKey")
+    elif not spec.named_api_keys:
         import pulumi_random  # only stacks that let the project generate their key pay for the import
 
-        secrets["apiKey"] = pulumi_random.RandomPassword(f"{name}-api-key", length=48, special=False).result
-    if spec.has_hf_token:
-        secrets["hfToken"] = config.require_secret("hfToken")
-    elif spec.arch.gated:
-        pulumi.log.warn(f"{spec.model} is gated on Hugging Face: set hfToken "
-                        f"(pulumi config set --secret hfToken hf_...) or the VMs cannot download it")
-    return secrets
+        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=48, special=False).result
+    else:
+        return named
+    return pulumi.Output.all(named, default).apply(lambda both: {**both[0], DEFAULT_KEY_NAME: both[1]})
 
 
 def run() -> None:
@@ -37,7 +37,28 @@ def run() -> None:
     cloud = components.load(spec.cloud)
     sizing = size(spec)
     options = cloud.parse_options(spec, sizing)
-    secrets = _secrets(spec, spec.name)
+    api_keys = _api_keys(spec)
+    # What the VMs read from the cloud's secret store: one secret with every API key, and the Hugging Face token.
+    secrets = {"apiKeys": pulumi.Output.secret(api_keys.apply(lambda keys: json.dumps(keys, sort_keys=True)))}
+    if spec.has_hf_token:
+        secrets["hfToken"] = pulumi.Config().require_secret("hfToken")
+    warnings = _warnings(spec)
+    for warning in warnings:
+        pulumi.log.warn(warning)
     fleet = cloud.Fleet(spec.name, spec, sizing, options, secrets)
-    for key, value in stack_outputs(spec, sizing, fleet.endpoint, secrets["apiKey"], fleet.warnings).items():
+    # The key `make check` and the examples use: the default one, else the first named one.
+    client_key = api_keys.apply(lambda keys: keys.get(DEFAULT_KEY_NAME) or keys[sorted(keys)[0]])
+    for key, value in stack_outputs(spec, sizing, fleet, client_key, warnings).items():
         pulumi.export(key, value)
+
+
+def _warnings(spec: FleetSpec) -> list[str]:
+    warnings = []
+    if spec.arch.gated and not spec.has_hf_token:
+        warnings.append(f"{spec.model} is gated on Hugging Face: set hfToken (pulumi config set --secret hfToken "
+                        f"hf_...) or the VMs cannot download it")
+    if not spec.model_is_bucket and not spec.model_revision:
+        warnings.append(f"modelRevision is not set: each VM serves whatever {spec.model}'s main branch holds when it "
+                        f"boots, so two VMs may serve different weights. Pin a commit: pulumi config set "
+                        f"modelRevision <sha> (the repository's Files and versions page or `hf api` shows it)")
+    return warnings

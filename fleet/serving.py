@@ -11,8 +11,18 @@ VM_PYTHON_VERSION = "3.12"  # the VMs' vLLM venv; uv brings this Python whatever
 UV_VERSION = "0.13.9"
 SERVE_PORT = 8000
 HEALTH_PATH = "/health"
-# vLLM serves these without the API key; the public endpoint refuses them (Prometheus scrapes the VMs inside).
-INTERNAL_PATH_PREFIXES = ("/metrics",)
+# What the load balancer passes on to vLLM; it refuses every other path. vLLM's --api-key guards only paths under
+# /v1, /v2, /inference and /cohere (vllm/entrypoints/serve/middleware/authenticate.py): /invocations, /tokenize,
+# /metrics and the rest answer anyone, so the edge lets through the OpenAI API under /v1/ and the health check only.
+PUBLIC_API_PREFIX = "/v1/"
+PUBLIC_PATHS = (HEALTH_PATH,)
+# The API keys, as a `vllm serve --config` file (`api-key: [...]`): keys never appear on a command line, in the
+# environment or in user-data. Written 0640 root:vllm at boot from the cloud's secret store.
+API_KEYS_FILE = "/etc/vllm/api-keys.yaml"
+# vLLM closes an idle HTTP connection after VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds (default 5). A load balancer that
+# reuses a connection the server has just closed answers 502, so vLLM keeps idle connections this much longer
+# than the load balancer does.
+KEEP_ALIVE_MARGIN_SECONDS = 60
 CACHE_DIR = "/var/lib/vllm"
 
 
@@ -21,10 +31,16 @@ def model_dir(spec: FleetSpec) -> str:
     return f"{CACHE_DIR}/models/{spec.served_model_name.replace('/', '--')}"
 
 
+def keep_alive_seconds(edge_idle_timeout_seconds: int) -> int:
+    """VLLM_HTTP_TIMEOUT_KEEP_ALIVE for VMs behind a load balancer that keeps idle connections this long."""
+    return edge_idle_timeout_seconds + KEEP_ALIVE_MARGIN_SECONDS
+
+
 def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
-    """The arguments after `vllm serve`. The API key is not among them: vLLM reads it from VLLM_API_KEY."""
+    """The arguments after `vllm serve`. The API keys are not among them: vLLM reads them from API_KEYS_FILE."""
     argv = [
         model_dir(spec) if spec.model_is_bucket else spec.model,
+        "--config", API_KEYS_FILE,
         "--host", "0.0.0.0",
         "--port", str(SERVE_PORT),
         "--served-model-name", spec.served_model_name,
@@ -33,6 +49,9 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
         "--gpu-memory-utilization", str(spec.gpu_memory_utilization),
         "--dtype", spec.dtype,
     ]
+    if spec.model_revision:
+        # The tokenizer follows the model's revision unless told otherwise (vllm/config/model.py).
+        argv += ["--revision", spec.model_revision]
     if spec.quantization:
         argv += ["--quantization", spec.quantization]
     return argv + list(spec.vllm_args)
@@ -48,13 +67,14 @@ CPU_DROPPED_FLAGS = (
 )
 
 
-def cpu_argv(argv: list[str], model_dir: str, *, port: int, max_model_len: int) -> list[str]:
+def cpu_argv(argv: list[str], model_dir: str, *, port: int, max_model_len: int, config_root: str) -> list[str]:
     """The one place where the CPU serving test (tests/serving) departs from a VM: a stack's GPU `vllm serve`
     arguments (as `serve_argv` returns them and the rendered launcher carries them) made runnable by vLLM's CPU
     build with a local model. Every argument not named here is passed on unchanged, so the test runs the served
     model name, the stack's vllmArgs and the rest exactly as a VM would.
 
     - the model -> `model_dir`: no model hub is reachable, and a real model would not fit a CPU test.
+    - --config -> `config_root` + its path: the API keys file as the VM's setup script wrote it under that root.
     - --host -> 127.0.0.1 and --port -> `port`: loopback only, on a port that is free.
     - --tensor-parallel-size -> 1: each CPU worker must have a NUMA node of its own.
     - --max-model-len -> at most `max_model_len`, the positions the local model has.
@@ -66,6 +86,7 @@ def cpu_argv(argv: list[str], model_dir: str, *, port: int, max_model_len: int) 
     if model.startswith("-"):
         raise ValueError(f"the model must come first, got {model!r}")
     replaced = {
+        "--config": lambda path: f"{config_root.rstrip('/')}{path}",
         "--host": lambda _: "127.0.0.1",
         "--port": lambda _: str(port),
         "--tensor-parallel-size": lambda _: "1",

@@ -18,6 +18,15 @@ KV_BYTES = 2  # the KV cache stays 16 bit unless vllmArgs asks for --kv-cache-dt
 # CUDA context, NCCL buffers, activations and CUDA graphs per GPU, measured as ~1-2 GiB on vLLM 0.x.
 OVERHEAD_GIB_PER_GPU = 1.5
 
+# How long a new VM takes to serve, by phase (TimeToServe). Estimates, not measurements of this project: no GPU VM
+# has been timed yet (docs/boot.md says how to measure one); each is meant to be on the slow side.
+BOOT_SECONDS = 240  # the cloud allocates and starts the GPU VM, the image boots, cloud-init starts the setup
+INSTALL_SECONDS = 600  # gcc, uv, a Python, and vLLM's ~6 GB of pinned wheels (torch with CUDA, NVIDIA libraries)
+# Downloads from the Hugging Face hub (or the stack's bucket) reach some hundreds of MB/s on a cloud VM, often
+# less: the budget assumes this, or the cache disk's own throughput where that is lower.
+HUB_MB_PER_S = 100
+ENGINE_START_SECONDS = 300  # CUDA and NCCL start, torch.compile and CUDA graph capture, after the weights are read
+
 
 @dataclass(frozen=True)
 class ModelMemory:
@@ -32,13 +41,51 @@ class ModelMemory:
 
 
 @dataclass(frozen=True)
+class TimeToServe:
+    """How long a new VM takes until it serves, by phase, in seconds; what health-check grace periods, the setup's
+    timeout and the plan's "time to serve" come from."""
+
+    boot: int
+    install: int
+    download: int  # the weights, at download_mb_per_s
+    load: int  # the weights from the cache disk at disk_mb_per_s, then the engine's start
+    download_mb_per_s: float
+    disk_mb_per_s: float
+
+    @property
+    def seconds(self) -> int:
+        return self.boot + self.install + self.download + self.load
+
+    @property
+    def setup_timeout_seconds(self) -> int:
+        """The setup unit's TimeoutStartSec: twice the expected install and download (network steps are retried
+        within it), after which systemd stops the run and starts it again, resuming the download."""
+        return 2 * (self.install + self.download)
+
+    @property
+    def setup_retry_seconds(self) -> int:
+        """How long the setup keeps retrying a failing network step: until shortly before its timeout."""
+        return self.setup_timeout_seconds - 60
+
+    def describe(self) -> str:
+        return (f"~{math.ceil(self.seconds / 60)} min: boot {self.boot} s, install vLLM {self.install} s, download "
+                f"the weights {self.download} s at {self.download_mb_per_s:.0f} MB/s, load them at "
+                f"{self.disk_mb_per_s:.0f} MB/s and start the engine {self.load} s")
+
+
+@dataclass(frozen=True)
 class Sizing:
     instance: InstanceType
     tensor_parallel_size: int
     memory: ModelMemory
     kv_cache_gib: float  # what is left for the KV cache on one VM
     data_disk_gb: int
-    startup_grace_seconds: int
+    time_to_serve: TimeToServe
+
+    @property
+    def startup_grace_seconds(self) -> int:
+        """How long a new VM may take before health checks count: its whole expected time to serve."""
+        return self.time_to_serve.seconds
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -78,10 +125,14 @@ def _weights_disk_gb(memory: ModelMemory) -> int:
     return int(math.ceil(memory.weights_gib * GIB / 1e9 * 2 + 20))
 
 
-def startup_grace_seconds(memory: ModelMemory) -> int:
-    """How long a new VM may take before health checks count: boot + vLLM install, then download and load the
-    weights at a conservative ~100 MB/s (SkyServe uses 1800 s for a 70B model)."""
-    return int(600 + math.ceil(memory.weights_gib * GIB / 100e6 / 60) * 60)
+def time_to_serve(cloud: catalog.CloudCatalog, memory: ModelMemory, data_disk_gb: int) -> TimeToServe:
+    disk = cloud.data_disk_mb_per_s(data_disk_gb)
+    download_rate = min(HUB_MB_PER_S, disk)
+    weights_mb = memory.weights_gib * GIB / 1e6
+    return TimeToServe(boot=BOOT_SECONDS, install=INSTALL_SECONDS,
+                       download=math.ceil(weights_mb / download_rate),
+                       load=math.ceil(weights_mb / disk) + ENGINE_START_SECONDS,
+                       download_mb_per_s=download_rate, disk_mb_per_s=disk)
 
 
 def size(spec: FleetSpec) -> Sizing:
@@ -128,11 +179,12 @@ def size(spec: FleetSpec) -> Sizing:
     if spec.data_disk_gb is not None and spec.data_disk_gb < needed_disk:
         raise ConfigError("dataDiskGb", spec.data_disk_gb,
                           f"must be at least {needed_disk} GB to cache {memory.weights_gib:.0f} GiB of weights")
+    data_disk_gb = spec.data_disk_gb or max(needed_disk, cloud.min_data_disk_gb)
     return Sizing(
         instance=chosen,
         tensor_parallel_size=chosen.gpu_count,
         memory=memory,
         kv_cache_gib=kv_cache_room_gib(chosen, memory, spec.gpu_memory_utilization),
-        data_disk_gb=spec.data_disk_gb or needed_disk,
-        startup_grace_seconds=startup_grace_seconds(memory),
+        data_disk_gb=data_disk_gb,
+        time_to_serve=time_to_serve(cloud, memory, data_disk_gb),
     )

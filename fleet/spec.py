@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import ipaddress
 import json
 import re
@@ -19,11 +20,18 @@ from typing import Any, Mapping
 import yaml
 
 from . import catalog
-from .errors import PROJECT, ConfigError
+from .errors import PROJECT, SHOWN_SECRET, ConfigError
 
 MODELS_FILE = catalog.CATALOG_FILE.parent / "models.yaml"
 
-SECRET_KEYS = ("hfToken", "apiKey")
+SECRET_KEYS = ("hfToken", "apiKey", "apiKeys")
+# The key clients send: a named key of apiKeys, or the one of apiKey, which is named "default".
+DEFAULT_KEY_NAME = "default"
+_KEY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Printable ASCII without spaces (what fits a `Bearer` header), not starting with "-" (vLLM's argument parser would
+# read it as a flag); at least 16 characters.
+_API_KEY = re.compile(r"^[!-~]{16,512}$")
+_HF_TOKEN = re.compile(r"^[!-~]{8,512}$")
 DTYPES = ("auto", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "awq", "gptq", "fp8")
 GPU_COUNTS = (1, 2, 4, 8)
@@ -31,16 +39,18 @@ GPU_COUNTS = (1, 2, 4, 8)
 # vLLM flags the project sets itself from other keys; letting vllmArgs set them would fight the sizing or
 # open the server (host/port/api-key).
 RESERVED_VLLM_FLAGS = {
-    "--model": "model", "--host": None, "--port": None, "--api-key": "apiKey",
+    "--model": "model", "--host": None, "--port": None, "--api-key": "apiKeys", "--config": None,
     "--served-model-name": "servedModelName", "--tensor-parallel-size": "accelerator",
     "--pipeline-parallel-size": None, "--max-model-len": "maxModelLen", "--quantization": "quantization",
     "--dtype": "dtype", "--gpu-memory-utilization": "gpuMemoryUtilization", "--download-dir": None,
+    "--revision": "modelRevision", "--tokenizer-revision": "modelRevision",
 }
 _VLLM_FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
 # One argv token: no whitespace, quotes, shell or YAML metacharacters, so it is inert wherever it is rendered.
 _VLLM_TOKEN = re.compile(r"^[A-Za-z0-9._:/=,+@%-]+$")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BUCKET_URI = re.compile(r"^([a-z0-9]+)://([a-z0-9][a-z0-9._-]{1,62})(/[A-Za-z0-9._/-]*)?$")
+_REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=+@-]{0,62}$")
@@ -78,6 +88,7 @@ class FleetSpec:
     region: str
     model: str
     model_is_bucket: bool
+    model_revision: str | None  # a commit, tag or branch of the Hugging Face repository; None: main at boot time
     served_model_name: str
     arch: ModelArch
     dtype: str
@@ -98,7 +109,8 @@ class FleetSpec:
     data_disk_gb: int | None
     tags: Mapping[str, str]
     has_hf_token: bool
-    has_api_key: bool
+    has_api_key: bool  # apiKey is set: the key named "default"
+    named_api_keys: tuple[str, ...]  # the names of apiKeys
     cloud_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -107,9 +119,28 @@ class FleetSpec:
         return {"managed-by": "vllm-fleet", "vllm-fleet-stack": self.stack, **self.tags}
 
     @property
+    def api_key_names(self) -> tuple[str, ...]:
+        """Every API key the VMs accept, by name; with neither apiKey nor apiKeys set, the generated default."""
+        return tuple(sorted({*self.named_api_keys, DEFAULT_KEY_NAME} if self.has_api_key or not self.named_api_keys
+                            else self.named_api_keys))
+
+    @property
     def name(self) -> str:
-        """A short resource-name prefix, safe on every cloud."""
-        return re.sub(r"[^a-z0-9-]", "-", self.stack.lower())[:24].strip("-") or "fleet"
+        """The prefix of every resource name of the stack (at most 24 characters)."""
+        return self.name_within(24)
+
+    def name_within(self, limit: int) -> str:
+        """The stack's name as a resource name of at most `limit` (>= 8) characters that every cloud accepts:
+        lower-case letters, digits and single hyphens, starting with a letter and ending with a letter or digit.
+        That is the stack name itself where it already is one; otherwise its slug, cut to fit, and a hash of the
+        whole stack name, so that two stacks (`...-us-central1-dev` and `...-prod`) never share a cut name."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.stack.lower()).strip("-")
+        if not slug[:1].isalpha():
+            slug = f"s-{slug}".rstrip("-")
+        if slug == self.stack and len(slug) <= limit:
+            return slug
+        digest = hashlib.sha256(self.stack.encode()).hexdigest()[:6]
+        return f"{slug[:limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 # key -> (what it is, parser). The parser gets the decoded value and returns the parsed one or raises ValueError
@@ -118,6 +149,8 @@ KEY_DOCS: dict[str, str] = {
     "cloud": "aws | gcp | azure",
     "region": "the cloud's region, e.g. us-east-1",
     "model": "a Hugging Face id (org/name) or a bucket URI of the cloud (s3://, gs://, az://)",
+    "modelRevision": "the Hugging Face repository's commit (or tag) to serve, e.g. a 40-character sha: every VM "
+                     "serves the same weights; changing it rolls the VMs (default: main as each VM boots)",
     "servedModelName": "the model name clients send (default: the model id, or the bucket path's last part)",
     "modelParams": "architecture of a model not in catalog/models.yaml: {like: <known id>} or "
                    "{params_b, layers, heads, kv_heads, head_dim, max_len}",
@@ -140,7 +173,9 @@ KEY_DOCS: dict[str, str] = {
     "dataDiskGb": "size of the weights cache disk in GB (default: sized from the weights)",
     "tags": "map of tags/labels put on every resource",
     "hfToken": "Hugging Face token (secret: pulumi config set --secret hfToken ...)",
-    "apiKey": "API key clients send (secret; default: generated, see the apiKey output)",
+    "apiKey": "API key clients send (secret; default: generated, see the apiKey output); named default",
+    "apiKeys": "named API keys, one per developer or tool, each a secret: pulumi config set --secret --path "
+               "'apiKeys.alice' ...; removing one revokes it",
     "aws": "AWS-only options, see README.md",
     "gcp": "GCP-only options, see docs/gcp.md",
     "azure": "Azure-only options, see docs/azure.md",
@@ -346,10 +381,14 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         raise ConfigError(unknown[0], _decode(raw[unknown[0]]), f"is not a vllm-fleet key; {hint}known keys are listed in README.md")
     for key in SECRET_KEYS:
         if key in raw and key not in secret_keys:
+            how = f"--path '{key}.<name>'" if key == "apiKeys" else key
             raise ConfigError(key, "<plain text>",
-                              f"is a secret and must be stored encrypted: pulumi config set --secret {key} <value> "
+                              f"is a secret and must be stored encrypted: pulumi config set --secret {how} <value> "
                               f"(and remove the plain value from the stack file)")
     values = {key: _decode(value) for key, value in raw.items() if key not in SECRET_KEYS}
+    named_api_keys = _api_keys(raw)
+    if "hfToken" in raw and not _HF_TOKEN.match(str(raw["hfToken"])):
+        raise ConfigError("hfToken", SHOWN_SECRET, "must be a Hugging Face access token (hf_...), one line")
 
     cloud = _one_of("cloud", values.get("cloud"), catalog.clouds())
     cloud_catalog = catalog.cloud(cloud)
@@ -365,6 +404,13 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
             raise ConfigError("model", model, f"a bucket URI on {cloud} starts with {cloud_catalog.bucket_scheme}://")
     elif not isinstance(model, str) or not _HF_ID.match(model):
         raise ConfigError("model", model, KEY_DOCS["model"])
+    revision = values.get("modelRevision")
+    if revision is not None:
+        if bucket:
+            raise ConfigError("modelRevision", revision, "applies to a Hugging Face model; a bucket's weights are "
+                                                         "what its path holds")
+        revision = _str("modelRevision", revision, _REVISION, "a commit sha, tag or branch of the model's repository, "
+                                                               "e.g. 0bd2d8f1c0e04ec7a2e5b5a9c1e8f0d2b3a4c5d6")
     from_table = not bucket and "modelParams" not in values and model in known_models()
     arch = _arch(model, bool(bucket), values.get("modelParams"))
 
@@ -406,7 +452,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     data_disk = None if data_disk is None else _int("dataDiskGb", data_disk, 20, 16384)
 
     return FleetSpec(
-        stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket),
+        stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket), model_revision=revision,
         served_model_name=served, arch=arch, dtype=dtype, quantization=quantization, max_model_len=max_len,
         gpu_memory_utilization=float(utilization), accelerator_gpu=gpu, accelerator_count=count,
         instance_type=instance_type, replicas=replicas, spot=spot, on_demand_base=on_demand_base,
@@ -414,9 +460,38 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         certificate=str(certificate) if certificate is not None else None,
         dns_zone=str(dns_zone) if dns_zone is not None else None,
         vllm_args=_vllm_args(values.get("vllmArgs")), data_disk_gb=data_disk, tags=_tags(values.get("tags")),
-        has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw,
+        has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
         cloud_options=_cloud_options(cloud, values.get(cloud)),
     )
+
+
+def _api_keys(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of apiKeys; every key's value (apiKey's too) checked without ever showing it."""
+    keys: dict[str, Any] = {}
+    if "apiKeys" in raw:
+        named = _decode(raw["apiKeys"])
+        if not isinstance(named, dict) or not named:
+            raise ConfigError("apiKeys", SHOWN_SECRET, "must map names to keys, each set with pulumi config set "
+                                                       "--secret --path 'apiKeys.<name>' <key>")
+        for name, key in named.items():
+            if not _KEY_NAME.match(str(name)):
+                raise ConfigError("apiKeys", name, "key names are 1-32 lower-case letters, digits, _ and -, "
+                                                   "starting with a letter or digit, e.g. alice or ci")
+            keys[name] = key
+    if "apiKey" in raw:
+        if DEFAULT_KEY_NAME in keys:
+            raise ConfigError("apiKeys.default", SHOWN_SECRET, f"apiKey is the key named {DEFAULT_KEY_NAME}: set one "
+                                                               f"of the two")
+        keys[DEFAULT_KEY_NAME] = raw["apiKey"]
+    for name, key in keys.items():
+        where = "apiKey" if name == DEFAULT_KEY_NAME and "apiKey" in raw else f"apiKeys.{name}"
+        if not isinstance(key, str) or not _API_KEY.match(key) or key.startswith("-"):
+            raise ConfigError(where, SHOWN_SECRET, "an API key is 16-512 printable ASCII characters without spaces, "
+                                                   "not starting with -, e.g. $(openssl rand -hex 32)")
+    if len(set(keys.values())) < len(keys):
+        raise ConfigError("apiKeys", SHOWN_SECRET, "two names have the same key: each key must be its own, so that "
+                                                   "removing one revokes only that one")
+    return tuple(sorted(set(keys) - ({DEFAULT_KEY_NAME} if "apiKey" in raw else set())))
 
 
 def _cloud_options(cloud: str, value: Any) -> Mapping[str, Any]:

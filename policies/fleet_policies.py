@@ -4,6 +4,7 @@ each policy's validate on the resources an offline plan records)."""
 from __future__ import annotations
 
 import base64
+import gzip
 import re
 from typing import Any, Iterable
 
@@ -11,8 +12,10 @@ from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationA
 
 PROTECTED_PORTS = (22, 8000)  # SSH, and vLLM itself (only the load balancer may reach it)
 INTERNET = {"0.0.0.0/0", "::/0", "*", "Internet", "any"}
-# A value assigned to a secret variable, or a Hugging Face token, written into what a VM boots with.
-SECRET_IN_TEXT = re.compile(r"^\s*(VLLM_API_KEY|HF_TOKEN|HUGGING_FACE_HUB_TOKEN)=\S|hf_[A-Za-z0-9]{30,}", re.M)
+# A value written into what a VM boots with: a secret variable assigned a literal (not a shell expansion such as
+# $(fleet_fetch_secret ...)), vLLM's api-key option with a key, or a Hugging Face token.
+SECRET_IN_TEXT = re.compile(r"^\s*(export\s+)?(VLLM_API_KEY|HF_TOKEN|HUGGING_FACE_HUB_TOKEN)=[^$\s]"
+                            r"|api-key:\s*\[\s*\"[^\"\s]{8,}\"|--api-key[= ]+[^-\s]|hf_[A-Za-z0-9]{30,}", re.M)
 
 
 def _port_ranges(spec: Any) -> Iterable[tuple[int, int]]:
@@ -60,6 +63,17 @@ def _internet_ingress(args: ResourceValidationArgs, report: ReportViolation) -> 
                        f"and SSH stays closed (use SSM / IAP / Bastion)")
 
 
+def _decoded(value: str) -> str:
+    """User-data as the VM gets it: base64-decoded and gunzipped where it is."""
+    try:
+        data = base64.b64decode(value, validate=True)
+    except ValueError:
+        return value
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return data.decode(errors="replace")
+
+
 def _user_data_texts(args: ResourceValidationArgs) -> Iterable[str]:
     props = args.props
     profile = props.get("virtualMachineProfile")
@@ -67,10 +81,7 @@ def _user_data_texts(args: ResourceValidationArgs) -> Iterable[str]:
     for key in ("userData", "customData"):
         value = props.get(key) or (os_profile.get(key) if isinstance(os_profile, dict) else None)
         if isinstance(value, str):
-            try:
-                yield base64.b64decode(value, validate=True).decode()
-            except ValueError:
-                yield value
+            yield _decoded(value)
     metadata = props.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user-data"), str):
         yield metadata["user-data"]

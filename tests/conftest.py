@@ -4,7 +4,6 @@ Pulumi's runtime is process-global), and helpers to look into a plan."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -15,8 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-
-from fleet.bootstrap import PATHS
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -75,6 +72,11 @@ class PlannedStack:
     def named(self, type_: str) -> dict[str, dict[str, Any]]:
         return {s["urn"].rsplit("::", 1)[1]: s["newState"]["inputs"] for s in self.steps if s["type"] == type_}
 
+    def options_of(self, type_: str) -> dict[str, Any]:
+        """The resource options (ignoreChanges, ...) the plan recorded for the one resource of a type."""
+        [options] = [s["options"] for s in self.steps if s["type"] == type_]
+        return options
+
     def one(self, type_: str) -> dict[str, Any]:
         found = self.resources(type_)
         assert len(found) == 1, f"expected one {type_}, found {len(found)}"
@@ -132,11 +134,3 @@ def launcher_argv(launcher: str) -> list[str]:
     command = shlex.split(launcher.split("exec ", 1)[1].replace("\\\n", " "))
     assert command[1] == "serve", command
     return command[2:]
-
-
-def run_write_secrets(root: Path, env_file: Path, cloud_lib: Path) -> subprocess.CompletedProcess:
-    """Runs the write_secrets step of the setup script materialized under `root`, with the cloud's functions
-    (fleet_fetch_secret) sourced from `cloud_lib` instead of the cloud's own library."""
-    script = root / PATHS["setup"].lstrip("/")
-    return subprocess.run(["bash", "-c", f'source "{script}" && write_secrets "{env_file}"'],
-                          env={**os.environ, "FLEET_CLOUD_LIB": str(cloud_lib)}, capture_output=True, text=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 
-from conftest import config_of, run_plan, stacks_of
+from conftest import config_of, run_plan, stacks_of, write_files
 
 AWS_STACKS = stacks_of("aws")
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -59,7 +60,7 @@ def test_instances_require_imdsv2_encrypt_disks_and_boot_the_bootstrap(stack, pl
     data = next(v for v in volumes if v["deviceName"] == "/dev/sdf")
     assert data["ebs"]["volumeSize"] >= 2 * plan.outputs["memory"]["weightsGib"]
     assert template["instanceType"] == plan.outputs["instanceType"]
-    assert template["imageId"] == "ami-0fleet0offline0plan"  # from the DLAMI lookup
+    assert template["imageId"].startswith("ami-")  # from the pinned DLAMI's lookup
     assert "associatePublicIpAddress" not in json.dumps(template)
     assert plan.user_data.startswith("#cloud-config")
 
@@ -68,17 +69,20 @@ def test_instances_require_imdsv2_encrypt_disks_and_boot_the_bootstrap(stack, pl
 def test_instance_role_reads_exactly_this_stacks_secrets(stack, plan_of):
     plan = plan_of(stack)
     secrets = plan.named("aws:secretsmanager/secret:Secret")
-    assert set(secrets) == {f"{stack}-apiKey"} | ({f"{stack}-hfToken"} if "hfToken" in config_of(stack) else set())
+    assert set(secrets) == {f"{stack}-apiKeys"} | ({f"{stack}-hfToken"} if "hfToken" in config_of(stack) else set())
     for version in plan.resources("aws:secretsmanager/secretVersion:SecretVersion"):
         assert version["secretString"] == "[secret]"
     policy = json.loads(plan.one("aws:iam/rolePolicy:RolePolicy")["policy"])
     read = next(s for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")
-    assert read["Resource"] == sorted(f"arn:aws:secretsmanager:us-east-1:123456789012:{name}" for name in secrets)
+    region = config_of(stack)["region"]
+    assert read["Resource"] == sorted(f"arn:aws:secretsmanager:{region}:123456789012:{name}" for name in secrets)
     assert "*" not in json.dumps(read)
     attachments = [a["policyArn"] for a in plan.resources("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
     assert attachments == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
-    # the VMs get the secrets' ARNs, never their values
-    assert "arn:aws:secretsmanager:us-east-1:123456789012:" + f"{stack}-apiKey" in plan.user_data
+    # the VMs get the secret's ARN and the version they read, never its value
+    setup = write_files(plan.user_data)["/usr/local/sbin/vllm-fleet-setup"]["content"]
+    assert re.search(rf"^readonly API_KEYS_REF='arn:aws:secretsmanager:{region}:123456789012:{stack}-apiKeys\\|"
+                     rf"[0-9a-f-]{{36}}'$", setup, re.M)
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -92,10 +96,16 @@ def test_load_balancer_health_checks_and_timeouts(stack, plan_of):
     assert alb["idleTimeout"] >= 600 and alb["dropInvalidHeaderFields"] is True
     listeners = plan.resources("aws:lb/listener:Listener")
     assert len(listeners) == 1
-    # /metrics answers without the API key: the public listener refuses it before any VM sees it
-    (hide,) = plan.resources("aws:lb/listenerRule:ListenerRule")
-    assert hide["conditions"][0]["pathPattern"]["values"] == ["/metrics", "/metrics/*"]
-    assert hide["actions"][0]["type"] == "fixed-response" and hide["actions"][0]["fixedResponse"]["statusCode"] == "404"
+    # Only the API and /health are forwarded; the listener itself answers everything else with a 404
+    (api,) = plan.resources("aws:lb/listenerRule:ListenerRule")
+    assert api["conditions"] == [{"pathPattern": {"values": ["/v1/*", "/health"]}}]
+    [target_group_name] = plan.named("aws:lb/targetGroup:TargetGroup")
+    [forward] = api["actions"]
+    assert forward["type"] == "forward" and forward["targetGroupArn"].endswith(f":{target_group_name}")
+    [default] = listeners[0]["defaultActions"]
+    assert default["type"] == "fixed-response" and default["fixedResponse"]["statusCode"] == "404"
+    assert default["fixedResponse"]["contentType"] == "application/json"
+    assert len(default["fixedResponse"]["messageBody"]) <= 1024 and json.loads(default["fixedResponse"]["messageBody"])
     if "certificate" in config_of(stack):
         assert listeners[0]["protocol"] == "HTTPS" and listeners[0]["port"] == 443
         assert listeners[0]["certificateArn"] == config_of(stack)["certificate"]
@@ -208,7 +218,9 @@ def test_dns_zone_issues_a_certificate_and_an_alias_record(stack_file):
 @pytest.mark.parametrize("aws, key, words", [
     ({"vpcId": "vpc-0123456789abcdef0"}, "aws.publicSubnetIds", "at least two subnet-"),
     ({"publicSubnetIds": ["subnet-0000000a", "subnet-0000000b"]}, "aws.vpcId", "need the vpcId"),
-    ({"azCount": 1}, "aws.azCount", "from 2 to 6"),
+    ({"azCount": 1}, "aws.azCount", "from 2 to 5: us-east-1 has 5 zones"),
+    ({"azCount": 6}, "aws.azCount", "from 2 to 5: us-east-1 has 5 zones"),
+    ({"amiName": "ubuntu-22.04"}, "aws.amiName", "release of the Deep Learning Base OSS Nvidia Driver GPU AMI"),
     ({"vpcCidr": "10.0.0.0/8"}, "aws.vpcCidr", "/16 to /20"),
     ({"amiId": "ubuntu"}, "aws.amiId", "ami-0123456789abcdef0"),
     ({"sshKey": "x"}, "aws.sshKey", "is not an AWS option"),
@@ -238,3 +250,38 @@ def test_tls_config_is_checked_before_anything_is_created(stack_file, extra, key
     result = run_plan(path)
     assert result.returncode == 2 and result.stdout == ""
     assert f"config vllm-fleet:{key}" in result.stderr and words in result.stderr
+
+
+def test_autoscaling_owns_desired_capacity_after_the_first_up(plan_of):
+    """A later `pulumi up` (or one after a refresh) must not set desired back and terminate the VMs the scaling
+    policy added; a fixed-size group has nothing to fight over."""
+    assert plan_of("codellama-prod").options_of(GROUP)["ignoreChanges"] == ["desiredCapacity"]
+    assert "ignoreChanges" not in plan_of("codellama-dev").options_of(GROUP)
+
+
+def test_spot_with_an_on_demand_base_prefers_the_sized_type_and_asks_for_both_quotas(stack_file):
+    path = stack_file({"cloud": "aws", "region": "us-east-1", "model": "Qwen/Qwen2.5-Coder-14B-Instruct",
+                       "maxModelLen": 8192, "allowedCidrs": ["10.0.0.0/8"], "spot": True, "onDemandBase": 1,
+                       "replicas": {"min": 1, "desired": 2, "max": 4}})
+    result = run_plan(path)
+    assert result.returncode == 0, result.stderr
+    preview = json.loads(result.stdout)
+    [group] = [s["newState"]["inputs"] for s in preview["steps"] if s["type"] == GROUP]
+    mixed = group["mixedInstancesPolicy"]
+    distribution = mixed["instancesDistribution"]
+    assert distribution["onDemandAllocationStrategy"] == "prioritized"
+    from fleet import catalog
+
+    prices = {name: it.usd_per_hour for name, it in catalog.cloud("aws").instance_types.items()}
+    overrides = [o["instanceType"] for o in mixed["launchTemplate"]["overrides"]]
+    sized = preview["outputs"]["instanceType"]
+    # the on-demand VM launches as the first override: the sized (cheapest fitting) type, then by price
+    assert overrides[0] == sized and overrides[1:] == sorted(overrides[1:], key=prices.get)
+    assert all(prices[name] <= 2 * prices[sized] for name in overrides) and len(overrides) > 1
+    assert preview["outputs"]["instanceTypes"] == overrides
+    quotas = {q["name"]: q for q in preview["outputs"]["quota"]}
+    largest = max(catalog.cloud("aws").instance_types[name].vcpus for name in overrides)
+    on_demand = quotas["Running On-Demand G and VT instances"]
+    spot = quotas["All G and VT Spot Instance Requests"]
+    assert (on_demand["atDesired"], on_demand["atMax"]) == (largest, largest)  # one on-demand VM
+    assert (spot["atDesired"], spot["atMax"]) == (largest * 1, largest * 3)

@@ -4,13 +4,14 @@ config error, raised before any resource is declared."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import math
 import re
 
 import pytest
 
-from conftest import config_of, run_plan, stacks_of
+from conftest import config_of, run_plan, stacks_of, write_files
 from fleet import catalog
 from fleet.errors import ConfigError
 from fleet.sizing import size
@@ -47,7 +48,11 @@ def sources(rule: dict) -> set[str]:
 
 
 def custom_data(plan) -> str:
-    return base64.b64decode(plan.one(SCALE_SET)["virtualMachineProfile"]["osProfile"]["customData"]).decode()
+    """The scale set's custom data as a VM gets it: base64 of gzip, which cloud-init decompresses, within Azure's
+    65535 bytes."""
+    data = base64.b64decode(plan.one(SCALE_SET)["virtualMachineProfile"]["osProfile"]["customData"])
+    assert data[:2] == b"\x1f\x8b" and len(data) <= 65535
+    return gzip.decompress(data).decode()
 
 
 def test_both_issue_stacks_exist():
@@ -107,7 +112,7 @@ def test_allowed_cidrs_only_reach_the_gateway_listener(stack, plan_of):
 def test_vm_identity_reads_exactly_this_stacks_secrets(stack, plan_of):
     plan = plan_of(stack)
     secrets = plan.named(SECRET)
-    expected = {"apiKey"} | ({"hfToken"} if "hfToken" in config_of(stack) else set())
+    expected = {"apiKeys"} | ({"hfToken"} if "hfToken" in config_of(stack) else set())
     assert {s["secretName"] for s in secrets.values()} == expected
     assert all(s["properties"] == "[secret]" for s in secrets.values())
     vault = plan.one("azure-native:keyvault:Vault")["properties"]
@@ -127,13 +132,15 @@ def test_custom_data_names_the_secrets_and_the_identity_but_holds_no_secret(stac
     plan = plan_of(stack)
     text = custom_data(plan)
     assert text == plan.user_data and text.startswith("#cloud-config")
+    setup = write_files(text)["/usr/local/sbin/vllm-fleet-setup"]["content"]
     for secret in plan.resources(SECRET):
+        # the secret at its current version: a new value, new custom data, new VMs
         uri = f"https://{secret['vaultName']}.vault.azure.net/secrets/{secret['secretName']}"
-        assert f"fleet_fetch_secret {uri}" in text
+        assert re.search(rf"^readonly \w+_REF={re.escape(uri)}/[0-9a-f]{{32}}$", setup, re.M), uri
     assert f"FLEET_IDENTITY_CLIENT_ID={stack}-vms-client-id" in text
     assert "client_id=${FLEET_IDENTITY_CLIENT_ID}" in text
-    assert "offline-plan-generated-api-key" not in text  # the generated key's value under the plan
-    assert not re.search(r"^\s*(VLLM_API_KEY|HF_TOKEN)=|hf_[A-Za-z0-9]{30,}", text, re.M)
+    assert "offline-plan-secret-" not in text  # what the plan gives the program for a secret
+    assert not re.search(r"^\s*(VLLM_API_KEY|HF_TOKEN)=[^$]|hf_[A-Za-z0-9]{30,}", text, re.M)
 
 
 # --- instances -----------------------------------------------------------------------------------------
@@ -144,20 +151,30 @@ def test_scale_set_probes_repairs_and_upgrades_without_losing_capacity(stack, pl
     assert scale_set["orchestrationMode"] == "Uniform" and scale_set["overprovision"] is False
     assert scale_set["sku"]["name"] == plan.outputs["instanceType"]
     assert scale_set["sku"]["capacity"] == plan.outputs["replicas"]["desired"]
+    # the autoscale setting owns the capacity after the first `pulumi up`
+    assert plan.options_of(SCALE_SET)["ignoreChanges"] == ["sku.capacity"]
+    # new VMs first (MaxSurge), from the latest model: a new custom data (vllmArgs, a secret's version) reaches
+    # the VMs as new VMs, since running ones never see a changed custom data
     upgrade = scale_set["upgradePolicy"]
     assert upgrade["mode"] == "Rolling" and upgrade["rollingUpgradePolicy"]["maxSurge"] is True
     assert upgrade["rollingUpgradePolicy"]["maxBatchInstancePercent"] <= 20
-    weights_bytes = plan.outputs["memory"]["weightsGib"] * 1024**3
-    grace_minutes = math.ceil((600 + math.ceil(weights_bytes / 100e6 / 60) * 60) / 60)
+    seconds = plan.outputs["timeToServe"]["seconds"]
     repairs = scale_set["automaticRepairsPolicy"]
-    assert repairs == {"enabled": True, "gracePeriod": f"PT{max(10, grace_minutes)}M", "repairAction": "Replace"}
+    assert repairs == {"enabled": True, "gracePeriod": f"PT{max(10, math.ceil(seconds / 60))}M",
+                       "repairAction": "Replace"}
     profile = scale_set["virtualMachineProfile"]
     [health] = profile["extensionProfile"]["extensions"]
     assert (health["publisher"], health["type"]) == ("Microsoft.ManagedServices", "ApplicationHealthLinux")
-    assert health["settings"]["port"] == 8000 and health["settings"]["requestPath"] == "/health"
+    # rich health states (2.x), whose grace period covers a new VM's whole time to serve
+    assert health["typeHandlerVersion"] == "2.0"
+    assert health["settings"] == {"protocol": "http", "port": 8001, "requestPath": "/health-state",
+                                  "intervalInSeconds": 15, "numberOfProbes": 3, "gracePeriod": min(seconds, 14400)}
+    assert 5 <= health["settings"]["intervalInSeconds"] <= 60 and 1 <= health["settings"]["numberOfProbes"] <= 24
+    # no security profile: a standard VM under Compute API 2024-11-01 (test_the_sdk_makes_standard_vms)
+    assert "securityProfile" not in profile
     storage = profile["storageProfile"]
     assert storage["imageReference"] == {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204",
-                                         "version": "latest"}
+                                         "version": "22.04.2026082801"}  # pinned, never "latest"
     [data] = storage["dataDisks"]
     assert data["lun"] == 0 and data["createOption"] == "Empty"
     assert data["diskSizeGB"] >= 2 * plan.outputs["memory"]["weightsGib"]
@@ -206,19 +223,32 @@ def test_gateway_keeps_long_streams_open_and_probes_health(stack, plan_of):
     assert gateway["globalConfiguration"]["enableResponseBuffering"] is False
     pools = plan.one(SCALE_SET)["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"][0][
         "ipConfigurations"][0]["applicationGatewayBackendAddressPools"]
-    assert [p["id"].rsplit("/", 2)[1:] for p in pools] == [["backendAddressPools", gateway["backendAddressPools"][0]["name"]]]
+    assert [p["id"].rsplit("/", 2)[1:] for p in pools] == [["backendAddressPools", "vllm"]]
 
 
 @pytest.mark.parametrize("stack", AZURE_STACKS)
-def test_gateway_keeps_metrics_off_the_public_endpoint(stack, plan_of):
+def test_gateway_routes_the_api_to_the_vms_and_everything_else_to_an_empty_pool(stack, plan_of):
     gateway = plan_of(stack).one(GATEWAY)
-    [rule_set] = gateway["rewriteRuleSets"]
-    [rewrite] = rule_set["rewriteRules"]
-    [condition] = rewrite["conditions"]
-    assert condition["variable"] == "var_uri_path" and condition["pattern"] == "^(/metrics)"
-    assert rewrite["actionSet"]["urlConfiguration"]["modifiedPath"] == "/not-served-publicly"
     [routing] = gateway["requestRoutingRules"]
-    assert routing["rewriteRuleSet"]["id"].endswith("/rewriteRuleSets/" + rule_set["name"])
+    assert routing["ruleType"] == "PathBasedRouting" and routing["urlPathMap"]["id"].endswith("/urlPathMaps/vllm")
+    [path_map] = gateway["urlPathMaps"]
+    [rule] = path_map["pathRules"]
+    assert rule["paths"] == ["/v1/*", "/health"] and rule["backendAddressPool"]["id"].endswith("/backendAddressPools/vllm")
+    assert path_map["defaultBackendAddressPool"]["id"].endswith("/backendAddressPools/refused")
+    assert {pool["name"]: pool.get("backendAddresses", []) for pool in gateway["backendAddressPools"]} == {
+        "vllm": [], "refused": []}  # the VMs join "vllm" from the scale set; "refused" stays empty
+
+
+def test_the_sdk_makes_standard_vms_without_a_security_profile():
+    """Leaving securityProfile out makes a standard (not Trusted Launch) VM under Compute API 2024-11-01, whose
+    securityType enum has no "Standard" (2025-11-01 adds it, and makes Trusted Launch the default). A newer SDK
+    with a newer API version must fail here, so that the choice is made again."""
+    from pathlib import Path
+
+    from pulumi_azure_native.compute import SecurityTypes, virtual_machine_scale_set
+
+    assert "Uses Azure REST API version 2024-11-01." in Path(virtual_machine_scale_set.__file__).read_text()
+    assert {t.value for t in SecurityTypes} == {"TrustedLaunch", "ConfidentialVM"}
 
 
 def test_https_stack_terminates_tls_with_the_key_vault_certificate(plan_of):
@@ -396,3 +426,11 @@ def test_startup_beyond_the_repair_grace_limit_turns_repairs_off(stack_file):
     assert scale_set["automaticRepairsPolicy"]["enabled"] is False
     assert scale_set["automaticRepairsPolicy"]["gracePeriod"] == "PT90M"
     assert any("automatic repairs are off" in d["message"] for d in preview["diagnostics"])
+
+
+def test_the_latest_image_version_is_taken_with_a_warning_that_it_drifts(stack_file):
+    path = stack_file({**BASE, "azure": {"image": "microsoft-dsvm:ubuntu-hpc:2204:latest"}})
+    result = run_plan(path)
+    assert result.returncode == 0, result.stderr
+    preview = json.loads(result.stdout)
+    assert any("asks for the latest version" in d["message"] for d in preview["diagnostics"])

@@ -3,19 +3,21 @@ tools: cloud-init's schema, shellcheck, systemd-analyze verify; and the secrets 
 
 from __future__ import annotations
 
+import re
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import launcher_argv, materialize, run_write_secrets, stacks_of, write_files
+from conftest import config_of, launcher_argv, materialize, stacks_of, write_files
+from fleet.bootstrap import PATHS
+from fleet.plan import SECRET_STAND_IN
 
 SHELLCHECK = str(Path(sys.executable).parent / "shellcheck")
-# The secret values the offline plan gives the program; none may appear in what a VM is given.
-PLAN_SECRET_VALUES = ("offline-plan-placeholder", "offline-plan-generated-api-key")
+# Programs the units run that the VM image has (Ubuntu 22.04), not the user-data.
+IMAGE_COMMANDS = ("/usr/bin/systemctl", "/usr/bin/python3")
 
 
 @pytest.mark.parametrize("stack", stacks_of())
@@ -42,7 +44,7 @@ def test_scripts_pass_shellcheck(stack, plan_of, tmp_path):
     files = write_files(plan_of(stack).user_data)
     scripts = {p: f for p, f in files.items() if f["content"].startswith(("#!/bin/bash", "# shellcheck shell=bash"))}
     # the setup script, the launcher and the cloud's library
-    assert len(scripts) == 3, sorted(files)
+    assert set(scripts) == {PATHS["setup"], PATHS["launcher"], PATHS["cloud_lib"]}, sorted(files)
     for path, entry in scripts.items():
         script = tmp_path / Path(path).name
         script.write_text(entry["content"])
@@ -55,8 +57,13 @@ def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
     root = tmp_path / "root"
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
     materialize(plan_of(stack).user_data, root)
+    for command in IMAGE_COMMANDS:  # verify checks that every Exec*= program exists
+        (root / command.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / command.lstrip("/")).write_text("")
+        (root / command.lstrip("/")).chmod(0o755)
     units = sorted(p.name for p in (root / "etc/systemd/system").glob("*.service"))
-    assert units == ["vllm-fleet-setup.service", "vllm.service"]
+    cloud_units = ["vllm-fleet-health.service"] if config_of(stack)["cloud"] == "azure" else []
+    assert units == sorted(["vllm-fleet-setup.service", "vllm.service", *cloud_units])
     # Boot as the VM does after the first boot: our units enabled (runcmd), cloud-init's target pulled into
     # multi-user.target (cloud-init's generator), so that ordering cycles with cloud-init show up.
     subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", *units], check=True)
@@ -70,17 +77,37 @@ def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
 
 
 @pytest.mark.parametrize("stack", stacks_of())
-def test_no_secret_reaches_the_vm_and_the_unit_reads_them_from_a_file(stack, plan_of):
+def test_no_secret_reaches_the_vm_and_vllm_reads_the_keys_from_a_file(stack, plan_of):
     plan = plan_of(stack)
     user_data = plan.user_data
-    for value in PLAN_SECRET_VALUES:
-        assert value not in user_data
+    assert SECRET_STAND_IN not in user_data  # what the plan gives the program for every secret
     files = write_files(user_data)
     unit = files["/etc/systemd/system/vllm.service"]["content"]
-    assert "EnvironmentFile=/etc/vllm/vllm.env" in unit
+    assert "EnvironmentFile" not in unit and "VLLM_API_KEY" not in unit
     assert "Restart=on-failure" in unit
-    launcher = files["/usr/local/bin/vllm-fleet-serve"]["content"]
-    assert "--api-key" not in launcher  # vLLM reads VLLM_API_KEY from the environment file
+    argv = launcher_argv(files[PATHS["launcher"]]["content"])
+    assert "--api-key" not in argv  # never on a command line: vLLM reads the keys with --config
+    assert argv[argv.index("--config") + 1] == PATHS["api_keys"]
+
+
+@pytest.mark.parametrize("stack", stacks_of())
+def test_vllm_keeps_idle_connections_longer_than_the_load_balancer(stack, plan_of):
+    """A load balancer that reuses a connection vLLM has just closed answers 502: vLLM's keep-alive (5 s by
+    default) must outlast every idle timeout the stack's edge keeps."""
+    plan = plan_of(stack)
+    unit = write_files(plan.user_data)["/etc/systemd/system/vllm.service"]["content"]
+    keep_alive = int(re.search(r"^Environment=VLLM_HTTP_TIMEOUT_KEEP_ALIVE=(\d+)$", unit, re.M)[1])
+    cloud = config_of(stack)["cloud"]
+    if cloud == "aws":
+        edge = [plan.one("aws:lb/loadBalancer:LoadBalancer")["idleTimeout"]]
+    elif cloud == "gcp":
+        from components.gcp.edge import BACKEND_KEEPALIVE_SECONDS  # fixed by Google, not an input
+
+        edge = [BACKEND_KEEPALIVE_SECONDS]
+    else:
+        edge = [s["requestTimeout"] for s in plan.one("azure-native:network:ApplicationGateway")[
+            "backendHttpSettingsCollection"]]
+    assert keep_alive > max(edge), (keep_alive, edge)
 
 
 @pytest.mark.parametrize("stack", stacks_of())
@@ -96,19 +123,3 @@ def test_launcher_serves_the_sized_model_on_8000(stack, plan_of):
     assert value("--tensor-parallel-size") == str(plan.outputs["tensorParallelSize"]) == str(plan.outputs["gpuCount"])
     assert value("--served-model-name") == plan.outputs["servedModelName"]
     assert value("--max-model-len") == str(plan.outputs["memory"]["maxModelLen"])
-
-
-@pytest.mark.parametrize("stack", stacks_of())
-def test_secrets_step_writes_a_0600_env_file(stack, plan_of, tmp_path):
-    """Runs the rendered setup script's write_secrets for real, with the cloud's secret read answered locally."""
-    root = tmp_path / "root"
-    materialize(plan_of(stack).user_data, root)
-    stub = tmp_path / "cloud.sh"
-    stub.write_text('fleet_fetch_secret() { printf "value-of-%s" "$(basename "$1")"; }\n')
-    env_file = tmp_path / "etc/vllm/vllm.env"
-    result = run_write_secrets(root, env_file, stub)
-    assert result.returncode == 0, result.stderr
-    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    variables = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-    assert variables["VLLM_API_KEY"].startswith("value-of-")
-    assert set(variables) <= {"VLLM_API_KEY", "HF_TOKEN"}

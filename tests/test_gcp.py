@@ -4,11 +4,12 @@ errors that stop a stack before anything is created."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
 
-from conftest import PlannedStack, config_of, run_plan, stacks_of
+from conftest import PlannedStack, config_of, run_plan, stacks_of, write_files
 
 GCP_STACKS = stacks_of("gcp")
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -90,7 +91,10 @@ def test_only_the_load_balancer_reaches_vllm_and_nothing_reaches_ssh(stack, plan
 
 @pytest.mark.parametrize("stack", GCP_STACKS)
 def test_vms_have_no_public_ip_stop_for_maintenance_and_boot_the_bootstrap(stack, plan_of):
-    from components.gcp.fleet import DATA_DISK_DEVICE, IMAGE_FAMILY, IMAGE_PROJECT
+    from components.gcp.fleet import DATA_DISK_DEVICE
+    from fleet import catalog
+
+    pinned = catalog.cloud("gcp").raw["image"]
 
     plan = plan_of(stack)
     template = plan.one(TEMPLATE)
@@ -108,7 +112,9 @@ def test_vms_have_no_public_ip_stop_for_maintenance_and_boot_the_bootstrap(stack
     shielded = template["shieldedInstanceConfig"]
     assert shielded["enableVtpm"] is True and shielded["enableIntegrityMonitoring"] is True
     boot, data = template["disks"]
-    assert boot["boot"] is True and f"projects/{IMAGE_PROJECT}/global/images/{IMAGE_FAMILY}-" in boot["sourceImage"]
+    # the pinned image, never a family: a `pulumi up` next month boots what this one did
+    assert boot["boot"] is True and boot["sourceImage"].endswith(
+        f"projects/{pinned['project']}/global/images/{pinned['name']}")
     assert data["deviceName"] == DATA_DISK_DEVICE and data["diskType"] == "pd-ssd"
     assert data["diskSizeGb"] == sizing_of(stack).data_disk_gb >= 2 * plan.outputs["memory"]["weightsGib"]
     assert f"/dev/disk/by-id/google-{DATA_DISK_DEVICE}" in plan.user_data
@@ -168,10 +174,11 @@ def test_backend_service_streams_long_generations_behind_cloud_armor(stack, plan
     assert checks[backend["healthChecks"].removesuffix("-id")]["httpHealthCheck"]["requestPath"] == "/health"
     (name, armor), = plan.named(ARMOR).items()
     assert backend["securityPolicy"].endswith(f"/{name}")
-    hide, *allows, deny = armor["rules"]
-    # /metrics (no API key in vLLM) is refused at the edge, ahead of the allow rules
-    assert hide["action"] == "deny(404)" and hide["priority"] < min(rule["priority"] for rule in allows)
-    assert hide["match"]["expr"]["expression"] == "request.path.startsWith('/metrics')"
+    not_api, *allows, deny = armor["rules"]
+    # Every path but the API and /health (vLLM answers /invocations, /metrics... without the key) is refused at
+    # the edge, ahead of the allow rules
+    assert not_api["action"] == "deny(404)" and not_api["priority"] < min(rule["priority"] for rule in allows)
+    assert not_api["match"]["expr"]["expression"] == "!(request.path.startsWith('/v1/') || request.path == '/health')"
     assert sorted(r for rule in allows for r in rule["match"]["config"]["srcIpRanges"]) == sorted(
         config_of(stack)["allowedCidrs"])
     assert all(rule["action"] == "allow" for rule in allows)
@@ -183,18 +190,20 @@ def test_backend_service_streams_long_generations_behind_cloud_armor(stack, plan
 def test_vms_read_exactly_this_stacks_secrets_which_stay_out_of_metadata(stack, plan_of):
     plan = plan_of(stack)
     secrets = plan.named(SECRET)
-    assert set(secrets) == {f"{stack}-apiKey"} | ({f"{stack}-hfToken"} if "hfToken" in config_of(stack) else set())
+    assert set(secrets) == {f"{stack}-apiKeys"} | ({f"{stack}-hfToken"} if "hfToken" in config_of(stack) else set())
     readers = plan.resources(SECRET_READER)
     assert sorted(r["secretId"] for r in readers) == sorted(s["secretId"] for s in secrets.values())
     assert {(r["role"], r["member"]) for r in readers} == {
         ("roles/secretmanager.secretAccessor", f"serviceAccount:{vm_service_account(plan)}")}
     assert not [s for s in plan.steps if s["type"].startswith("gcp:projects/")]  # no project-wide grant
     assert [v["secretData"] for v in plan.resources(SECRET_VERSION)] == ["[secret]"] * len(secrets)
-    # The VMs get the secrets' names, never their values.
+    # The VMs get the secrets' current versions, never their values.
+    setup = write_files(plan.user_data)["/usr/local/sbin/vllm-fleet-setup"]["content"]
     for secret in secrets.values():
-        assert f"fleet_fetch_secret projects/123456789012/secrets/{secret['secretId']}" in plan.user_data
+        assert re.search(rf"^readonly \w+_REF=projects/123456789012/secrets/{secret['secretId']}/versions/\d+$", setup,
+                         re.M), secret
     template = json.dumps(plan.one(TEMPLATE))
-    assert "offline-plan-generated-api-key" not in template and "VLLM_API_KEY=" not in plan.user_data
+    assert "offline-plan-secret-" not in template and "VLLM_API_KEY=" not in plan.user_data
 
 
 def test_prod_is_https_on_a_managed_certificate_with_its_dns_record(plan_of):
@@ -287,13 +296,13 @@ def test_iap_ssh_opens_22_to_the_iap_range_only(custom_plan):
 
 def test_both_secrets_and_the_bucket_are_granted_to_the_vms_only(custom_plan):
     readers = custom_plan.resources(SECRET_READER)
-    assert sorted(r["secretId"] for r in readers) == ["vllm-fleet-custom-apiKey", "vllm-fleet-custom-hfToken"]
+    assert sorted(r["secretId"] for r in readers) == ["vllm-fleet-custom-apiKeys", "vllm-fleet-custom-hfToken"]
     (bucket,) = custom_plan.resources("gcp:storage/bucketIAMMember:BucketIAMMember")
     assert (bucket["bucket"], bucket["role"]) == ("acme-models", "roles/storage.objectViewer")
     assert bucket["member"] == f"serviceAccount:{vm_service_account(custom_plan)}"
     assert "fleet_fetch_weights \"$MODEL\"" in custom_plan.user_data and "gs://acme-models/starcoder2-15b" in custom_plan.user_data
     everything = json.dumps(custom_plan.preview)
-    assert "offline-plan-placeholder" not in everything and "HF_TOKEN=" not in custom_plan.user_data
+    assert "offline-plan-secret-" not in everything and "HF_TOKEN=hf" not in custom_plan.user_data
 
 
 def test_cloud_armor_splits_many_cidrs_into_rules_of_ten(custom_plan):
@@ -368,3 +377,14 @@ def test_a_bad_gcp_stack_file_prints_one_error_and_no_traceback(stack_file):
     assert result.returncode == 2 and result.stdout == ""
     assert "config vllm-fleet:gcp.project = (not set)" in result.stderr and "pulumi config set" in result.stderr
     assert "Traceback" not in result.stderr and "Nothing was planned or created." in result.stderr
+
+
+def test_an_image_family_is_taken_with_a_warning_that_it_drifts(stack_file):
+    path = stack_file({"cloud": "gcp", "region": "us-central1", "model": "codellama/CodeLlama-7b-Instruct-hf",
+                       "maxModelLen": 8192, "allowedCidrs": ["10.0.0.0/8"], "gcp": {
+                           "project": "my-project-123",
+                           "image": "projects/ubuntu-os-accelerator-images/global/images/family/ubuntu-accelerator-2204-amd64-with-nvidia-580"}})
+    result = run_plan(path)
+    assert result.returncode == 0, result.stderr
+    preview = json.loads(result.stdout)
+    assert any("names an image family" in d["message"] for d in preview["diagnostics"])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import ROOT, run_plan, stacks_of
+from conftest import ROOT, PlannedStack, run_plan, stacks_of
+from fleet.plan import SECRET_STAND_IN
 
 
 @pytest.mark.parametrize("stack", stacks_of())
@@ -49,13 +52,13 @@ def test_stack_file_secrets_are_secrets_in_the_program_and_masked_in_the_plan(st
     result = run_plan(path)
     assert result.returncode == 0, result.stderr
     preview = json.loads(result.stdout)
-    assert "offline-plan-placeholder" not in result.stdout
+    assert SECRET_STAND_IN not in result.stdout
     types = [s["type"] for s in preview["steps"]]
     assert "random:index/randomPassword:RandomPassword" not in types  # the stack's own key is used
     versions = [s["newState"]["inputs"] for s in preview["steps"]
                 if s["type"] == "aws:secretsmanager/secretVersion:SecretVersion"]
     assert len(versions) == 2 and all(v["secretString"] == "[secret]" for v in versions)
-    assert "HF_TOKEN=" not in preview["userData"] and "arn:aws:secretsmanager" in preview["userData"]
+    assert re.search(r"^\s*readonly HF_TOKEN_REF='arn:aws:secretsmanager:[^|]+\|[0-9a-f-]+'$", preview["userData"], re.M)
 
 
 def test_a_gated_model_without_hf_token_warns(stack_file):
@@ -81,3 +84,67 @@ def test_make_plan_json_prints_preview_json():
 def test_an_unknown_stack_lists_the_known_ones():
     result = run_plan("no-such-stack")
     assert result.returncode == 2 and "codellama-prod" in result.stderr and "Traceback" not in result.stderr
+
+
+def plan_file(stack_file, config: dict) -> PlannedStack:
+    result = run_plan(stack_file(config))
+    assert result.returncode == 0, result.stderr
+    return PlannedStack("case", json.loads(result.stdout))
+
+
+SMALL = {"model": "codellama/CodeLlama-7b-Instruct-hf", "maxModelLen": 8192, "allowedCidrs": ["10.0.0.0/8"]}
+CLOUDS = {"aws": {"cloud": "aws", "region": "eu-west-1"},
+          "gcp": {"cloud": "gcp", "region": "europe-west4", "gcp": {"project": "my-project-123"}},
+          "azure": {"cloud": "azure", "region": "westeurope"}}
+CARRIERS = {"aws": "aws:ec2/launchTemplate:LaunchTemplate", "gcp": "gcp:compute/instanceTemplate:InstanceTemplate",
+            "azure": "azure-native:compute:VirtualMachineScaleSet"}
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+def test_a_new_secret_value_is_a_new_user_data_which_rolls_the_vms(cloud, stack_file):
+    """Each VM reads the secret version its user-data names: a new key (a new ciphertext in the stack file) is a
+    new version, so a new launch template version / instance template / scale set model, and the group replaces
+    its VMs one by one (instance refresh, proactive update, rolling upgrade)."""
+    def user_data(ciphertext: str) -> str:
+        return plan_file(stack_file, {**CLOUDS[cloud], **SMALL, "apiKey": {"secure": ciphertext}}).user_data
+
+    first, same, rotated = user_data("AAABAKw0cWl5"), user_data("AAABAKw0cWl5"), user_data("AAABAJ+0aGVy")
+    assert first == same and first != rotated
+    refs = [re.search(r"API_KEYS_REF=(\S+)", text)[1] for text in (first, rotated)]
+    assert refs[0] != refs[1]
+    assert [line for line in first.splitlines() if "API_KEYS_REF=" not in line] == \
+        [line for line in rotated.splitlines() if "API_KEYS_REF=" not in line]  # nothing else changes
+
+
+def test_the_offline_plan_answers_as_the_stacks_region(stack_file):
+    plan = plan_file(stack_file, {**CLOUDS["aws"], **SMALL})
+    zones = {s["availabilityZone"] for s in plan.resources("aws:ec2/subnet:Subnet")}
+    assert zones == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+    assert "us-east-1" not in json.dumps(plan.steps)
+    assert plan.outputs["endpoint"].endswith(".eu-west-1.elb.amazonaws.com")
+    azure = plan_file(stack_file, {**CLOUDS["azure"], **SMALL})
+    assert ".westeurope.cloudapp.azure.com" in azure.outputs["endpoint"]
+
+
+@pytest.mark.parametrize("patch, status, words", [
+    ("plan.check_policies = lambda p: p.policy_violations.append('[x] broken')", 3, "1 violations"),
+    ("plan.run = lambda stack: 1 / 0", 4, "internal error: this is a bug of vllm-fleet"),
+])
+def test_exit_statuses_tell_a_policy_violation_from_an_internal_error(patch, status, words):
+    code = f"import sys; from fleet import plan; {patch}; sys.exit(plan.main(['codellama-dev']))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == status and words in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("target", ["stacks", "tests/conftest.py"])
+def test_a_path_that_is_no_stack_file_is_a_config_error(target, tmp_path):
+    result = run_plan(target)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Nothing was planned or created" in result.stderr
+
+
+def test_a_stack_file_that_is_not_a_map_of_config_is_a_config_error(tmp_path):
+    path = tmp_path / "Pulumi.list.yaml"
+    path.write_text("config:\n  - cloud\n  - aws\n")
+    result = run_plan(path)
+    assert result.returncode == 2 and "must be a stack file" in result.stderr and "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import copy
 import sys
 
@@ -47,8 +48,8 @@ def test_policies_catch_what_they_are_for(plan_of):
     inputs = template["newState"]["inputs"]
     inputs["metadataOptions"]["httpTokens"] = "optional"
     inputs["blockDeviceMappings"][1]["ebs"]["encrypted"] = "false"
-    user_data = base64.b64decode(inputs["userData"]).decode() + "\nVLLM_API_KEY=abc123\n"
-    inputs["userData"] = base64.b64encode(user_data.encode()).decode()
+    user_data = gzip.decompress(base64.b64decode(inputs["userData"])).decode() + "\nVLLM_API_KEY=abc123\n"
+    inputs["userData"] = base64.b64encode(gzip.compress(user_data.encode())).decode()
     found = violations(template)
     assert {v.split(":")[0] for v in found} == {"imdsv2-required", "encrypted-disks", "no-secret-in-user-data"}
 
@@ -71,3 +72,19 @@ def test_a_masked_scale_set_profile_is_read_without_error():
     scale_set = {"type": "azure-native:compute:VirtualMachineScaleSet", "urn": "urn:x::vmss",
                  "newState": {"inputs": {"virtualMachineProfile": "[secret]"}}}
     assert violations(scale_set) == []
+
+
+@pytest.mark.parametrize("text, is_secret", [
+    ('HF_TOKEN=$(retry "reading the token" fleet_fetch_secret "$HF_TOKEN_REF")', False),  # fetched at boot
+    ("export HF_TOKEN=hf_abc", True),
+    ("VLLM_API_KEY=sk-0123456789", True),
+    ('api-key: ["0123456789abcdef"]', True),  # vLLM's --config file, written into user-data
+    ('print("api-key: [" + ", ".join(keys) + "]")', False),  # the code that writes that file at boot
+    ("vllm serve m --api-key sk-0123456789", True),
+    ("hf_" + "a" * 34, True),
+])
+def test_the_user_data_scan_tells_secrets_from_the_code_that_fetches_them(text, is_secret):
+    template = {"type": "aws:ec2/launchTemplate:LaunchTemplate", "urn": "urn:x::lt", "newState": {"inputs": {
+        "userData": base64.b64encode(gzip.compress(f"#cloud-config\n{text}\n".encode())).decode(),
+        "metadataOptions": {"httpTokens": "required"}}}}
+    assert bool(violations(template)) is is_secret, violations(template)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -104,7 +105,8 @@ def test_vllm_args_refuse_shell_and_yaml_injection(args):
 
 
 @pytest.mark.parametrize("flag, owner", [
-    ("--api-key=abc", "apiKey"), ("--tensor-parallel-size=8", "accelerator"), ("--port=9000", None),
+    ("--api-key=abc", "apiKeys"), ("--config=/tmp/x.yaml", None), ("--revision=main", "modelRevision"),
+    ("--tensor-parallel-size=8", "accelerator"), ("--port=9000", None),
     ("--host=127.0.0.1", None), ("--max-model-len=4096", "maxModelLen"),
 ])
 def test_vllm_args_cannot_override_what_the_project_sets(flag, owner):
@@ -120,7 +122,8 @@ def test_a_secret_in_plain_text_is_refused(key):
     assert error.key == key
     assert f"pulumi config set --secret {key}" in str(error)
     assert "hf_plaintexttoken" not in str(error)  # the error must not print the secret either
-    assert parse(secret_keys=[key], **{key: "x"}).has_api_key == (key == "apiKey")
+    spec = parse(secret_keys=[key], **{key: "hf_0123456789abcdefghij"})
+    assert spec.has_api_key == (key == "apiKey") and spec.has_hf_token == (key == "hfToken")
 
 
 def test_a_bucket_model_with_its_architecture_serves_under_its_last_path_part():
@@ -200,3 +203,60 @@ def test_no_value_of_any_key_gets_past_config_checking_as_a_crash(cloud):
         except Exception as error:  # noqa: BLE001 - what the test looks for
             crashes.append(f"{case}: {type(error).__name__}: {error}")
     assert crashes == []
+
+
+# --- API keys: named, secret, checked without being shown ----------------------------------------------
+def test_named_api_keys_and_the_default_one():
+    spec = parse(secret_keys=["apiKeys", "apiKey"], apiKeys={"alice": "a" * 32, "ci": "c" * 32}, apiKey="d" * 32)
+    assert spec.api_key_names == ("alice", "ci", "default")
+    assert parse(secret_keys=["apiKeys"], apiKeys={"alice": "a" * 32}).api_key_names == ("alice",)
+    assert parse().api_key_names == ("default",)  # generated
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"apiKeys": {"alice": "short"}}, "apiKeys.alice", "16-512 printable ASCII"),
+    ({"apiKeys": {"alice": "-" + "a" * 20}}, "apiKeys.alice", "not starting with -"),
+    ({"apiKeys": {"alice": "a b" * 10}}, "apiKeys.alice", "without spaces"),
+    ({"apiKeys": {"Alice Smith": "a" * 20}}, "apiKeys", "key names are 1-32 lower-case"),
+    ({"apiKeys": {"alice": "a" * 20, "bob": "a" * 20}}, "apiKeys", "each key must be its own"),
+    ({"apiKeys": ["a" * 20]}, "apiKeys", "must map names to keys"),
+    ({"apiKeys": {"default": "a" * 20}, "apiKey": "b" * 20}, "apiKeys.default", "set one of the two"),
+    ({"apiKey": "short"}, "apiKey", "16-512 printable ASCII"),
+])
+def test_bad_api_keys_are_refused_without_showing_them(changes, key, words):
+    error = error_of(secret_keys=list(changes), **changes)
+    assert error.key == key and words in str(error)
+    named = changes.get("apiKeys")
+    for value in [changes.get("apiKey"), *(named.values() if isinstance(named, dict) else [])]:
+        assert value is None or value not in str(error)
+
+
+def test_api_keys_in_plain_text_say_how_to_set_them_as_secrets():
+    error = error_of(apiKeys={"alice": "a" * 20})
+    assert error.key == "apiKeys" and "pulumi config set --secret --path 'apiKeys.<name>'" in str(error)
+
+
+# --- model revision --------------------------------------------------------------------------------------
+def test_a_model_revision_is_served_and_refused_where_it_cannot_apply():
+    assert parse(modelRevision="0bd2d8f1c0e04ec7a2e5b5a9c1e8f0d2b3a4c5d6").model_revision.startswith("0bd2")
+    assert error_of(modelRevision="../main").key == "modelRevision"
+    error = error_of(model="s3://bucket/ft", modelParams={"like": "codellama/CodeLlama-7b-hf"}, modelRevision="v1")
+    assert error.key == "modelRevision" and "bucket" in str(error)
+
+
+# --- names every cloud accepts, never shared by two stacks ------------------------------------------------
+@pytest.mark.parametrize("stack", ["codellama-prod", "starcoder2-15b-us-central1-dev", "2024_Team.Coder",
+                                   "a", "x" * 100, "UPPER-case--Stack"])
+@pytest.mark.parametrize("limit", [8, 9, 12, 20, 24, 25])
+def test_stack_names_become_valid_names_within_any_limit(stack, limit):
+    name = parse_spec(stack, {**BASE, "allowedCidrs": '["10.0.0.0/8"]'}, set()).name_within(limit)
+    assert len(name) <= limit and re.fullmatch(r"[a-z](-?[a-z0-9])*", name), name
+
+
+def test_two_stacks_cut_to_the_same_prefix_get_different_names():
+    def name(stack, limit):
+        return parse_spec(stack, BASE, set()).name_within(limit)
+
+    assert name("starcoder2-15b-us-central1-dev", 25) != name("starcoder2-15b-us-central1-prod", 25)
+    assert name("Dev", 24) != name("dev", 24)
+    assert name("codellama-prod", 24) == "codellama-prod"  # names that fit stay as they are

@@ -7,9 +7,10 @@ answers the offline plan).
 """
 
 from .component import Fleet
+from .edge import edge_answer
 from .offline import offline_invoke, offline_state
 from .options import OPTIONS, AwsOptions, parse_options
 
-USER_DATA = ("aws:ec2/launchTemplate:LaunchTemplate", "userData", "base64")
+USER_DATA = ("aws:ec2/launchTemplate:LaunchTemplate", "userData", "base64+gzip")
 
-__all__ = ["Fleet", "OPTIONS", "AwsOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]
+__all__ = ["Fleet", "edge_answer", "OPTIONS", "AwsOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]

@@ -18,7 +18,7 @@ from .options import AwsOptions
 class Fleet(FleetComponent):
     def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: AwsOptions,
                  secrets: Mapping[str, pulumi.Output[str]]):
-        super().__init__("aws", name)
+        super().__init__("aws", name, spec, sizing)
         tags = spec.resource_tags
         provider = pulumi_aws.Provider(f"{name}-aws", region=spec.region,
                                        default_tags=pulumi_aws.ProviderDefaultTagsArgs(tags=tags),
@@ -28,10 +28,13 @@ class Fleet(FleetComponent):
 
         vpc_id, public_subnets, private_subnets = network.subnets(self, spec, options)
         lb_sg, instance_sg = network.security_groups(self, spec, vpc_id)
-        secret_arns = identity.store_secrets(self, spec, secrets)
+        secret_arns, secret_refs = identity.store_secrets(self, spec, secrets)
         profile = identity.instance_profile(self, spec, secret_arns)
-        template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_arns)
+        template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
+        self.instance_types = fleet.launchable_types(spec, sizing)
+        self.image = (f"{options.ami_id} (aws.amiId)" if options.ami_id else
+                      f"{options.ami_name} (pinned; aws.amiName names a newer release)")
         group = fleet.auto_scaling_group(self, spec, sizing, template, target_group, private_subnets, tags)
         fleet.autoscaling_policy(self, spec, group, alb, target_group)
         scheme = edge.listeners(self, spec, alb, target_group)

@@ -1,29 +1,47 @@
 """The edge of an AWS stack: the Application Load Balancer, its target group with the health check, the listener
-(HTTPS with the stack's or an issued ACM certificate) and what it refuses."""
+(HTTPS with the stack's or an issued ACM certificate), and what it lets through to vLLM: the OpenAI API under
+/v1/ and /health only. Every other path gets the listener's fixed 404 (vLLM serves /invocations, /tokenize, /metrics
+and more without the API key)."""
 
 from __future__ import annotations
+
+import json
+import re
+from typing import Any
 
 from pulumi_aws import acm, lb, route53
 
 from components.base import FleetComponent
+from components.edge_model import Resources, of_type, path_readings, strictest
 from fleet import serving
 from fleet.spec import FleetSpec
 
 from .options import AwsOptions
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-# An idle connection is cut after this long; streamed tokens keep it busy, a long non-streamed answer does not.
+# An idle connection is cut after this long (1-4000 s); streamed tokens keep it busy, a long non-streamed answer
+# does not. vLLM keeps idle connections longer than this (serving.keep_alive_seconds).
 LB_IDLE_TIMEOUT_SECONDS = 1200
 # Let in-flight generations finish before an instance leaves the target group (scale-in, rolling update).
 DEREGISTRATION_DELAY_SECONDS = 300
+# The listener's answer to every path that is not the API: an OpenAI-style error (a fixed response body holds at
+# most 1024 characters).
+NOT_SERVED = {"error": {"message": f"not found: this endpoint serves the OpenAI API under {serving.PUBLIC_API_PREFIX}",
+                        "type": "not_found_error", "code": 404}}
+API_RULE_PRIORITY = 100
+# Load balancer and target group names: at most 32 characters (CreateLoadBalancer, CreateTargetGroup), of which
+# Pulumi's autonaming takes 8 ("-" and 7 random hex digits) and never shortens the rest.
+ALB_NAME_MAX, AUTONAME_SUFFIX = 32, 8
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 
 
 def load_balancer(fleet: FleetComponent, spec: FleetSpec, options: AwsOptions, vpc_id, subnets, lb_sg):
-    alb = lb.LoadBalancer(fleet.child("alb")[:32], load_balancer_type="application", internal=options.internal,
+    alb = lb.LoadBalancer(fleet.short_child("alb", ALB_NAME_MAX - AUTONAME_SUFFIX), load_balancer_type="application", internal=options.internal,
                           subnets=subnets, security_groups=[lb_sg.id], idle_timeout=LB_IDLE_TIMEOUT_SECONDS,
                           drop_invalid_header_fields=True, opts=fleet.opts)
     target_group = lb.TargetGroup(
-        fleet.child("vllm")[:32], vpc_id=vpc_id, port=serving.SERVE_PORT, protocol="HTTP", target_type="instance",
+        fleet.short_child("vllm", ALB_NAME_MAX - AUTONAME_SUFFIX), vpc_id=vpc_id, port=serving.SERVE_PORT, protocol="HTTP", target_type="instance",
         deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
         # Generations vary from milliseconds to minutes: send each request to the least busy VM.
         load_balancing_algorithm_type="least_outstanding_requests",
@@ -34,18 +52,19 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, options: AwsOptions, v
     return alb, target_group
 
 def listeners(fleet: FleetComponent, spec: FleetSpec, alb, target_group) -> str:
-    forward = [lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
+    refuse = [lb.ListenerDefaultActionArgs(type="fixed-response", fixed_response=lb.ListenerDefaultActionFixedResponseArgs(
+        content_type="application/json", status_code="404", message_body=json.dumps(NOT_SERVED)))]
     if not (spec.certificate or spec.dns_zone):
         fleet.warn_plain_http(spec, "Set domain and certificate (or dnsZone) for HTTPS.")
         listener = lb.Listener(fleet.child("http"), load_balancer_arn=alb.arn, port=80, protocol="HTTP",
-                               default_actions=forward, opts=fleet.opts)
-        hide_internal_paths(fleet, listener)
+                               default_actions=refuse, opts=fleet.opts)
+        pass_the_api(fleet, listener, target_group)
         return "http"
     certificate_arn = spec.certificate or issued_certificate(fleet, spec)
     listener = lb.Listener(fleet.child("https"), load_balancer_arn=alb.arn, port=443, protocol="HTTPS",
-                           ssl_policy=TLS_POLICY, certificate_arn=certificate_arn, default_actions=forward,
+                           ssl_policy=TLS_POLICY, certificate_arn=certificate_arn, default_actions=refuse,
                            opts=fleet.opts)
-    hide_internal_paths(fleet, listener)
+    pass_the_api(fleet, listener, target_group)
     if spec.dns_zone:
         route53.Record(fleet.child("endpoint"), zone_id=spec.dns_zone, name=spec.domain, type="A",
                        aliases=[route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
@@ -54,12 +73,13 @@ def listeners(fleet: FleetComponent, spec: FleetSpec, alb, target_group) -> str:
         fleet.warn(f"{spec.stack}: point {spec.domain} (CNAME) at the load balancer's DNS name to use the endpoint.")
     return "https"
 
-def hide_internal_paths(fleet: FleetComponent, listener) -> None:
-    lb.ListenerRule(fleet.child("hide-internal"), listener_arn=listener.arn, priority=1,
+def pass_the_api(fleet: FleetComponent, listener, target_group) -> None:
+    """The one rule that forwards to vLLM: the API and the health check (two of the three values a condition may
+    hold); the listener's default answers everything else."""
+    lb.ListenerRule(fleet.child("openai-api"), listener_arn=listener.arn, priority=API_RULE_PRIORITY,
                     conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
-                        values=[p for prefix in serving.INTERNAL_PATH_PREFIXES for p in (prefix, f"{prefix}/*")]))],
-                    actions=[lb.ListenerRuleActionArgs(type="fixed-response", fixed_response=lb.ListenerRuleActionFixedResponseArgs(
-                        content_type="text/plain", status_code="404", message_body="not found"))],
+                        values=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS]))],
+                    actions=[lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
                     opts=fleet.opts)
 
 def issued_certificate(fleet: FleetComponent, spec: FleetSpec):
@@ -73,3 +93,39 @@ def issued_certificate(fleet: FleetComponent, spec: FleetSpec):
                                      validation_record_fqdns=[record.fqdn], opts=fleet.opts).certificate_arn
 
 
+
+
+# --- the model of this edge (components/edge_model.py) ----------------------------------------------------
+def _pattern(value: str) -> re.Pattern[str]:
+    """A path-pattern value: case-sensitive; `*` matches any characters (`/` included), `?` exactly one."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value) + r"\Z")
+
+
+def _action(action: dict[str, Any]) -> int | None:
+    if action["type"] == "forward":
+        return None
+    if action["type"] == "fixed-response":
+        return int(action["fixedResponse"]["statusCode"])
+    raise ValueError(f"no model of the listener action {action['type']!r}")
+
+
+def edge_answer(resources: Resources, method: str, path: str) -> int | None:
+    """The listener's rules in priority order, then its default action (Elastic Load Balancing: "Rules are evaluated
+    in priority order, from the lowest value to the highest value. The default rule is evaluated last"); a
+    path-pattern condition matches the path without the query string, case-sensitively."""
+    [listener] = of_type(resources, LISTENER)
+    rules = sorted(of_type(resources, LISTENER_RULE), key=lambda rule: rule["priority"])
+
+    def answer(reading: str) -> int | None:
+        for rule in rules:
+            conditions = rule["conditions"]
+            if any(set(condition) - {"pathPattern"} for condition in conditions):
+                raise ValueError(f"no model of the listener rule conditions {conditions}")
+            if all(any(_pattern(value).match(reading) for value in condition["pathPattern"]["values"])
+                   for condition in conditions):
+                [action] = rule["actions"]
+                return _action(action)
+        [default] = listener["defaultActions"]
+        return _action(default)
+
+    return strictest(answer(reading) for reading in path_readings(path))

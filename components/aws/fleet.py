@@ -4,34 +4,74 @@ Auto Scaling group that keeps them healthy behind the load balancer, refreshes t
 from __future__ import annotations
 
 import base64
+import gzip
 
 import pulumi
 from pulumi_aws import autoscaling, ec2
 
 from components.base import FleetComponent
 from fleet import catalog
-from fleet.bootstrap import render_user_data
+from fleet.bootstrap import CloudBoot, render_user_data
+from fleet.catalog import InstanceType
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from .edge import LB_IDLE_TIMEOUT_SECONDS
 from .options import AwsOptions
 
-# Deep Learning Base OSS Nvidia Driver GPU AMI: NVIDIA driver, CUDA and cloud-init on Ubuntu 22.04.
-DLAMI_OWNER = "898082745236"
-DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 ROOT_VOLUME_GB = 150  # the DLAMI's own ~75 GB plus the vLLM venv
+# The weights cache disk's provisioned throughput and IOPS (catalog aws.data_disk; at most 0.25 MiB/s per IOPS).
+DATA_DISK_MB_PER_S, DATA_DISK_IOPS = 1000, 8000
+# EC2 takes at most 16 KB of user data before base64; cloud-init reads it gzip-compressed as well.
+USER_DATA_MAX_BYTES = 16 * 1024
+# The Auto Scaling group's default instance warmup: 0-3600 s (Amazon EC2 Auto Scaling user guide).
+MAX_DEFAULT_INSTANCE_WARMUP = 3600
+# Spot groups launch the sized type or another with the same GPUs that costs at most this many times as much
+# on demand: more spot pools to draw from, without a 16xlarge standing in for an xlarge.
+SPOT_ALTERNATIVE_MAX_PRICE_RATIO = 2.0
 
 
-def launch_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AwsOptions, profile, instance_sg, secret_arns):
+def launchable_types(spec: FleetSpec, sizing: Sizing) -> list[InstanceType]:
+    """The instance types the group may launch, the one it prefers first: the sized type alone, or for spot every
+    type with the same GPUs (same tensor parallelism, same bootstrap) up to SPOT_ALTERNATIVE_MAX_PRICE_RATIO, by
+    price. The on-demand base follows this order ("prioritized"), so it launches the cheapest that fits."""
+    chosen = sizing.instance
+    if not spec.spot:
+        return [chosen]
+    alternatives = [it for it in catalog.cloud("aws").instance_types.values()
+                    if it.gpu == chosen.gpu and it.gpu_count == chosen.gpu_count
+                    and it.usd_per_hour <= chosen.usd_per_hour * SPOT_ALTERNATIVE_MAX_PRICE_RATIO]
+    return sorted(alternatives, key=lambda it: (it.name != chosen.name, it.usd_per_hour, it.name))
+
+
+def user_data(spec: FleetSpec, sizing: Sizing, secret_refs) -> pulumi.Output[str]:
+    def encode(refs: dict[str, str]) -> str:
+        text = render_user_data(spec, sizing, CloudBoot(secret_refs=refs,
+                                                        edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS))
+        # mtime 0: the same user-data compresses to the same bytes, so an unchanged stack shows no change.
+        packed = gzip.compress(text.encode(), mtime=0)
+        if len(packed) > USER_DATA_MAX_BYTES:
+            raise ValueError(f"the user-data is {len(packed)} bytes compressed; EC2 takes {USER_DATA_MAX_BYTES}")
+        return base64.b64encode(packed).decode()
+
+    return pulumi.Output.all(**secret_refs).apply(encode)
+
+
+def image(fleet: FleetComponent, options: AwsOptions) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+    """(AMI id, root device) of the stack's image: the user's AMI, or the pinned Deep Learning AMI release, found
+    by its exact name in the stack's region (deprecated ones included: AWS deprecates public AMIs after two years)."""
     if options.ami_id:
-        image_id, root_device = pulumi.Output.from_input(options.ami_id), pulumi.Output.from_input("/dev/sda1")
-    else:
-        ami = ec2.get_ami_output(most_recent=True, owners=[DLAMI_OWNER], filters=[
-            {"name": "name", "values": [DLAMI_NAME]}, {"name": "architecture", "values": ["x86_64"]},
-            {"name": "state", "values": ["available"]}], opts=fleet.invoke_opts)
-        image_id, root_device = ami.id, ami.root_device_name
-    user_data = pulumi.Output.all(**secret_arns).apply(
-        lambda arns: base64.b64encode(render_user_data(spec, sizing, arns).encode()).decode())
+        return pulumi.Output.from_input(options.ami_id), pulumi.Output.from_input("/dev/sda1")
+    ami = ec2.get_ami_output(owners=[catalog.cloud("aws").raw["image"]["owner"]], include_deprecated=True,
+                             most_recent=True, filters=[{"name": "name", "values": [options.ami_name]},
+                                                        {"name": "architecture", "values": ["x86_64"]}],
+                             opts=fleet.invoke_opts)
+    return ami.id, ami.root_device_name
+
+
+def launch_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AwsOptions, profile,
+                    instance_sg, secret_refs):
+    image_id, root_device = image(fleet, options)
 
     def volume(device, size: int, throughput: int, iops: int):
         return ec2.LaunchTemplateBlockDeviceMappingArgs(device_name=device, ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
@@ -51,9 +91,9 @@ def launch_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, opti
         block_device_mappings=[
             volume(root_device, ROOT_VOLUME_GB, 250, 3000),
             # The weights cache: fast gp3 so that a new VM loads the weights quickly.
-            volume("/dev/sdf", sizing.data_disk_gb, 1000, 8000),
+            volume("/dev/sdf", sizing.data_disk_gb, DATA_DISK_MB_PER_S, DATA_DISK_IOPS),
         ],
-        user_data=user_data,
+        user_data=user_data(spec, sizing, secret_refs),
         update_default_version=True,
         tag_specifications=[
             ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={
@@ -62,25 +102,27 @@ def launch_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, opti
         opts=fleet.opts,
     )
 
-def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, template, target_group, subnets, tags):
-    template_spec = autoscaling.GroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str))
+
+def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, template, target_group, subnets,
+                       tags):
+    # latest_version, not "$Latest": a new version is what starts an instance refresh.
+    version = template.latest_version.apply(str)
+    template_spec = autoscaling.GroupLaunchTemplateArgs(id=template.id, version=version)
     mixed = None
     if spec.spot:
-        # Spot across every catalog type with the same GPUs (same TP, same bootstrap): more pools, fewer
-        # interruptions; on-demand for the first onDemandBase VMs.
-        alternatives = sorted(it.name for it in catalog.cloud("aws").instance_types.values()
-                              if it.gpu == sizing.instance.gpu and it.gpu_count == sizing.instance.gpu_count)
         mixed = autoscaling.GroupMixedInstancesPolicyArgs(
             instances_distribution=autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
                 on_demand_base_capacity=spec.on_demand_base,
                 on_demand_percentage_above_base_capacity=0,
+                on_demand_allocation_strategy="prioritized",
                 spot_allocation_strategy="price-capacity-optimized"),
             launch_template=autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
                 launch_template_specification=autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
-                    launch_template_id=template.id, version=template.latest_version.apply(str)),
-                overrides=[autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
-                           for t in alternatives]))
+                    launch_template_id=template.id, version=version),
+                overrides=[autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=it.name)
+                           for it in launchable_types(spec, sizing)]))
     grace = sizing.startup_grace_seconds
+    autoscaled = spec.replicas.min != spec.replicas.max
     return autoscaling.Group(
         fleet.child("gpu"),
         min_size=spec.replicas.min,
@@ -94,7 +136,8 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         health_check_type="ELB",
         # Long enough to install vLLM and download and load the weights before health checks count.
         health_check_grace_period=grace,
-        default_instance_warmup=grace,
+        # How long a new instance's metrics are left out of scaling decisions; AWS takes at most an hour.
+        default_instance_warmup=min(grace, MAX_DEFAULT_INSTANCE_WARMUP),
         # Replace unhealthy instances by launching first: serving capacity never drops.
         instance_maintenance_policy=autoscaling.GroupInstanceMaintenancePolicyArgs(
             min_healthy_percentage=100, max_healthy_percentage=200),
@@ -106,8 +149,11 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         # `pulumi up` returns once the group exists; VMs become healthy minutes later (weights download).
         wait_for_capacity_timeout="0",
         tags=[autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=False) for k, v in tags.items()],
-        opts=fleet.opts,
+        # With a scaling policy, replicas.desired is the first size and the policy owns it afterwards: a later
+        # `pulumi up` must not set it back and terminate the VMs it added.
+        opts=fleet.child_opts(ignore_changes=["desiredCapacity"] if autoscaled else None),
     )
+
 
 def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, group, alb, target_group):
     if spec.replicas.min == spec.replicas.max:
@@ -121,4 +167,3 @@ def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, group, alb, targe
                 resource_label=pulumi.Output.concat(alb.arn_suffix, "/", target_group.arn_suffix)),
             target_value=spec.replicas.target_requests_per_minute),
         opts=fleet.opts)
-

@@ -15,16 +15,20 @@ from fleet.spec import FleetSpec
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
-def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Output[str]]:
-    arns = {}
+def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]]
+                  ) -> tuple[dict[str, pulumi.Output[str]], dict[str, pulumi.Output[str]]]:
+    """The stack's secrets in Secrets Manager: (ARNs, for the instance role; `<ARN>|<version id>` of the current
+    value, which the VMs read). A new value is a new version id, a new user-data and so a rolling replacement."""
+    arns, refs = {}, {}
     for key, value in secrets.items():
         secret = secretsmanager.Secret(fleet.child(key), name_prefix=f"vllm-fleet/{spec.stack}/{key}-",
                                        description=f"vllm-fleet {spec.stack}: {key}, read by the VMs at boot",
                                        recovery_window_in_days=7, opts=fleet.opts)
-        secretsmanager.SecretVersion(fleet.child(key), secret_id=secret.id, secret_string=value,
-                                     opts=fleet.opts)
+        version = secretsmanager.SecretVersion(fleet.child(key), secret_id=secret.id, secret_string=value,
+                                               opts=fleet.opts)
         arns[key] = secret.arn
-    return arns
+        refs[key] = pulumi.Output.concat(secret.arn, "|", version.version_id)
+    return arns, refs
 
 def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mapping[str, pulumi.Output[str]]):
     role = iam.Role(fleet.child("instance"), description=f"vllm-fleet {spec.stack} GPU instances",

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from fleet import catalog
 from fleet.errors import ConfigError
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
@@ -16,10 +17,16 @@ OPTIONS = {
     "publicSubnetIds": "subnets of vpcId for the load balancer (at least two AZs)",
     "privateSubnetIds": "subnets of vpcId for the GPU instances, with a route to the internet (NAT)",
     "vpcCidr": "CIDR of a new VPC (default 10.80.0.0/16)",
-    "azCount": "availability zones of a new VPC, 2-6 (default 3: more AZs, more GPU capacity)",
+    "azCount": "availability zones of a new VPC, 2 to the region's number of zones (default 3: more AZs, more GPU "
+               "capacity)",
     "internal": "true for a load balancer reachable only inside the VPC (default false)",
-    "amiId": "an AMI instead of the latest Deep Learning Base OSS Nvidia Driver GPU AMI",
+    "amiName": "the exact name of a Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) release to boot, "
+               "e.g. a newer one than the catalog's (default: catalog/gpu-instances.yaml aws.image)",
+    "amiId": "an AMI of your own instead (Ubuntu 22.04 with the NVIDIA driver and cloud-init)",
 }
+# A security group holds at most 60 inbound rules (an adjustable quota; each CIDR is one rule):
+# https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html
+SECURITY_GROUP_INBOUND_RULES = 60
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class AwsOptions:
     az_count: int
     internal: bool
     ami_id: str | None
+    ami_name: str  # the DLAMI release booted unless ami_id is set
 
 
 def _ids(key: str, value: Any, prefix: str) -> tuple[str, ...]:
@@ -61,15 +69,30 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError("aws.vpcCidr", cidr, "must be a network from /16 to /20, e.g. 10.80.0.0/16") from None
+    zones = catalog.cloud("aws").raw["zones"][spec.region]
     az_count = options.get("azCount", 3)
-    if not isinstance(az_count, int) or isinstance(az_count, bool) or not 2 <= az_count <= 6:
-        raise ConfigError("aws.azCount", az_count, "must be a whole number from 2 to 6")
+    if not isinstance(az_count, int) or isinstance(az_count, bool) or not 2 <= az_count <= len(zones):
+        # Subnets in one zone twice would make the load balancer refuse them.
+        raise ConfigError("aws.azCount", az_count, f"must be a whole number from 2 to {len(zones)}: {spec.region} has "
+                                                   f"{len(zones)} zones ({', '.join(zones)})")
     internal = options.get("internal", False)
     if not isinstance(internal, bool):
         raise ConfigError("aws.internal", internal, "must be true or false")
     ami_id = options.get("amiId")
     if ami_id is not None and not (isinstance(ami_id, str) and re.match(r"^ami-[0-9a-f]{8,17}$", ami_id)):
         raise ConfigError("aws.amiId", ami_id, "must be an AMI id such as ami-0123456789abcdef0")
+    ami_name = options.get("amiName", catalog.cloud("aws").raw["image"]["name"])
+    if not (isinstance(ami_name, str) and re.match(r"^Deep Learning Base OSS Nvidia Driver GPU AMI \(Ubuntu 22\.04\) "
+                                                   r"\d{8}$", ami_name)):
+        raise ConfigError("aws.amiName", ami_name, "must name a release of the Deep Learning Base OSS Nvidia Driver GPU "
+                                                   "AMI, e.g. 'Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu "
+                                                   "22.04) 20260929'")
+    if ami_id is not None and "amiName" in options:
+        raise ConfigError("aws.amiName", ami_name, "set either amiId or amiName, not both")
+    if len(spec.allowed_cidrs) > SECURITY_GROUP_INBOUND_RULES:
+        raise ConfigError("allowedCidrs", f"{len(spec.allowed_cidrs)} ranges",
+                          f"an AWS security group holds at most {SECURITY_GROUP_INBOUND_RULES} inbound rules, one a "
+                          f"range: merge ranges into wider ones (or ask AWS for a higher quota and split the list)")
     if spec.certificate is not None and not re.match(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$",
                                                      spec.certificate):
         raise ConfigError("certificate", spec.certificate,
@@ -82,6 +105,6 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
                           f"id) so that the stack can issue and validate one")
     if spec.dns_zone is not None and not re.match(r"^Z[A-Z0-9]{4,31}$", spec.dns_zone):
         raise ConfigError("dnsZone", spec.dns_zone, "on AWS must be a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ")
-    return AwsOptions(vpc_id, public, private, str(cidr), az_count, internal, ami_id)
+    return AwsOptions(vpc_id, public, private, str(cidr), az_count, internal, ami_id, ami_name)
 
 

@@ -12,15 +12,16 @@ tokens through unbuffered, and sits in its own subnet whose NSG admits only allo
 capacity units, small next to one GPU VM.
 
 Scale set: Uniform orchestration. Rolling upgrades (with MaxSurge), automatic instance repairs, the Application
-Health extension and Application Gateway backend pools are all generally available there; Flexible orchestration
-has rolling upgrades only in preview. Flexible's one advantage here, mixing spot and regular VMs in one set, is what
-onDemandBase would need: Azure stacks reject onDemandBase instead.
+Health extension and Application Gateway backend pools are all generally available there. Flexible orchestration
+has had rolling upgrades since November 2024 and would allow mixing spot and regular VMs (what onDemandBase needs,
+which Azure stacks refuse) and standby pools; moving to it is a change of its own (docs/azure.md).
 """
 
 from .component import Fleet
+from .edge import edge_answer
 from .offline import offline_invoke, offline_state
 from .options import OPTIONS, AzureOptions, parse_options
 
-USER_DATA = ("azure-native:compute:VirtualMachineScaleSet", "virtualMachineProfile.osProfile.customData", "base64")
+USER_DATA = ("azure-native:compute:VirtualMachineScaleSet", "virtualMachineProfile.osProfile.customData", "base64+gzip")
 
-__all__ = ["Fleet", "OPTIONS", "AzureOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]
+__all__ = ["Fleet", "edge_answer", "OPTIONS", "AzureOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]

@@ -12,13 +12,13 @@ from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
 from . import edge, fleet, identity, network
-from .options import AzureOptions
+from .options import DEFAULT_IMAGE, AzureOptions
 
 
 class Fleet(FleetComponent):
     def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: AzureOptions,
                  secrets: Mapping[str, pulumi.Output[str]]):
-        super().__init__("azure", name)
+        super().__init__("azure", name, spec, sizing)
         # azure-native has no default tags: every resource that takes tags is given these.
         self.tags = spec.resource_tags
         client = authorization.get_client_config_output(opts=self.invoke_opts)
@@ -47,6 +47,11 @@ class Fleet(FleetComponent):
                                     backend_pool_id, depends_on=[gateway, *grants])
         fleet.autoscale(self, spec, sizing, group, scale_set, gateway)
 
+        self.image = ":".join(options.image) + ("" if options.image != DEFAULT_IMAGE else
+                                                " (pinned; azure.image names another version)")
+        if options.image[3] == "latest":
+            self.warn(f"{spec.stack}: azure.image asks for the latest version: VMs created on different days boot "
+                      f"different images; name a version (az vm image list ... --all) to move on purpose")
         if spec.domain:
             host = pulumi.Output.from_input(spec.domain)
             edge.dns_record(self, spec, public_ip)

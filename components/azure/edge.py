@@ -1,14 +1,15 @@
 """The edge of an Azure stack: the Application Gateway v2 (TLS from Key Vault, the /health probe, long requests,
-unbuffered streams, what it lets through) and the endpoint's DNS record."""
+unbuffered streams) and the endpoint's DNS record. Path-based routing lets the OpenAI API under /v1/ and /health
+through to vLLM; every other path goes to a backend pool without members, which the gateway answers itself."""
 
 from __future__ import annotations
 
-import re
 
 import pulumi
 from pulumi_azure_native import authorization, dns, managedidentity, network
 
 from components.base import FleetComponent
+from components.edge_model import Resources, of_type, path_readings, strictest
 from fleet import serving
 from fleet.spec import FleetSpec
 
@@ -17,7 +18,11 @@ from .options import _DNS_ZONE_ID, _SECRET_ID, AzureOptions
 
 # How long the gateway waits for a response; a streamed answer keeps it busy, a long non-streamed one does not.
 GATEWAY_REQUEST_TIMEOUT_SECONDS = 1200
-REFUSED_PATH = "/not-served-publicly"  # a path vLLM has no route for: 404
+VLLM_POOL, REFUSED_POOL = "vllm", "refused"
+GATEWAY = "azure-native:network:ApplicationGateway"
+SCALE_SET = "azure-native:compute:VirtualMachineScaleSet"
+# The gateway's own answer to a request routed to a pool without members.
+EMPTY_POOL_STATUS = 502
 # Let in-flight generations finish before a VM leaves the backend pool (scale-in, rolling upgrade).
 DRAIN_TIMEOUT_SECONDS = 300
 GATEWAY_MAX_CAPACITY_UNITS = 10
@@ -78,7 +83,10 @@ def gateway(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, group
             frontend_ip_configuration=part("frontendIPConfigurations", "public"),
             frontend_port=part("frontendPorts", scheme),
             ssl_certificate=part("sslCertificates", "tls") if tls else None)],
-        backend_address_pools=[network.ApplicationGatewayBackendAddressPoolArgs(name="vllm")],
+        # "vllm" holds the scale set's VMs; "refused" never holds any, so what is routed there gets the gateway's own
+        # 502 (a Standard_v2 gateway has no fixed responses) and never reaches a VM.
+        backend_address_pools=[network.ApplicationGatewayBackendAddressPoolArgs(name=VLLM_POOL),
+                               network.ApplicationGatewayBackendAddressPoolArgs(name=REFUSED_POOL)],
         probes=[network.ApplicationGatewayProbeArgs(
             name="vllm-health", protocol="Http", port=serving.SERVE_PORT, path=serving.HEALTH_PATH,
             interval=HEALTH_PROBE_INTERVAL_SECONDS, timeout=5, unhealthy_threshold=3,
@@ -90,24 +98,20 @@ def gateway(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, group
             probe=part("probes", "vllm-health"),
             connection_draining=network.ApplicationGatewayConnectionDrainingArgs(
                 enabled=True, drain_timeout_in_sec=DRAIN_TIMEOUT_SECONDS))],
-        # vLLM serves /metrics without the API key: the gateway rewrites such paths to one vLLM answers
-        # with 404, so they never reach vLLM from outside (a Standard_v2 gateway has no fixed responses).
-        rewrite_rule_sets=[network.ApplicationGatewayRewriteRuleSetArgs(
-            name="hide-internal", rewrite_rules=[network.ApplicationGatewayRewriteRuleArgs(
-                name="internal-paths", rule_sequence=100,
-                conditions=[network.ApplicationGatewayRewriteRuleConditionArgs(
-                    variable="var_uri_path", ignore_case=True,
-                    pattern="^(" + "|".join(re.escape(p) for p in serving.INTERNAL_PATH_PREFIXES) + ")")],
-                action_set=network.ApplicationGatewayRewriteRuleActionSetArgs(
-                    url_configuration=network.ApplicationGatewayUrlConfigurationArgs(
-                        modified_path=REFUSED_PATH, reroute=False)))])],
+        # Only the API (and /health) reach vLLM, which serves /invocations, /tokenize, /metrics and more without the
+        # API key: path-based routing sends those two to the VMs and everything else to the empty pool.
+        url_path_maps=[network.ApplicationGatewayUrlPathMapArgs(
+            name="vllm", default_backend_address_pool=part("backendAddressPools", REFUSED_POOL),
+            default_backend_http_settings=part("backendHttpSettingsCollection", "vllm"),
+            path_rules=[network.ApplicationGatewayPathRuleArgs(
+                name="openai-api", paths=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS],
+                backend_address_pool=part("backendAddressPools", VLLM_POOL),
+                backend_http_settings=part("backendHttpSettingsCollection", "vllm"))])],
         request_routing_rules=[network.ApplicationGatewayRequestRoutingRuleArgs(
-            name="vllm", rule_type="Basic", priority=100, http_listener=part("httpListeners", scheme),
-            backend_address_pool=part("backendAddressPools", "vllm"),
-            backend_http_settings=part("backendHttpSettingsCollection", "vllm"),
-            rewrite_rule_set=part("rewriteRuleSets", "hide-internal"))],
+            name="vllm", rule_type="PathBasedRouting", priority=100, http_listener=part("httpListeners", scheme),
+            url_path_map=part("urlPathMaps", "vllm"))],
         opts=fleet.child_opts(depends_on=depends_on))
-    return gateway, pulumi.Output.concat(prefix, "/backendAddressPools/vllm")
+    return gateway, pulumi.Output.concat(prefix, f"/backendAddressPools/{VLLM_POOL}")
 
 def dns_record(fleet: FleetComponent, spec: FleetSpec, public_ip) -> None:
     if not spec.dns_zone:
@@ -118,3 +122,31 @@ def dns_record(fleet: FleetComponent, spec: FleetSpec, public_ip) -> None:
     dns.RecordSet(fleet.child("endpoint"), resource_group_name=match["group"], zone_name=zone, record_type="A",
                   relative_record_set_name=spec.domain[: -len(zone) - 1] if spec.domain != zone else "@",
                   ttl=300, target_resource=dns.SubResourceArgs(id=public_ip.id), opts=fleet.opts)
+
+
+# --- the model of this edge (components/edge_model.py) ----------------------------------------------------
+def _path_rule_matches(pattern: str, path: str) -> bool:
+    """An Application Gateway path rule: case-insensitive ("Path rules are case insensitive"), `*` only at its end."""
+    pattern, path = pattern.lower(), path.lower()
+    return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
+
+
+def edge_answer(resources: Resources, method: str, path: str) -> int | None:
+    """The listener's routing rule: its URL path map's rules in order, else the map's default pool. A pool the
+    scale set's VMs belong to passes the request on; any other pool has no members: the gateway answers 502."""
+    [gateway] = of_type(resources, GATEWAY)
+    [routing] = gateway["requestRoutingRules"]
+    if routing["ruleType"] != "PathBasedRouting":
+        raise ValueError(f"no model of the routing rule type {routing['ruleType']!r}")
+    [path_map] = [m for m in gateway["urlPathMaps"] if routing["urlPathMap"]["id"].endswith(f"/urlPathMaps/{m['name']}")]
+    served = {pool["id"] for scale_set in of_type(resources, SCALE_SET)
+              for nic in scale_set["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]
+              for ip in nic["ipConfigurations"] for pool in ip.get("applicationGatewayBackendAddressPools", [])}
+
+    def answer(reading: str) -> int | None:
+        pool = next((rule["backendAddressPool"]["id"] for rule in path_map["pathRules"]
+                     if any(_path_rule_matches(pattern, reading) for pattern in rule["paths"])),
+                    path_map["defaultBackendAddressPool"]["id"])
+        return None if pool in served else EMPTY_POOL_STATUS
+
+    return strictest(answer(reading) for reading in path_readings(path))

@@ -4,6 +4,7 @@ extension, repairs, rolling upgrades) and its autoscale setting."""
 from __future__ import annotations
 
 import base64
+import gzip
 import math
 
 import pulumi
@@ -12,16 +13,26 @@ from pulumi_azure_native import compute, monitor
 
 from components.base import FleetComponent
 from fleet import serving
-from fleet.bootstrap import render_user_data
+from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from .edge import HEALTH_PROBE_INTERVAL_SECONDS
+from .edge import GATEWAY_REQUEST_TIMEOUT_SECONDS, HEALTH_PROBE_INTERVAL_SECONDS
 from .options import AzureOptions
 
 OS_DISK_GB = 128  # the HPC image's own ~64 GB plus the vLLM venv
 HOST_CACHE_MAX_DISK_GB = 4096
 ADMIN_USER = "vllmadmin"
+# VMs are named <prefix><6 characters>; 9 keeps the names within 15.
+COMPUTER_NAME_PREFIX_MAX = 9
+CUSTOM_DATA_MAX_BYTES = 65535
+# vllm-fleet-health: what the Application Health extension asks, on the VM itself.
+HEALTH_STATE_SCRIPT = "/usr/local/lib/vllm-fleet/health-state.py"
+HEALTH_STATE_UNIT = "vllm-fleet-health.service"
+HEALTH_STATE_PORT = 8001
+HEALTH_STATE_PATH = "/health-state"
+# The Application Health extension's longest grace period (rich health states).
+HEALTH_GRACE_MAX_SECONDS = 14400
 # Azure's limits on the automatic repairs grace period (ISO 8601 minutes).
 REPAIR_GRACE_MIN_MINUTES, REPAIR_GRACE_MAX_MINUTES = 10, 90
 
@@ -30,11 +41,29 @@ def _iso_minutes(seconds: int) -> str:
     return f"PT{math.ceil(seconds / 60)}M"
 
 
+def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulumi.Output[str]:
+    def render(args) -> str:
+        client_id, uris = args
+        boot = CloudBoot(
+            secret_refs=uris, edge_idle_timeout_seconds=GATEWAY_REQUEST_TIMEOUT_SECONDS,
+            vars={"identity_client_id": client_id, "health_state_script": HEALTH_STATE_SCRIPT,
+                  "health_state_port": str(HEALTH_STATE_PORT), "vllm_port": str(serving.SERVE_PORT),
+                  "vllm_health_path": serving.HEALTH_PATH},
+            files=(CloudFile(HEALTH_STATE_SCRIPT, "clouds/azure-health.py"),
+                   CloudFile(f"/etc/systemd/system/{HEALTH_STATE_UNIT}", "clouds/azure-health.service.j2")),
+            units=(HEALTH_STATE_UNIT,))
+        text = render_user_data(spec, sizing, boot)
+        # Azure takes at most 65535 bytes of custom data (before base64); cloud-init reads it gzip-compressed too.
+        packed = gzip.compress(text.encode(), mtime=0)
+        if len(packed) > CUSTOM_DATA_MAX_BYTES:
+            raise ValueError(f"the custom data is {len(packed)} bytes compressed; Azure takes {CUSTOM_DATA_MAX_BYTES}")
+        return base64.b64encode(packed).decode()
+
+    return pulumi.Output.all(identity.client_id, pulumi.Output.all(**secret_uris)).apply(render)
+
+
 def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, subnet, identity,
-               secret_uris, backend_pool_id, depends_on):
-    user_data = pulumi.Output.all(identity.client_id, pulumi.Output.all(**secret_uris)).apply(
-        lambda args: base64.b64encode(render_user_data(
-            spec, sizing, args[1], {"identity_client_id": args[0]}).encode()).decode())
+              secret_uris, backend_pool_id, depends_on):
     # Azure requires a password or an SSH key for the admin user. Nobody logs in with it: the NSG admits no SSH,
     # the bootstrap turns sshd's password login off, and Run Command or the serial console are the way in.
     admin_password = pulumi_random.RandomPassword(fleet.child("admin"), length=40, min_lower=1, min_upper=1,
@@ -51,14 +80,24 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
     repairs = compute.AutomaticRepairsPolicyArgs(
         enabled=repair_minutes <= REPAIR_GRACE_MAX_MINUTES, repair_action="Replace",
         grace_period=f"PT{min(repair_minutes, REPAIR_GRACE_MAX_MINUTES)}M")
+    # Rich health states (version 2): a new VM stays "Initializing" for up to gracePeriod while it installs vLLM and
+    # loads the weights; rolling upgrades wait for it and repairs leave it alone. vLLM's /health has no state in
+    # its body, so vllm-fleet-health (cloud-init/clouds/azure-health.py) answers in the extension's format.
     health_extension = compute.VirtualMachineScaleSetExtensionArgs(
         name="health", publisher="Microsoft.ManagedServices", type="ApplicationHealthLinux",
-        type_handler_version="1.0", auto_upgrade_minor_version=True,
-        settings={"protocol": "http", "port": serving.SERVE_PORT, "requestPath": serving.HEALTH_PATH,
-                  "intervalInSeconds": HEALTH_PROBE_INTERVAL_SECONDS, "numberOfProbes": 3})
+        type_handler_version="2.0", auto_upgrade_minor_version=True,
+        settings={"protocol": "http", "port": HEALTH_STATE_PORT, "requestPath": HEALTH_STATE_PATH,
+                  "intervalInSeconds": HEALTH_PROBE_INTERVAL_SECONDS, "numberOfProbes": 3,
+                  "gracePeriod": min(grace, HEALTH_GRACE_MAX_SECONDS)})
+    if grace > HEALTH_GRACE_MAX_SECONDS:
+        fleet.warn(f"{spec.stack}: a new VM needs ~{math.ceil(grace / 60)} minutes to serve, more than the "
+                   f"{HEALTH_GRACE_MAX_SECONDS // 60} minutes the Application Health extension waits: rolling "
+                   f"upgrades may pause on VMs still loading.")
     return compute.VirtualMachineScaleSet(
         fleet.child("gpu"), resource_group_name=group, location=spec.region, tags=fleet.tags,
         orchestration_mode="Uniform",
+        # replicas.desired is the first size; the autoscale setting owns it afterwards, and a later `pulumi up` must not
+        # set it back and delete the VMs autoscale added (ignore_changes below).
         sku=compute.SkuArgs(name=sizing.instance.name, tier="Standard", capacity=spec.replicas.desired),
         # No extra VMs at scale-out: GPU VMs are scarce and each would count against the family quota.
         overprovision=False,
@@ -79,13 +118,14 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
             # Pay up to the on-demand price: a spot VM is then evicted for capacity only, never for price.
             billing_profile=compute.BillingProfileArgs(max_price=-1) if spec.spot else None,
             os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
-                computer_name_prefix=spec.name[:9].strip("-") or "vllm", admin_username=ADMIN_USER,
-                admin_password=admin_password.result, custom_data=user_data,
+                computer_name_prefix=spec.name_within(COMPUTER_NAME_PREFIX_MAX), admin_username=ADMIN_USER,
+                admin_password=admin_password.result, custom_data=custom_data(spec, sizing, identity, secret_uris),
                 linux_configuration=compute.LinuxConfigurationArgs(disable_password_authentication=False,
                                                                    provision_vm_agent=True)),
-            # The NVIDIA kernel modules (the image's, or the bootstrap's cuda-drivers fallback) are not signed
-            # for Secure Boot, which Trusted Launch, the default for new Gen2 VMs, would turn on.
-            security_profile=compute.SecurityProfileArgs(security_type="Standard"),
+            # No security profile: a standard VM, not Trusted Launch, whose Secure Boot would refuse NVIDIA kernel
+            # modules the firmware does not trust (the bootstrap's cuda-drivers fallback, DKMS-built). Compute API
+            # 2024-11-01, which this SDK uses, has no securityType "Standard" (2025-11-01 adds it), and leaving the
+            # profile out is how it makes a standard VM (tests/test_azure.py checks the SDK's API version).
             storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
                 image_reference=compute.ImageReferenceArgs(publisher=publisher, offer=offer, sku=sku,
                                                            version=version),
@@ -112,7 +152,7 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
             # Reports /health to the scale set: rolling upgrades wait for it and automatic repairs act on it.
             extension_profile=compute.VirtualMachineScaleSetExtensionProfileArgs(extensions=[health_extension]),
         ),
-        opts=fleet.child_opts(depends_on=depends_on),
+        opts=fleet.child_opts(depends_on=depends_on, ignore_changes=["sku.capacity"]),
     )
 
 def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, scale_set, gateway) -> None:

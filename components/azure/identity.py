@@ -20,7 +20,8 @@ STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 
 
 def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]], group, tenant_id, identity):
-    """A vault of this stack's own (RBAC mode) holding its secrets; the VMs' identity may read exactly those."""
+    """A vault of this stack's own (RBAC mode) holding its secrets; the VMs' identity may read exactly those.
+    Returns (each secret's URI at its current version, which the VMs read; the role assignments)."""
     # Vault names are global, 3-24 characters: Pulumi appends a random suffix to this (8 characters), which
     # also keeps a re-created stack clear of the soft-deleted vault of the old one.
     vault_prefix = "kv-" + re.sub(r"-+", "-", spec.name)[:12].strip("-")
@@ -39,7 +40,8 @@ def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, 
             fleet.child(f"read-{key}"), scope=secret.id, principal_id=identity.principal_id,
             principal_type="ServicePrincipal", role_definition_id=fleet.role_id(KEY_VAULT_SECRETS_USER),
             description=f"vllm-fleet {spec.stack}: the VMs read {key}", opts=fleet.opts))
-        uris[key] = secret.properties.secret_uri  # versionless: a VM reads the current value at boot
+        # The current version: a new value is a new version, a new custom data and so new VMs (a rolling upgrade).
+        uris[key] = secret.properties.secret_uri_with_version
     return uris, grants
 
 def grant_model_read(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, identity):

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from fleet import catalog
 from fleet.errors import ConfigError
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
@@ -15,7 +16,8 @@ from fleet.spec import FleetSpec
 # and cloud-init. Chosen over plain Ubuntu + the NvidiaGpuDriverLinux extension: the extension installs the driver
 # while cloud-init already runs our setup (the two race on apt and on nvidia-smi), reboots the VM and adds ~10
 # minutes to every new VM; the HPC image also brings the InfiniBand stack the ND sizes need.
-DEFAULT_IMAGE = ("microsoft-dsvm", "ubuntu-hpc", "2204", "latest")
+_PINNED = catalog.cloud("azure").raw["image"]
+DEFAULT_IMAGE = (_PINNED["publisher"], _PINNED["offer"], _PINNED["sku"], _PINNED["version"])
 
 OPTIONS = {
     "resourceGroupName": "an existing resource group to deploy into (default: a new one)",
@@ -25,7 +27,7 @@ OPTIONS = {
     "vmSubnetCidr": "a free range of virtualNetworkId for the GPU VMs, /16 to /28",
     "vnetCidr": "address space of a new virtual network, /16 to /23 (default 10.90.0.0/16)",
     "image": "publisher:offer:sku:version of a Gen2 Ubuntu image with NVIDIA drivers and cloud-init "
-             "(default microsoft-dsvm:ubuntu-hpc:2204:latest)",
+             "(default: catalog/gpu-instances.yaml azure.image, microsoft-dsvm:ubuntu-hpc:2204 at a pinned version)",
     "certificateVaultId": "resource id of the Key Vault (RBAC mode) that holds certificate; the gateway's identity "
                           "is granted read on that one secret",
     "modelStorageAccountId": "resource id of the storage account of an az:// model; the VMs' identity is granted "

@@ -9,34 +9,44 @@ import pulumi_gcp
 from pulumi_gcp import serviceaccount
 
 from components.base import FleetComponent
+from fleet import catalog
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
 from . import edge, fleet, identity, network
 from .options import GcpOptions
 
+SERVICE_ACCOUNT_ID_MAX = 30
+
 
 class Fleet(FleetComponent):
     def __init__(self, name: str, spec: FleetSpec, sizing: Sizing, options: GcpOptions,
                  secrets: Mapping[str, pulumi.Output[str]]):
-        # GCP resource names (autonamed from these) must start with a letter; a stack name may start with a digit.
-        super().__init__("gcp", name if name[:1].isalpha() else f"vllm-{name}")
+        super().__init__("gcp", name, spec, sizing)
         provider = pulumi_gcp.Provider(f"{name}-gcp", project=options.project, region=spec.region,
                                        default_labels=dict(options.labels), opts=pulumi.ResourceOptions(parent=self))
         self.opts = pulumi.ResourceOptions(parent=self, provider=provider)
         self.invoke_opts = pulumi.InvokeOptions(provider=provider)
 
         vpc, subnetwork = network.subnetwork(self, spec, options)
+        # Service account ids are 6-30 characters and unique in the project: the stack's name, with a hash where
+        # it had to be cut.
         account = serviceaccount.Account(
-            self.child("vm"), account_id=f"vllm-{spec.name}"[:30].rstrip("-"),
+            self.child("vm"), account_id=f"vllm-{spec.name_within(SERVICE_ACCOUNT_ID_MAX - 5)}",
             display_name=f"vllm-fleet {spec.stack} GPU VMs", opts=self.opts)
         member = pulumi.Output.concat("serviceAccount:", account.email)
         network.firewall(self, spec, options, vpc, account)
-        secret_names, grants = identity.store_secrets(self, spec, secrets, member)
-        template = fleet.instance_template(self, spec, sizing, options, subnetwork, account, secret_names, grants)
+        secret_versions, grants = identity.store_secrets(self, spec, secrets, member)
+        template = fleet.instance_template(self, spec, sizing, options, subnetwork, account, secret_versions, grants)
         health_check, autohealing_check = fleet.health_checks(self)
         group = fleet.instance_group(self, spec, sizing, options, template, autohealing_check)
         fleet.autoscaler(self, spec, sizing, group)
         address, scheme = edge.load_balancer(self, spec, group, health_check)
 
+        self.image = options.image or (f"{catalog.cloud('gcp').raw['image']['name']} (pinned; gcp.image names "
+                                       f"another image)")
+        if "/images/family/" in self.image:
+            self.warn(f"{spec.stack}: gcp.image names an image family: each `pulumi up` may find a newer image in "
+                      f"it and replace every VM; name one image (gcloud compute images describe-from-family ...) to "
+                      f"move on purpose")
         self.serve_at(scheme, spec.domain or address.address)

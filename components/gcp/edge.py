@@ -3,9 +3,12 @@ forwarding rule, address, TLS), and Cloud Armor, which admits only allowedCidrs 
 
 from __future__ import annotations
 
+import re
+
 from pulumi_gcp import compute, dns
 
 from components.base import FleetComponent
+from components.edge_model import Resources, of_type, path_readings, strictest
 from fleet import serving
 from fleet.spec import FleetSpec
 
@@ -13,23 +16,30 @@ from .options import label_value
 
 # The load balancer cuts a response (a streamed generation included) that takes longer than this.
 BACKEND_TIMEOUT_SECONDS = 1200
+# The global external Application Load Balancer keeps idle connections to the VMs open 600 s, a fixed value;
+# Google asks for backends that keep them longer (https://cloud.google.com/load-balancing/docs/https#timeouts).
+BACKEND_KEEPALIVE_SECONDS = 600
 # Let in-flight generations finish before a VM leaves the backend (scale-in, rolling update).
 CONNECTION_DRAINING_SECONDS = 300
 # Cloud Armor accepts at most this many ranges in one basic (src_ip_ranges) rule.
 ARMOR_RANGES_PER_RULE = 10
 ARMOR_DEFAULT_RULE_PRIORITY = 2147483647
+NOT_SERVED_PRIORITY = 100
+SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
 
 
 def security_policy(fleet: FleetComponent, spec: FleetSpec):
     chunks = [spec.allowed_cidrs[i:i + ARMOR_RANGES_PER_RULE]
               for i in range(0, len(spec.allowed_cidrs), ARMOR_RANGES_PER_RULE)]
-    # vLLM serves /metrics without the API key: refused here before any source IP is allowed.
-    hide_internal = compute.SecurityPolicyRuleArgs(
-        action="deny(404)", priority=100, description="internal paths",
+    # Only the API (and /health) reach vLLM, which serves /invocations, /tokenize, /metrics and more without the API
+    # key: every other path is refused first, whoever asks. request.path is the path as sent, without the query.
+    public = [f"request.path.startsWith('{serving.PUBLIC_API_PREFIX}')",
+              *(f"request.path == '{path}'" for path in serving.PUBLIC_PATHS)]
+    not_served = compute.SecurityPolicyRuleArgs(
+        action="deny(404)", priority=NOT_SERVED_PRIORITY, description="only the OpenAI API is served",
         match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
-            expression=" || ".join(f"request.path.startsWith('{prefix}')"
-                                   for prefix in serving.INTERNAL_PATH_PREFIXES))))
-    rules = [hide_internal] + [compute.SecurityPolicyRuleArgs(
+            expression=f"!({' || '.join(public)})")))
+    rules = [not_served] + [compute.SecurityPolicyRuleArgs(
         action="allow", priority=1000 + index, description="allowedCidrs",
         match=compute.SecurityPolicyRuleMatchArgs(
             versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=list(chunk))))
@@ -80,3 +90,83 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, group, health_check):
                    f"the endpoint" + (""
                    if spec.certificate else "; Google issues the managed certificate only once it resolves there"))
     return address, "https"
+
+
+# --- the model of this edge (components/edge_model.py) ----------------------------------------------------
+_TOKEN = re.compile(r"\s*(?:(?P<op>\|\||&&|!|\(|\))|request\.path\.(?P<method>startsWith|endsWith|contains)\('(?P<arg>[^']*)'\)"
+                    r"|request\.path == '(?P<equal>[^']*)')")
+
+
+def _evaluate(expression: str, path: str) -> bool:
+    """A Cloud Armor expression of the forms this file writes: request.path.startsWith/endsWith/contains('...'),
+    request.path == '...', joined with !, &&, || and parentheses (CEL's precedence). Anything else raises."""
+    tokens, position = [], 0
+    while position < len(expression.rstrip()):
+        match = _TOKEN.match(expression, position)
+        if not match:
+            raise ValueError(f"no model of the Cloud Armor expression {expression!r} at {position}")
+        position = match.end()
+        if match["op"]:
+            tokens.append(match["op"])
+        elif match["method"]:
+            tokens.append(getattr(str, {"startsWith": "startswith", "endsWith": "endswith",
+                                        "contains": "__contains__"}[match["method"]])(path, match["arg"]))
+        else:
+            tokens.append(path == match["equal"])
+
+    def disjunction(i: int) -> tuple[bool, int]:
+        value, i = conjunction(i)
+        while i < len(tokens) and tokens[i] == "||":
+            right, i = conjunction(i + 1)
+            value = value or right
+        return value, i
+
+    def conjunction(i: int) -> tuple[bool, int]:
+        value, i = unary(i)
+        while i < len(tokens) and tokens[i] == "&&":
+            right, i = unary(i + 1)
+            value = value and right
+        return value, i
+
+    def unary(i: int) -> tuple[bool, int]:
+        if tokens[i] == "!":
+            value, i = unary(i + 1)
+            return not value, i
+        if tokens[i] == "(":
+            value, i = disjunction(i + 1)
+            if tokens[i] != ")":
+                raise ValueError(f"unbalanced parentheses in {expression!r}")
+            return value, i + 1
+        if isinstance(tokens[i], bool):
+            return tokens[i], i + 1
+        raise ValueError(f"unexpected {tokens[i]!r} in {expression!r}")
+
+    value, end = disjunction(0)
+    if end != len(tokens):
+        raise ValueError(f"trailing tokens in {expression!r}")
+    return value
+
+
+def edge_answer(resources: Resources, method: str, path: str) -> int | None:
+    """Cloud Armor's rules in priority order, lowest first, for a client in allowedCidrs (a src_ip_ranges rule
+    matches it unless it names other ranges than the stack's; "*" matches anyone); the first match decides: allow
+    passes the request on, deny(N) answers N."""
+    [policy] = of_type(resources, SECURITY_POLICY)
+    rules = sorted(policy["rules"], key=lambda rule: rule["priority"])
+
+    def answer(reading: str) -> int | None:
+        for rule in rules:
+            match = rule["match"]
+            if "expr" in match:
+                matched = _evaluate(match["expr"]["expression"], reading)
+            elif match.get("versionedExpr") == "SRC_IPS_V1":
+                matched = True  # the client is in allowedCidrs, and "*" is everyone
+            else:
+                raise ValueError(f"no model of the Cloud Armor match {match}")
+            if matched:
+                if rule["action"] == "allow":
+                    return None
+                return int(re.fullmatch(r"deny\((\d{3})\)", rule["action"])[1])
+        raise ValueError("a Cloud Armor policy ends with a rule that matches everyone")
+
+    return strictest(answer(reading) for reading in path_readings(path))

@@ -7,17 +7,14 @@ import pulumi
 from pulumi_gcp import compute
 
 from components.base import FleetComponent
-from fleet import serving
-from fleet.bootstrap import render_user_data
+from fleet import catalog, serving
+from fleet.bootstrap import CloudBoot, render_user_data
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from .edge import BACKEND_KEEPALIVE_SECONDS
 from .options import GcpOptions
 
-# Canonical's Ubuntu 22.04 with the NVIDIA driver and cloud-init. The 580 driver branch, not 550: current CUDA
-# wheels of torch (which vLLM pins) need a driver of the CUDA 13 era, and 580 is NVIDIA's long-term branch.
-IMAGE_PROJECT = "ubuntu-os-accelerator-images"
-IMAGE_FAMILY = "ubuntu-accelerator-2204-amd64-with-nvidia-580"
 BOOT_DISK_GB = 150  # the image's own ~50 GB plus the vLLM venv
 # The weights cache disk's device name: cloud-init/clouds/gcp.sh.j2 finds it as /dev/disk/by-id/google-<name>.
 DATA_DISK_DEVICE = "vllm-cache"
@@ -25,14 +22,19 @@ DATA_DISK_DEVICE = "vllm-cache"
 MAX_INITIAL_DELAY_SECONDS = 3600
 
 
-def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, subnetwork, account, secret_names, grants):
+def boot_image(fleet: FleetComponent, options: GcpOptions) -> pulumi.Output[str]:
+    """The boot image: gcp.image as given, or the catalog's pinned image, looked up so that a name that does not
+    exist stops `pulumi preview`, not the first VM."""
     if options.image:
-        image = pulumi.Output.from_input(options.image)
-    else:
-        # Pinned to the family's image of this `pulumi up`: every VM of a template boots the same image, and a
-        # newer one rolls out only with the next `pulumi up` (as a rolling update that keeps capacity).
-        image = compute.get_image_output(family=IMAGE_FAMILY, project=IMAGE_PROJECT, opts=fleet.invoke_opts).self_link
-    user_data = pulumi.Output.all(**secret_names).apply(lambda names: render_user_data(spec, sizing, names))
+        return pulumi.Output.from_input(options.image)
+    pinned = catalog.cloud("gcp").raw["image"]
+    return compute.get_image_output(name=pinned["name"], project=pinned["project"], opts=fleet.invoke_opts).self_link
+
+
+def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, subnetwork,
+                      account, secret_versions, grants):
+    user_data = pulumi.Output.all(**secret_versions).apply(lambda versions: render_user_data(
+        spec, sizing, CloudBoot(secret_refs=versions, edge_idle_timeout_seconds=BACKEND_KEEPALIVE_SECONDS)))
     if spec.spot:
         # DELETE: the group recreates a preempted VM from the template when capacity returns.
         scheduling = compute.InstanceTemplateSchedulingArgs(
@@ -48,7 +50,8 @@ def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, op
         description=f"vllm-fleet {spec.stack}: {spec.served_model_name} on {sizing.instance.name}",
         machine_type=sizing.instance.name,  # A2, A3 and G2 machine types come with their GPUs attached
         disks=[
-            compute.InstanceTemplateDiskArgs(boot=True, source_image=image, disk_size_gb=BOOT_DISK_GB,
+            compute.InstanceTemplateDiskArgs(boot=True, source_image=boot_image(fleet, options),
+                                             disk_size_gb=BOOT_DISK_GB,
                                              disk_type="pd-balanced", auto_delete=True, labels=disk_labels),
             # The weights cache: SSD so that a new VM loads the weights quickly.
             compute.InstanceTemplateDiskArgs(boot=False, device_name=DATA_DISK_DEVICE, disk_type="pd-ssd",

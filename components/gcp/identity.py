@@ -11,25 +11,28 @@ from pulumi_gcp import secretmanager, storage
 from components.base import FleetComponent
 from fleet.spec import FleetSpec
 
-from .options import label_value
-
+# Secret Manager secret ids: at most 255 letters, digits, _ and -.
+SECRET_ID_MAX = 255
 
 def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]], member):
-    """Secret Manager secrets the VMs read at boot, and the grants of each to the VMs' service account."""
-    names, grants = {}, []
+    """Secret Manager secrets the VMs read at boot, and the grants of each to the VMs' service account: (the name of
+    each secret's current version, projects/<number>/secrets/<id>/versions/<n>, which the VMs read; the grants). A
+    new value is a new version, a new instance template and so a rolling replacement of the VMs."""
+    versions, grants = {}, []
     for key, value in secrets.items():
+        # Secret ids are unique in the project: the stack's whole name, with a hash where it had to be cut.
         secret = secretmanager.Secret(
-            fleet.child(key), secret_id=f"vllm-fleet-{label_value(spec.stack)}-{key}",
+            fleet.child(key), secret_id=f"vllm-fleet-{spec.name_within(SECRET_ID_MAX - 12 - len(key))}-{key}",
             replication=secretmanager.SecretReplicationArgs(auto=secretmanager.SecretReplicationAutoArgs()),
             opts=fleet.opts)
-        secretmanager.SecretVersion(fleet.child(key), secret=secret.id, secret_data=value, opts=fleet.opts)
+        version = secretmanager.SecretVersion(fleet.child(key), secret=secret.id, secret_data=value, opts=fleet.opts)
         grants.append(secretmanager.SecretIamMember(
             fleet.child(f"{key}-reader"), secret_id=secret.secret_id, role="roles/secretmanager.secretAccessor",
             member=member, opts=fleet.opts))
-        names[key] = secret.name  # projects/<number>/secrets/<id>, what the VM asks Secret Manager for
+        versions[key] = version.name
     if spec.model_is_bucket:
         # Cloud Storage IAM has no prefix scope without conditions (which listing ignores): the whole bucket.
         bucket = spec.model[len("gs://"):].split("/", 1)[0]
         grants.append(storage.BucketIAMMember(fleet.child("read-model"), bucket=bucket,
                                               role="roles/storage.objectViewer", member=member, opts=fleet.opts))
-    return names, grants
+    return versions, grants

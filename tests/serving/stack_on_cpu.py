@@ -1,10 +1,11 @@
 """A planned stack's VM, as far as serving goes, run for real on this CPU machine.
 
 `serve_stack_on_cpu(plan, workdir)` takes the user-data the plan rendered for the stack, writes its files under
-workdir/root, runs its setup script's write_secrets step (the cloud's secret store answered by a local stub) to
-write the 0600 environment file, re-renders the launcher with `serving.cpu_argv` (the one documented place where
-the run departs from a VM) and starts that launcher with the environment vllm.service gives it: its Environment=
-lines and its EnvironmentFile. vLLM thus reads VLLM_API_KEY from the file the setup script wrote, as on a VM.
+workdir/root, runs its setup script's install_api_keys step on a stubbed VM (tests/vm_world.py: the cloud's
+secret store answers API_KEYS) to write the 0640 API keys file, re-renders the launcher with `serving.cpu_argv`
+(the one documented place where the run departs from a VM) and starts that launcher with the environment
+vllm.service gives it, its Environment= lines. vLLM thus reads the keys from the file the setup script wrote
+(--config), as on a VM; among them one full of shell, YAML and JSON metacharacters.
 """
 
 from __future__ import annotations
@@ -21,26 +22,29 @@ from typing import Iterator
 
 import pytest
 
-from conftest import PlannedStack, launcher_argv, materialize, run_write_secrets
+from conftest import PlannedStack, launcher_argv, materialize, write_files
 from fleet import bootstrap, serving
 from tiny_model import MAX_POSITIONS, make_tiny_model
 from vllm_server import VENV_PYTHON, VLLM_BIN, VllmServer, free_port
+from vm_world import VmWorld
 
 # What systemd hands every unit before the unit's own settings (`systemctl show-environment` on the VMs' Ubuntu).
 SYSTEMD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 # This machine's own settings for its processor, which any service on it would get too.
 MACHINE_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-# The cloud's secret store, answered locally: every secret of the stack gets a value derived from its reference.
-CLOUD_LIB_STUB = 'fleet_fetch_secret() { printf "test-%s" "$(printf %s "$1" | sha256sum | cut -c1-32)"; }\n'
+# The stack's API keys, as the cloud's secret store gives them to the VM: the default one the tests use, and one
+# with every character a shell, YAML or JSON would read as something else.
+API_KEYS = {"default": "test-default-key-0123456789", "nasty": "k3y-$(reboot)`id`'\"\\;#&|<>*?!~{}[],:%@=+^"}
 
 
 @dataclass(frozen=True)
 class ServedStack:
     server: VllmServer
     argv: list[str]  # what the launcher passed to `vllm serve`: cpu_argv of the stack's arguments
-    api_key: str  # VLLM_API_KEY of the environment file
+    api_key: str  # the default key of the API keys file
     served_model_name: str
     model_dir: Path
+    environment: dict[str, str]  # what vllm.service's Environment= lines give the server
 
     @property
     def base_url(self) -> str:
@@ -71,27 +75,22 @@ def unit_setting(unit: str, key: str) -> list[str]:
     return re.findall(rf"^{key}=(.*)$", unit, flags=re.MULTILINE)
 
 
-def unit_environment(unit: str, root: Path) -> dict[str, str]:
-    """The variables a unit's process gets from the unit: its Environment= assignments, overridden (as systemd
-    does) by those of its EnvironmentFile= files, read under `root`."""
-    variables = dict(assignment.split("=", 1) for line in unit_setting(unit, "Environment")
-                     for assignment in shlex.split(line))
-    for path in unit_setting(unit, "EnvironmentFile"):
-        lines = (root / path.lstrip("/")).read_text().splitlines()
-        variables.update(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
-    return variables
+def unit_environment(unit: str) -> dict[str, str]:
+    """The variables a unit's process gets from the unit: its Environment= assignments."""
+    return dict(assignment.split("=", 1) for line in unit_setting(unit, "Environment")
+                for assignment in shlex.split(line))
 
 
 @contextlib.contextmanager
 def serve_stack_on_cpu(plan: PlannedStack, workdir: Path) -> Iterator[ServedStack]:
     require_vllm()
-    root = workdir / "root"
+    files = write_files(plan.user_data)
+    vm = VmWorld(workdir / "vm-world", files[bootstrap.PATHS["setup"]]["content"], gpus=plan.outputs["gpuCount"],
+                 api_keys=API_KEYS)
+    keys = vm.run("install_api_keys")
+    assert keys.returncode == 0, keys.stderr
+    root = vm.root
     materialize(plan.user_data, root)
-    cloud_lib = workdir / "cloud.sh"
-    cloud_lib.write_text(CLOUD_LIB_STUB)
-    env_file = root / bootstrap.PATHS["env_file"].lstrip("/")
-    secrets = run_write_secrets(root, env_file, cloud_lib)
-    assert secrets.returncode == 0, secrets.stderr
 
     unit = (root / "etc/systemd/system/vllm.service").read_text()
     [exec_start] = unit_setting(unit, "ExecStart")
@@ -101,10 +100,10 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path) -> Iterator[ServedStac
     assert bootstrap.render_launcher(stack_argv) == launcher.read_text()
     model_dir = tiny_model(workdir / "tiny-model")
     port = free_port()
-    argv = serving.cpu_argv(stack_argv, str(model_dir), port=port, max_model_len=MAX_POSITIONS)
+    argv = serving.cpu_argv(stack_argv, str(model_dir), port=port, max_model_len=MAX_POSITIONS, config_root=str(root))
     launcher.write_text(bootstrap.render_launcher(argv))
 
-    unit_env = unit_environment(unit, root)
+    unit_env = unit_environment(unit)
     env = {
         **SYSTEMD_ENVIRONMENT,
         **{name: os.environ[name] for name in MACHINE_VARIABLES if name in os.environ},
@@ -116,7 +115,7 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path) -> Iterator[ServedStac
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the CPU build's stand-in for --gpu-memory-utilization
         "VLLM_BIN": str(VLLM_BIN),  # the launcher's own hook for another vllm executable
     }
-    server = VllmServer([str(launcher)], env=env, port=port, api_key=unit_env["VLLM_API_KEY"],
+    server = VllmServer([str(launcher)], env=env, port=port, api_key=API_KEYS["default"],
                         log_path=workdir / "vllm.log")
     with server:
-        yield ServedStack(server, argv, unit_env["VLLM_API_KEY"], plan.outputs["servedModelName"], model_dir)
+        yield ServedStack(server, argv, API_KEYS["default"], plan.outputs["servedModelName"], model_dir, unit_env)

@@ -46,7 +46,7 @@ def results_of(output: str) -> dict[str, str]:
     return {words[1]: words[0] for words in map(str.split, output.splitlines()) if words[:1] in (["PASS"], ["FAIL"])}
 
 
-CHECKS = ["health", "auth", "models", "completion", "chat", "streaming", "metrics"]
+CHECKS = ["health", "auth", "models", "completion", "chat", "streaming", "edge", "metrics"]
 
 
 def test_check_passes_against_the_stack_served_on_cpu(stack):
@@ -54,7 +54,7 @@ def test_check_passes_against_the_stack_served_on_cpu(stack):
                       "--model", stack.served_model_name, "--direct")
     assert result.returncode == 0, result.stdout
     assert results_of(result.stdout) == dict.fromkeys(CHECKS, "PASS"), result.stdout
-    assert "OK: all 7 checks passed" in result.stdout
+    assert "OK: all 8 checks passed" in result.stdout
 
 
 def test_check_takes_the_openai_base_url_and_key_and_finds_the_model(stack):
@@ -69,16 +69,19 @@ def test_check_fails_with_a_wrong_key(stack):
                       "--model", stack.served_model_name, "--direct")
     assert result.returncode == 1, result.stdout
     assert results_of(result.stdout) == {"health": "PASS", "auth": "PASS", "models": "FAIL", "completion": "FAIL",
-                                         "chat": "FAIL", "streaming": "FAIL", "metrics": "PASS"}, result.stdout
+                                         "chat": "FAIL", "streaming": "FAIL", "edge": "PASS",
+                                         "metrics": "PASS"}, result.stdout
     assert "FAIL  models     401: the endpoint refuses the API key" in result.stdout
-    assert "FAILED: 4 of 7 checks (models, completion, chat, streaming)" in result.stdout
+    assert "FAILED: 4 of 8 checks (models, completion, chat, streaming)" in result.stdout
 
 
-def test_check_fails_when_metrics_reaches_the_public(stack):
-    """Without --direct the URL stands for a load balancer, which must refuse /metrics: vLLM alone does not."""
+def test_check_fails_when_invocations_and_metrics_reach_the_public(stack):
+    """Without --direct the URL stands for a load balancer, which must refuse /invocations and /metrics: vLLM alone
+    answers both without the key."""
     result = run_tool("fleet.check", "--url", stack.base_url, "--api-key", stack.api_key)
     assert result.returncode == 1, result.stdout
-    assert results_of(result.stdout)["metrics"] == "FAIL"
+    assert results_of(result.stdout)["edge"] == results_of(result.stdout)["metrics"] == "FAIL"
+    assert "POST /invocations without the key answered 200" in result.stdout
     assert "GET /metrics answers anyone without the key" in result.stdout
 
 
