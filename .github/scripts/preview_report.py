@@ -56,9 +56,11 @@ def _json(text: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:400] if lines else ""
+def _first_line(text: str) -> str:
+    """What a failed command said first: the plan's one-line config error, Pulumi's `error:` line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or [""])[0][:400]
 
 
 def offline_plan(root: Path, stack: str) -> Outcome:
@@ -72,7 +74,7 @@ def offline_plan(root: Path, stack: str) -> Outcome:
     if result.returncode == 0 and document is not None:
         return Outcome("ok", document)
     meaning = PLAN_EXITS.get(result.returncode, f"exit status {result.returncode}")
-    return Outcome("failed", document, f"{meaning}: {_last_line(result.stderr)}".rstrip(": "))
+    return Outcome("failed", document, f"{meaning}: {_first_line(result.stderr)}".rstrip(": "))
 
 
 def pulumi_preview(stack: str) -> Outcome:
@@ -88,7 +90,7 @@ def pulumi_preview(stack: str) -> Outcome:
                                                     "first deploy creates it (the offline plan above is what it creates)")
     if re.search(PULUMI_BUSY, errors, re.I):
         return Outcome("busy", document, "the stack is being deployed right now: push again to preview once it is done")
-    return Outcome("failed", document, _last_line(errors) or f"exit status {result.returncode}")
+    return Outcome("failed", document, _first_line(errors) or f"exit status {result.returncode}")
 
 
 def money(usd: float) -> str:
