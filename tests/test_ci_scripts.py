@@ -358,10 +358,12 @@ def test_checks_give_up_at_the_stacks_time_to_serve(capsys):
 def test_the_api_key_is_masked_before_anything_is_printed(monkeypatch, capsys):
     monkeypatch.setattr(post_deploy_check, "stack_outputs", lambda stack: OUTPUTS)
     monkeypatch.setattr(post_deploy_check, "check_until_served", lambda target, interval: 0)
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
     assert post_deploy_check.main(["--stack", "s"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "::add-mask::sk-very-secret"
     assert not [line for line in lines[1:] if "sk-very-secret" in line]
+    assert "endpoint=https://e" in lines
 
 
 def test_make_check_gets_the_key_in_its_environment_only(monkeypatch):

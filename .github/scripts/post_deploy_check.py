@@ -5,7 +5,7 @@ install vLLM, load the model and turn healthy, for at most the stack's expected 
 
 Reads the stack's outputs once (`endpoint`, `servedModelName`, `apiKey`, `timeToServe`) and masks the key in the
 log before anything else is printed; `make check` gets the key in its environment (OPENAI_API_KEY), never on a
-command line. Exits 0 when the checks pass, 1 when they still fail at the deadline, 2 when the stack has no
+command line. Sets the step output `endpoint`. Exits 0 when the checks pass, 1 when they still fail at the deadline, 2 when the stack has no
 endpoint to check.
 """
 
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ci_common import ROOT, mask
+from ci_common import ROOT, mask, set_output
 
 DEFAULT_TIME_TO_SERVE_SECONDS = 3600  # when the stack has no timeToServe output
 RETRY_INTERVAL_SECONDS = 60
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as error:
         print(f"::error::{error}")
         return 2
+    set_output("endpoint", target.url)  # the environment's URL on GitHub
     print(f"checking {target.url} ({target.model}) for up to {target.time_to_serve} s", flush=True)
     return check_until_served(target, interval=args.interval)
 
