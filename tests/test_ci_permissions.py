@@ -1,0 +1,113 @@
+"""deployer/permissions.yaml against what the fleet really plans: every resource type and data source of every
+stack of stacks/ (planned by the real offline plan) must have its permissions listed, so that a new resource in a
+component cannot reach `pulumi up` in CI with an identity that is not allowed to create it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from typing import Iterable, Mapping
+
+import pytest
+
+from conftest import ROOT, stacks_of
+from deployer import permissions
+
+DOCUMENT = permissions.load()
+
+
+def unlisted(used_by: Mapping[str, Iterable[str]], document, kind: str) -> list[str]:
+    """One message per type (or function) used by the fleet that permissions.yaml does not list."""
+    messages = []
+    for token, stacks in sorted(used_by.items()):
+        section = permissions.section_of(token)
+        if token not in permissions.entries(document, section, kind):
+            if section == permissions.NO_CLOUD:
+                what = "{}"
+            else:
+                what = "{read: [...], write: [...]}" if kind == "resources" else "{read: [...]}"
+            messages.append(f"{token} (used by {', '.join(sorted(stacks))}) has no permissions: add it to "
+                            f"deployer/permissions.yaml under `{section}: {kind}:` as `{token}: {what}`")
+    return messages
+
+
+@pytest.fixture(scope="module")
+def resource_types(plan_of) -> dict[str, set[str]]:
+    """Every custom resource type the fleet plans (components are not custom: they call no API), and its stacks."""
+    used_by = defaultdict(set)
+    for stack in stacks_of():
+        for step in plan_of(stack).steps:
+            if step["newState"]["custom"]:
+                used_by[step["type"]].add(stack)
+    return used_by
+
+
+@pytest.fixture(scope="module")
+def data_sources() -> dict[str, set[str]]:
+    used_by = defaultdict(set)
+    for stack in stacks_of():
+        result = subprocess.run([sys.executable, "tests/ci_fleet_data_sources.py", stack], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        for token in json.loads(result.stdout):
+            used_by[token].add(stack)
+    return used_by
+
+
+def test_every_resource_type_the_fleet_plans_has_its_permissions(resource_types):
+    assert {"aws:ec2/launchTemplate:LaunchTemplate", "gcp:compute/instanceTemplate:InstanceTemplate",
+            "azure-native:compute:VirtualMachineScaleSet"} <= set(resource_types)
+    missing = unlisted(resource_types, DOCUMENT, "resources")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_data_source_the_fleet_calls_has_its_permissions(data_sources):
+    assert "aws:ec2/getAmi:getAmi" in data_sources
+    missing = unlisted(data_sources, DOCUMENT, "data_sources")
+    assert not missing, "\n".join(missing)
+
+
+def test_a_type_without_permissions_is_named_with_where_to_add_it():
+    used_by = {"aws:autoscaling/warmPool:WarmPool": {"codellama-prod"}, "random:index/randomUuid:RandomUuid": {"x"}}
+    assert unlisted(used_by, DOCUMENT, "resources") == [
+        "aws:autoscaling/warmPool:WarmPool (used by codellama-prod) has no permissions: add it to "
+        "deployer/permissions.yaml under `aws: resources:` as `aws:autoscaling/warmPool:WarmPool: "
+        "{read: [...], write: [...]}`",
+        "random:index/randomUuid:RandomUuid (used by x) has no permissions: add it to deployer/permissions.yaml "
+        "under `none: resources:` as `random:index/randomUuid:RandomUuid: {}`"]
+
+
+@pytest.mark.parametrize("section", [*permissions.CLOUDS, permissions.NO_CLOUD])
+def test_each_entry_is_in_its_clouds_section_with_well_formed_permissions(section):
+    for kind in ("resources", "data_sources"):
+        for token, entry in permissions.entries(DOCUMENT, section, kind).items():
+            assert permissions.section_of(token) == section, f"{token} belongs under {permissions.section_of(token)}"
+            if section == permissions.NO_CLOUD:
+                assert entry == permissions.Entry((), ()), f"{token} calls no cloud API: give it no permissions"
+                continue
+            assert entry.read or kind == "data_sources", f"{token}: a preview needs to read it"
+            for permission in entry.read + entry.write:
+                assert permissions.PERMISSION_SYNTAX[section].match(permission), f"{token}: {permission!r}"
+                assert "*" not in permission, f"{token}: {permission} is a wildcard: name each permission"
+
+
+def test_every_narrowed_aws_action_is_one_the_fleet_needs():
+    needed = set(permissions.permissions(DOCUMENT, "aws", deploy=True))
+    for statement in DOCUMENT["aws"]["narrowed"]:
+        unused = sorted(set(statement["actions"]) - needed)
+        assert not unused, f"{statement['sid']} narrows {unused}, which no resource type lists"
+
+
+def test_the_preview_identity_gets_read_permissions_only():
+    for cloud in permissions.CLOUDS:
+        preview = set(permissions.permissions(DOCUMENT, cloud, deploy=False))
+        deploy = set(permissions.permissions(DOCUMENT, cloud, deploy=True))
+        assert preview < deploy
+        writes = {p for kind in ("resources", "data_sources") for e in permissions.entries(DOCUMENT, cloud, kind).values()
+                  for p in e.write} - preview
+        assert writes == deploy - preview
+    assert "ec2:RunInstances" not in permissions.permissions(DOCUMENT, "aws", deploy=False)
+    assert "iam.serviceAccounts.actAs" not in permissions.permissions(DOCUMENT, "gcp", deploy=False)
+    assert not [a for a in permissions.permissions(DOCUMENT, "azure", deploy=False) if not a.endswith("/read")]
