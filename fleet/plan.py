@@ -198,7 +198,16 @@ def run(stack: str) -> Plan:
     pulumi.runtime.set_all_config(config, secret_keys)
 
     main = str(ROOT / "__main__.py")
-    sync_await._sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
+    from fleet.errors import ConfigError
+
+    try:
+        sync_await._sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(main, run_name="__main__")))
+    except ConfigError:
+        # `pulumi up` creates resources as the program declares them: a config error must come before the first.
+        if plan.steps:
+            raise RuntimeError(f"the config error came after {len(plan.steps)} resources were declared "
+                               f"({plan.steps[0].type} first): `pulumi up` would have created them") from None
+        raise
 
     root = settings.get_root_resource()
     for key, value in root.outputs.items():

@@ -12,7 +12,7 @@ import pulumi
 import components
 
 from .outputs import stack_outputs
-from .sizing import size
+from .sizing import cheaper_elsewhere, size
 from .spec import DEFAULT_KEY_NAME, FleetSpec, parse_spec, read_pulumi_config
 
 
@@ -42,7 +42,7 @@ def run() -> None:
     secrets = {"apiKeys": pulumi.Output.secret(api_keys.apply(lambda keys: json.dumps(keys, sort_keys=True)))}
     if spec.has_hf_token:
         secrets["hfToken"] = pulumi.Config().require_secret("hfToken")
-    warnings = _warnings(spec)
+    warnings = _warnings(spec) + cheaper_elsewhere(spec, sizing)
     for warning in warnings:
         pulumi.log.warn(warning)
     fleet = cloud.Fleet(spec.name, spec, sizing, options, secrets)

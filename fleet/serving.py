@@ -52,7 +52,9 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
     if spec.model_revision:
         # The tokenizer follows the model's revision unless told otherwise (vllm/config/model.py).
         argv += ["--revision", spec.model_revision]
-    if spec.quantization:
+    if spec.quantization and not spec.arch.quantization:
+        # fp8 at load time. A pre-quantized checkpoint (AWQ, GPTQ, FP8) says so in its own config, and vLLM then
+        # picks its fastest kernel for it (AWQ: its Marlin kernels); --quantization would only narrow that choice.
         argv += ["--quantization", spec.quantization]
     return argv + list(spec.vllm_args)
 

@@ -188,3 +188,34 @@ def size(spec: FleetSpec) -> Sizing:
         data_disk_gb=data_disk_gb,
         time_to_serve=time_to_serve(cloud, memory, data_disk_gb),
     )
+
+
+# A pick that costs this many times what the model needs elsewhere is worth a warning.
+COSTLY_RATIO = 1.5
+
+
+def cheaper_elsewhere(spec: FleetSpec, sizing: Sizing) -> list[str]:
+    """Where the same model, precision and context cost far less than the pick: a smaller type in this region
+    (when accelerator or instanceType chose it), or the cheapest fit in another region of the same cloud."""
+    cloud = catalog.cloud(spec.cloud)
+    chosen = sizing.instance
+
+    def fits_in(region: str) -> list[InstanceType]:
+        return [it for it in cloud.instance_types.values()
+                if cloud.unavailable(it, region, spec.spot) is None and _why_not(it, spec, sizing.memory) is None]
+
+    notes = []
+    here = min(fits_in(spec.region), key=lambda it: it.usd_per_hour, default=None)
+    pinned = "instanceType" if spec.instance_type else "accelerator" if spec.accelerator_gpu else None
+    if pinned and here and here.usd_per_hour * COSTLY_RATIO < chosen.usd_per_hour:
+        notes.append(f"{pinned} picks {chosen.name} at ${chosen.usd_per_hour:.2f}/hour, but {spec.model} fits "
+                     f"{here.name} ({here.gpu_count}x {here.gpu}) at ${here.usd_per_hour:.2f}/hour in {spec.region}")
+    elif not pinned:
+        elsewhere = min(((it, region) for region in cloud.regions if region != spec.region for it in fits_in(region)),
+                        key=lambda pair: pair[0].usd_per_hour, default=None)
+        if elsewhere and elsewhere[0].usd_per_hour * COSTLY_RATIO < chosen.usd_per_hour:
+            it, region = elsewhere
+            notes.append(f"{spec.region} offers {spec.model} no cheaper fit than {chosen.name} at "
+                         f"${chosen.usd_per_hour:.2f}/hour; in {region} it fits {it.name} ({it.gpu_count}x {it.gpu}) "
+                         f"at ${it.usd_per_hour:.2f}/hour")
+    return notes

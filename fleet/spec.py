@@ -7,15 +7,17 @@ they are set (as secrets); the program reads them as Pulumi secret Outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
 import ipaddress
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -23,6 +25,7 @@ from . import catalog
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 
 MODELS_FILE = catalog.CATALOG_FILE.parent / "models.yaml"
+VLLM_FLAGS_FILE = catalog.CATALOG_FILE.parent / "vllm-serve-flags.json"
 
 SECRET_KEYS = ("hfToken", "apiKey", "apiKeys")
 # The key clients send: a named key of apiKeys, or the one of apiKey, which is named "default".
@@ -34,7 +37,10 @@ _API_KEY = re.compile(r"^[!-~]{16,512}$")
 _HF_TOKEN = re.compile(r"^[!-~]{8,512}$")
 DTYPES = ("auto", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "awq", "gptq", "fp8")
+PREQUANTIZED = ("awq", "gptq", "fp8")  # what a checkpoint's own weights may be
 GPU_COUNTS = (1, 2, 4, 8)
+PROJECT_TAGS = ("managed-by", "vllm-fleet-stack")  # the tags vllm-fleet puts on every resource
+MAX_TAGS = 40
 
 # vLLM flags the project sets itself from other keys; letting vllmArgs set them would fight the sizing or
 # open the server (host/port/api-key).
@@ -48,7 +54,10 @@ RESERVED_VLLM_FLAGS = {
 _VLLM_FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
 # One argv token: no whitespace, quotes, shell or YAML metacharacters, so it is inert wherever it is rendered.
 _VLLM_TOKEN = re.compile(r"^[A-Za-z0-9._:/=,+@%-]+$")
+# A --flag=<JSON> argument: printable ASCII, no newline (the launcher quotes it for the shell).
+_VLLM_JSON_TOKEN = re.compile(r"^--[a-z0-9-]+=[ -~]+$")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HF_URL = re.compile(r"^https?://(www\.)?(huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
 _BUCKET_URI = re.compile(r"^([a-z0-9]+)://([a-z0-9][a-z0-9._-]{1,62})(/[A-Za-z0-9._/-]*)?$")
 _REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -115,8 +124,8 @@ class FleetSpec:
 
     @property
     def resource_tags(self) -> dict[str, str]:
-        """The tags (labels) every resource of the stack carries: who manages it, which stack, and the user's."""
-        return {"managed-by": "vllm-fleet", "vllm-fleet-stack": self.stack, **self.tags}
+        """The tags (labels) every resource of the stack carries: the user's, who manages it and which stack."""
+        return {**self.tags, "managed-by": "vllm-fleet", "vllm-fleet-stack": self.stack}
 
     @property
     def api_key_names(self) -> tuple[str, ...]:
@@ -193,15 +202,16 @@ def _decode(raw: Any) -> Any:
 
 
 def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    """A whole number, also written as 16384.0 or 1e4 (a YAML string: YAML 1.1 floats need a dot)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}")
     try:
-        number = int(str(value))
+        number = float(value)
     except ValueError:
         raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}") from None
-    if not lo <= number <= hi:
+    if not (math.isfinite(number) and number.is_integer() and lo <= number <= hi):
         raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}")
-    return number
+    return int(number)
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -218,11 +228,19 @@ def _str(key: str, value: Any, pattern: re.Pattern[str], expected: str) -> str:
     return value
 
 
+def did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    """" (did you mean X?)" for the choice the value is closest to: one that differs only in case, else ones it is
+    the start of (A100 -> A100-40GB or A100-80GB), else the most similar; "" when none is close."""
+    choices, text = list(choices), str(value)
+    close = ([c for c in choices if c.lower() == text.lower()]
+             or [c for c in choices if text and c.lower().startswith(text.lower())]
+             or difflib.get_close_matches(text, choices, n=1))
+    return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+
+
 def _one_of(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(key, value, f"must be one of {', '.join(choices)}{hint}")
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(key, value, f"must be one of {', '.join(choices)}{did_you_mean(value, choices)}")
     return value
 
 
@@ -238,28 +256,37 @@ def _arch(model: str, is_bucket: bool, params: Any) -> ModelArch:
             return ModelArch(**table[model])
         what = "a bucket URI" if is_bucket else "a model not in catalog/models.yaml"
         raise ConfigError("modelParams", None,
-                          f"{what} needs its architecture: set modelParams to {{like: <a known model id such as "
-                          f"codellama/CodeLlama-7b-hf>}} or to {{params_b, layers, heads, kv_heads, head_dim, max_len}}")
+                          f"{what} needs its architecture{did_you_mean(model, table) if not is_bucket else ''}: set "
+                          f"modelParams to {{like: <a known model id such as codellama/CodeLlama-7b-hf>}} or to "
+                          f"{{params_b, layers, heads, kv_heads, head_dim, max_len}}")
     if not isinstance(params, dict):
         raise ConfigError("modelParams", params, KEY_DOCS["modelParams"])
-    if set(params) == {"like"}:
-        if params["like"] not in table:
-            close = difflib.get_close_matches(str(params["like"]), list(table), n=1)
-            raise ConfigError("modelParams.like", params["like"],
-                              "must be a model id of catalog/models.yaml" + (f" (did you mean {close[0]}?)" if close else ""))
-        return ModelArch(**table[params["like"]])
+    if "like" in params:
+        like = params["like"]
+        if not isinstance(like, str) or like not in table:
+            raise ConfigError("modelParams.like", like, f"must be a model id of catalog/models.yaml"
+                                                        f"{did_you_mean(like, table)}")
+        if set(params) - {"like", "max_len"}:
+            raise ConfigError("modelParams", params, "with like, only max_len may be set too (a longer context of "
+                                                     "the same architecture)")
+        arch = ModelArch(**table[like])
+        if "max_len" in params:
+            arch = dataclasses.replace(arch, max_len=_int("modelParams.max_len", params["max_len"], 128, 10_000_000))
+        return arch
     need = {"params_b", "layers", "heads", "kv_heads", "head_dim", "max_len"}
     unknown = set(params) - need - {"quantization"}
     if unknown or not need <= set(params):
         raise ConfigError("modelParams", params, f"needs exactly {sorted(need)} (optionally quantization)")
+    quantization = params.get("quantization")
+    if quantization is not None:
+        _one_of("modelParams.quantization", quantization, PREQUANTIZED)
     try:
         arch = ModelArch(params_b=float(params["params_b"]),
-                         **{k: int(params[k]) for k in need - {"params_b"}},
-                         quantization=params.get("quantization"))
+                         **{k: _int(f"modelParams.{k}", params[k], 1, 10_000_000) for k in need - {"params_b"}},
+                         quantization=quantization)
     except (TypeError, ValueError):
         raise ConfigError("modelParams", params, "params_b is a number of billions; the others are whole numbers") from None
-    if min(arch.params_b, arch.layers, arch.heads, arch.kv_heads, arch.head_dim, arch.max_len) <= 0 \
-            or arch.heads % arch.kv_heads:
+    if not (0 < arch.params_b < 100_000) or arch.heads % arch.kv_heads:
         raise ConfigError("modelParams", params, "all numbers must be positive and heads a multiple of kv_heads")
     return arch
 
@@ -288,8 +315,7 @@ def _accelerator(value: Any) -> tuple[str, int | None]:
         raise ConfigError("accelerator", value, expected)
     gpu, _, count = value.partition(":")
     if gpu not in gpus:
-        close = difflib.get_close_matches(gpu, gpus, n=1)
-        raise ConfigError("accelerator", value, expected + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ConfigError("accelerator", value, expected + did_you_mean(gpu, gpus))
     if not count:
         return gpu, None
     if not count.isdigit() or int(count) not in GPU_COUNTS:
@@ -311,6 +337,10 @@ def _replicas(value: Any) -> Replicas:
     if not lo <= desired <= hi:
         raise ConfigError("replicas.desired", desired, f"must lie between replicas.min ({lo}) and replicas.max ({hi})")
     target = _int("replicas.targetRequestsPerMinute", value.get("targetRequestsPerMinute", 30), 1, 100000)
+    if lo == 0:
+        # Autoscaling counts requests per VM: with no VM there is nothing to count, and no VM ever comes back.
+        raise ConfigError("replicas.min", 0, "must be at least 1: a group scaled to 0 VMs is never scaled up again "
+                                             "by load (the load balancer counts requests per VM)")
     return Replicas(lo, desired, hi, target)
 
 
@@ -337,28 +367,97 @@ def _cidrs(value: Any) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
+@functools.cache
+def serve_flags() -> dict[str, Any]:
+    """`vllm serve`'s flags of the release the VMs install, and the kind of value each takes (serving-test/
+    serve_flags.py writes the file from vLLM's own argument parser; a test checks it against that parser)."""
+    return json.loads(VLLM_FLAGS_FILE.read_text())
+
+
+def _flag_value(flag: str, kind: dict[str, Any], value: str) -> None:
+    """Raises when `value` is not what `flag` takes, before a VM finds out."""
+    problem = None
+    if kind["kind"] == "int" and not re.fullmatch(r"-?\d+", value):
+        problem = "takes a whole number"
+    elif kind["kind"] == "float":
+        try:
+            float(value)
+        except ValueError:
+            problem = "takes a number"
+    elif kind["kind"] == "choice" and value not in kind["choices"]:
+        problem = f"takes one of {', '.join(kind['choices'])}{did_you_mean(value, kind['choices'])}"
+    elif kind["kind"] == "json":
+        try:
+            json.loads(value)
+        except ValueError:
+            problem = "takes JSON, e.g. --hf-overrides={\"max_position_embeddings\": 32768}"
+    elif kind["kind"] == "path":
+        problem = ("names a file on the VM, and a VM has only what its image, vLLM and the model bring: give the "
+                   "model a chat template (tokenizer_config.json) or serve a checkpoint that has one")
+    if problem:
+        raise ConfigError("vllmArgs", f"{flag}={value}", f"{flag} {problem}")
+
+
 def _vllm_args(value: Any) -> tuple[str, ...]:
+    """vllmArgs as `vllm serve` of the release the VMs install reads them: each flag known, its value of the kind
+    it takes. A flag and its value may be one item (--flag=value) or two (the value a YAML number too); the result
+    writes single values as --flag=value."""
     if value is None or value == []:
         return ()
     if isinstance(value, str) or not isinstance(value, list):
         raise ConfigError("vllmArgs", value, "must be a list of arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]")
-    for token in value:
-        if not isinstance(token, str) or not _VLLM_TOKEN.match(token):
+    flags = serve_flags()["flags"]
+    items = [str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else item for item in value]
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError("vllmArgs", item, "each argument is a flag or a value (text or a number)")
+    result: list[str] = []
+    index = 0
+    while index < len(items):
+        token = items[index]
+        flag, has_value, inline = token.partition("=")
+        kind = flags.get(flag, {"kind": "value"})
+        # JSON values need quotes and braces, which the launcher quotes like any argument; everything else is kept
+        # to characters that are inert wherever they are rendered.
+        allowed = _VLLM_JSON_TOKEN if kind["kind"] == "json" and has_value else _VLLM_TOKEN
+        if not allowed.match(token):
             raise ConfigError("vllmArgs", token,
                               "each argument may hold only letters, digits and . _ : / = , + @ % - "
                               "(no spaces, quotes, newlines or shell/YAML characters); give a flag and its value "
                               "as --flag=value")
-        if token.startswith("-"):
-            flag = token.split("=", 1)[0]
-            if not _VLLM_FLAG.match(flag):
-                raise ConfigError("vllmArgs", token, "flags are written --long-name or --long-name=value")
-            if flag in RESERVED_VLLM_FLAGS:
-                owner = RESERVED_VLLM_FLAGS[flag]
-                instead = f"set the {owner} key instead" if owner else "the project sets it"
-                raise ConfigError("vllmArgs", token, f"{flag} is managed by vllm-fleet: {instead}")
-    if not value[0].startswith("--"):
-        raise ConfigError("vllmArgs", value[0], "the first argument must be a --flag")
-    return tuple(value)
+        if not token.startswith("--"):
+            raise ConfigError("vllmArgs", token, "a value without its flag: the first argument, and every one "
+                                                 "after a complete flag, must be a --flag")
+        if not _VLLM_FLAG.match(flag):
+            raise ConfigError("vllmArgs", token, "flags are written --long-name or --long-name=value")
+        if flag in RESERVED_VLLM_FLAGS:
+            owner = RESERVED_VLLM_FLAGS[flag]
+            instead = f"set the {owner} key instead" if owner else "the project sets it"
+            raise ConfigError("vllmArgs", token, f"{flag} is managed by vllm-fleet: {instead}")
+        if flag not in flags:
+            raise ConfigError("vllmArgs", token, f"is not a flag of `vllm serve` in vLLM {serve_flags()['vllm']}"
+                                                 f"{did_you_mean(flag, flags)}")
+        values = [inline] if has_value else []
+        index += 1
+        while not has_value and index < len(items) and not items[index].startswith("--"):
+            if not _VLLM_TOKEN.match(items[index]):
+                raise ConfigError("vllmArgs", items[index], "each argument may hold only letters, digits and "
+                                                            ". _ : / = , + @ % - (no spaces, quotes, newlines or "
+                                                            "shell/YAML characters)")
+            values.append(items[index])
+            index += 1
+        if kind["kind"] == "switch":
+            if values:
+                raise ConfigError("vllmArgs", f"{flag} {' '.join(values)}", f"{flag} takes no value")
+            result.append(flag)
+            continue
+        if not values or (len(values) > 1 and kind["kind"] != "values"):
+            raise ConfigError("vllmArgs", token, f"{flag} takes {'one value' if not values else 'a single value'}, "
+                                                 f"e.g. {flag}=<value>")
+        for item in values:
+            _flag_value(flag, kind, item)
+        result += [f"{flag}={values[0]}"] if kind["kind"] != "values" else [flag, *values]
+    return tuple(result)
 
 
 def _tags(value: Any) -> Mapping[str, str]:
@@ -366,7 +465,13 @@ def _tags(value: Any) -> Mapping[str, str]:
         return MappingProxyType({})
     if not isinstance(value, dict):
         raise ConfigError("tags", value, "must be a map of tag names to values, e.g. {team: platform}")
+    if len(value) > MAX_TAGS:
+        raise ConfigError("tags", f"{len(value)} tags", f"at most {MAX_TAGS}: with vllm-fleet's own, within the 50 a "
+                                                       f"resource may carry on AWS and Azure")
     for key, item in value.items():
+        if key in PROJECT_TAGS:
+            raise ConfigError(f"tags.{key}", item, f"is set by vllm-fleet on every resource ({', '.join(PROJECT_TAGS)}); "
+                                                   f"choose another tag name")
         if not _TAG_KEY.match(str(key)) or not isinstance(item, (str, int, float)) or not _TAG_VALUE.match(str(item)):
             raise ConfigError(f"tags.{key}", item, "tag names and values may hold letters, digits, spaces and _ . : / = + @ -")
     return MappingProxyType({str(k): str(v) for k, v in value.items()})
@@ -398,10 +503,16 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     region = _one_of("region", values.get("region"), list(cloud_catalog.regions))
 
     model = values.get("model")
+    hub_page = _HF_URL.match(model) if isinstance(model, str) else None
+    if hub_page:
+        raise ConfigError("model", model, f"give the Hugging Face repository id, {hub_page['id']}, not its page")
     bucket = _BUCKET_URI.match(model) if isinstance(model, str) else None
     if bucket:
         if bucket.group(1) != cloud_catalog.bucket_scheme:
             raise ConfigError("model", model, f"a bucket URI on {cloud} starts with {cloud_catalog.bucket_scheme}://")
+        if {".", ".."} & set((bucket.group(3) or "").split("/")):
+            raise ConfigError("model", model, "a bucket path without . or .. segments: the VMs' identity is granted "
+                                              "read on the prefix as written")
     elif not isinstance(model, str) or not _HF_ID.match(model):
         raise ConfigError("model", model, KEY_DOCS["model"])
     revision = values.get("modelRevision")

@@ -285,3 +285,21 @@ def test_spot_with_an_on_demand_base_prefers_the_sized_type_and_asks_for_both_qu
     spot = quotas["All G and VT Spot Instance Requests"]
     assert (on_demand["atDesired"], on_demand["atMax"]) == (largest, largest)  # one on-demand VM
     assert (spot["atDesired"], spot["atMax"]) == (largest * 1, largest * 3)
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ({"tags": {"aws:team": "x"}}, "tags.aws:team", "AWS's own"),
+    ({"allowedCidrs": [f"10.{i}.0.0/16" for i in range(61)]}, "allowedCidrs", "at most 60 inbound rules"),
+])
+def test_what_aws_itself_refuses_is_refused_first(extra, key, words):
+    from components.aws import parse_options
+    from fleet.errors import ConfigError
+    from fleet.sizing import size
+    from fleet.spec import parse_spec
+
+    raw = {"cloud": "aws", "region": "us-east-1", "model": "codellama/CodeLlama-7b-hf", "allowedCidrs": '["10.0.0.0/8"]',
+           **{k: json.dumps(v) for k, v in extra.items()}}
+    spec = parse_spec("t", raw, set())
+    with pytest.raises(ConfigError) as caught:
+        parse_options(spec, size(spec))
+    assert caught.value.key == key and words in str(caught.value)

@@ -317,6 +317,7 @@ def azure_options(**config):
 
 ERRORS = {
     "unknown option": ({"azure": {"vpcId": "vpc-0123456789abcdef0"}}, "azure.vpcId", "is not an Azure option"),
+    "tag name with /": ({"tags": {"team/name": "platform"}}, "tags.team/name", "e.g. team-name"),
     "ACM certificate": ({"domain": "code.example.com",
                          "certificate": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d"},
                         "certificate", "Key Vault secret id"),

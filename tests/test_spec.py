@@ -260,3 +260,82 @@ def test_two_stacks_cut_to_the_same_prefix_get_different_names():
     assert name("starcoder2-15b-us-central1-dev", 25) != name("starcoder2-15b-us-central1-prod", 25)
     assert name("Dev", 24) != name("dev", 24)
     assert name("codellama-prod", 24) == "codellama-prod"  # names that fit stay as they are
+
+
+# --- issue 9: every value a true answer ------------------------------------------------------------------
+@pytest.mark.parametrize("changes, key, words", [
+    # were tracebacks
+    ({"modelParams": {**dict(params_b=7, layers=32, heads=32, kv_heads=32, head_dim=128, max_len=4096),
+                      "quantization": "AWQ"}}, "modelParams.quantization", "did you mean awq"),
+    ({"modelParams": {**dict(params_b=7, layers=32, heads=32, kv_heads=32, head_dim=128, max_len=4096),
+                      "quantization": "gptq_marlin"}}, "modelParams.quantization", "must be one of awq, gptq, fp8"),
+    ({"modelParams": {"like": ["a"]}}, "modelParams.like", "must be a model id"),
+    ({"modelParams": {"like": {"x": 1}}}, "modelParams.like", "must be a model id"),
+    ({"model": []}, "model", "Hugging Face id"),
+    # were accepted, and failed on the VM
+    ({"vllmArgs": ["--enable-prefix-cacheing"]}, "vllmArgs", "did you mean --enable-prefix-caching"),
+    ({"vllmArgs": ["--max-model-len-foo=3"]}, "vllmArgs", "is not a flag of `vllm serve` in vLLM 0.32.0"),
+    ({"vllmArgs": ["--chat-template=/home/me/tool.jinja"]}, "vllmArgs", "names a file on the VM"),
+    ({"vllmArgs": ["--max-num-seqs=many"]}, "vllmArgs", "takes a whole number"),
+    ({"vllmArgs": ["--kv-cache-dtype=fp9"]}, "vllmArgs", "did you mean fp8"),
+    ({"vllmArgs": ["--enable-prefix-caching", "true"]}, "vllmArgs", "takes no value"),
+    ({"vllmArgs": ["64"]}, "vllmArgs", "a value without its flag"),
+    # were accepted, and wrong
+    ({"model": "s3://bucket/models/../secrets", "modelParams": {"like": "codellama/CodeLlama-7b-hf"}}, "model",
+     "without . or .. segments"),
+    ({"replicas": {"min": 0, "max": 2}}, "replicas.min", "never scaled up again"),
+    ({"tags": {"managed-by": "me"}}, "tags.managed-by", "is set by vllm-fleet"),
+    ({"tags": {f"t{i}": "x" for i in range(41)}}, "tags", "at most 40"),
+    # misleading before
+    ({"accelerator": "A100:2"}, "accelerator", "did you mean A100-40GB or A100-80GB"),
+    ({"model": "https://huggingface.co/codellama/CodeLlama-7b-hf"}, "model",
+     "give the Hugging Face repository id, codellama/CodeLlama-7b-hf"),
+    ({"model": "codellama/codellama-7b-instruct-hf"}, "modelParams", "did you mean codellama/CodeLlama-7b-Instruct-hf"),
+    ({"quantization": "AWQ"}, "quantization", "did you mean awq"),
+])
+def test_odd_values_get_one_true_answer(changes, key, words):
+    error = error_of(**changes)
+    assert error.key == key and words in str(error), str(error)
+
+
+@pytest.mark.parametrize("changes, check", [
+    ({"vllmArgs": ["--max-num-seqs", 64]}, lambda s: s.vllm_args == ("--max-num-seqs=64",)),
+    ({"vllmArgs": ["--max-num-seqs", "64", "--enable-prefix-caching"]},
+     lambda s: s.vllm_args == ("--max-num-seqs=64", "--enable-prefix-caching")),
+    ({"vllmArgs": ['--hf-overrides={"max_position_embeddings": 32768}']},
+     lambda s: s.vllm_args == ('--hf-overrides={"max_position_embeddings": 32768}',)),
+    ({"maxModelLen": "1e4"}, lambda s: s.max_model_len == 10000),
+    ({"maxModelLen": 16384.0}, lambda s: s.max_model_len == 16384),
+    ({"modelParams": {"like": "codellama/CodeLlama-7b-hf", "max_len": 32768}, "model": "acme/coder-7b-32k",
+      "maxModelLen": "32768"}, lambda s: s.arch.max_len == 32768 and s.arch.layers == 32),
+    ({"model": "TheBloke/CodeLlama-70B-Instruct-AWQ", "dtype": "bfloat16", "maxModelLen": "4096"},
+     lambda s: s.quantization == "awq" and s.dtype == "bfloat16"),
+])
+def test_right_values_are_accepted(changes, check):
+    assert check(parse(**changes))
+
+
+def test_a_pre_quantized_checkpoint_leaves_the_kernel_to_vllm_and_fp8_is_asked_for():
+    """An AWQ checkpoint says so in its own config: without --quantization vLLM picks its fastest kernel for it."""
+    from fleet.serving import serve_argv
+    from fleet.sizing import size
+
+    awq = parse(model="TheBloke/CodeLlama-70B-Instruct-AWQ", maxModelLen="4096")
+    assert "--quantization" not in serve_argv(awq, size(awq))
+    fp8 = parse(quantization="fp8")
+    argv = serve_argv(fp8, size(fp8))
+    assert argv[argv.index("--quantization") + 1] == "fp8"
+
+
+def test_a_costly_pick_is_called_out_with_the_cheaper_one():
+    from fleet.sizing import cheaper_elsewhere, size
+
+    pinned = parse(instanceType="p5.48xlarge")
+    [note] = cheaper_elsewhere(pinned, size(pinned))
+    assert "p5.48xlarge at $55.04/hour" in note and "fits g6.xlarge (1x L4) at $0.80/hour in us-east-1" in note
+    far = parse_spec("t", {**BASE, "cloud": "gcp", "region": "europe-north1", "spot": "true",
+                           "gcp": '{"project": "my-project-123"}'}, set())
+    [note] = cheaper_elsewhere(far, size(far))
+    assert "europe-north1 offers" in note and "g2-standard-4 (1x L4) at $0.71/hour" in note
+    cheap = parse()
+    assert cheaper_elsewhere(cheap, size(cheap)) == []

@@ -89,6 +89,10 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
                                                    "22.04) 20260929'")
     if ami_id is not None and "amiName" in options:
         raise ConfigError("aws.amiName", ami_name, "set either amiId or amiName, not both")
+    for key in spec.tags:
+        if key.lower().startswith("aws:"):
+            raise ConfigError(f"tags.{key}", spec.tags[key], "tag names starting with aws: are AWS's own; choose "
+                                                             "another name")
     if len(spec.allowed_cidrs) > SECURITY_GROUP_INBOUND_RULES:
         raise ConfigError("allowedCidrs", f"{len(spec.allowed_cidrs)} ranges",
                           f"an AWS security group holds at most {SECURITY_GROUP_INBOUND_RULES} inbound rules, one a "

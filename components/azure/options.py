@@ -180,6 +180,10 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AzureOptions:
         raise ConfigError("onDemandBase", spec.on_demand_base,
                           "is not supported on Azure: a Uniform scale set runs all spot or all regular VMs; set 0, or "
                           "spot: false for regular VMs only")
+    for key in spec.tags:
+        if re.search(r"[<>%&\\?/]", key):
+            raise ConfigError(f"tags.{key}", spec.tags[key], "Azure tag names may not hold < > % & \\ ? /: use - or "
+                                                             f"_ instead, e.g. {re.sub(r'[<>%&?/]', '-', key)}")
     certificate_vault_id = _tls_options(spec, options)
     _dns_zone(spec)
     return AzureOptions(
