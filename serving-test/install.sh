@@ -62,7 +62,16 @@ pip=("${venv}/bin/python" -m pip)
 step "pip install -r ${req}"
 constraint_args=()
 if [[ -f "${lock}" ]]; then constraint_args=(-c "${lock}"); fi
-"${pip[@]}" install -r "${req}" "${constraint_args[@]}"
+# torch's CPU build is not on PyPI: from a local wheel folder (PIP_FIND_LINKS) where there is one, else from
+# PyTorch's own index.
+torch_wheel=$(sed -n 's/^torch==\(.*\)$/torch-\1-/p' "${req}")
+source_args=()
+found_locally=0
+for dir in ${PIP_FIND_LINKS:-}; do
+  if compgen -G "${dir}/${torch_wheel}*" >/dev/null; then found_locally=1; fi
+done
+if [[ ${found_locally} -eq 0 ]]; then source_args=(--extra-index-url https://download.pytorch.org/whl/cpu); fi
+"${pip[@]}" install -r "${req}" "${constraint_args[@]}" "${source_args[@]}"
 
 step "removing ${unwanted[*]} (CUDA builds that break imports / unused on CPU)"
 present=()

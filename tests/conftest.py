@@ -20,10 +20,11 @@ STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 
 def pytest_configure(config):
-    missing = [tool for tool in ("cloud-init", "systemd-analyze", "systemctl") if shutil.which(tool) is None]
+    missing = [tool for tool in ("cloud-init", "systemd-analyze", "systemctl", "apt-config")
+               if shutil.which(tool) is None]
     if missing:
-        raise pytest.UsageError(f"the tests run {', '.join(missing)}: apt-get install cloud-init systemd "
-                                f"(.ci/run does), then make test again")
+        raise pytest.UsageError(f"the tests run {', '.join(missing)}: run them with `make test` (or make "
+                                f"test-offline), which installs them, or see scripts/system-tools.sh")
 
 
 def stack_name(path: Path) -> str:

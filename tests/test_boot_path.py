@@ -200,6 +200,7 @@ def test_vm_requirements_pin_vllm_and_share_the_cpu_proofs_libraries():
     assert {"transformers", "huggingface-hub", "tokenizers", "torch", "fastapi", "uvicorn"} <= set(vm) & set(cpu)
 
 
+@pytest.mark.network
 def test_vm_requirements_are_what_the_pinned_resolution_gives():
     """make vm-lock resolves cloud-init/vllm-requirements.in again (PyPI, as of the lock's date): the file must not
     drift from it. A vLLM bump regenerates it in the same change."""
