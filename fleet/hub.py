@@ -42,8 +42,9 @@ def entry_from_config(config: dict[str, Any], parameter_count: dict[str, int] | 
       layer_types applies to every layer (Mistral 7B v0.1); Qwen2's applies only with use_sliding_window;
     - experts: num_local_experts, num_experts or n_routed_experts; moe_intermediate_size;
     - quantization_config.quant_method fp8/awq/gptq/mxfp4, and the fp8 block size (weight_block_size);
-    - params_b: the sum of the parameter counts (every expert); weights_gb: the bytes of every tensor of the
-      checkpoint (what vLLM loads), which for a quantized checkpoint counts packed and scale tensors as stored.
+    - params_b: the parameters the safetensors tensors hold (every expert; see _parameters for packed formats);
+      for a quantized checkpoint weights_gb, the bytes of all its tensors (what vLLM loads), and for mxfp4
+      quantized_params_b.
     """
     c = _text_config(config)
     try:
@@ -85,16 +86,33 @@ def entry_from_config(config: dict[str, Any], parameter_count: dict[str, int] | 
         if c.get("moe_intermediate_size"):
             entry["moe_intermediate_size"] = int(c["moe_intermediate_size"])
     if parameter_count:
-        total = sum(parameter_count.values())
-        weights = sum(count * DTYPE_BYTES.get(dtype.upper(), 2) for dtype, count in parameter_count.items())
-        entry["params_b"] = round(total / 1e9, 2)
+        counts = {dtype.upper(): count for dtype, count in parameter_count.items()}
+        weights = sum(count * DTYPE_BYTES.get(dtype, 2) for dtype, count in counts.items())
+        entry["params_b"] = round(_parameters(counts, method) / 1e9, 2)
         if method:
             entry["weights_gb"] = round(weights / 1e9, 2)
+        if method == "mxfp4":
+            entry["quantized_params_b"] = round(counts.get("U8", 0) / (4.25 / 8) / 1e9, 2)
     if not entry["params_b"]:
         raise HubError("the repository has no safetensors metadata to count its parameters; set modelParams")
     if source:
         entry["source"] = source
     return entry
+
+
+def _parameters(counts: dict[str, int], method: str | None) -> float:
+    """The model's parameters from its safetensors element counts by dtype. A quantized checkpoint stores
+    several parameters an element: mxfp4 two 4-bit values a byte with an 8-bit scale per 32 (4.25 bits a
+    parameter, U8 tensors), AWQ/GPTQ eight 4-bit values an int32 (I32 tensors); fp8 one a byte. 16/32-bit
+    tensors (embeddings, norms, scales) count one each."""
+    plain = sum(count for dtype, count in counts.items() if dtype in ("BF16", "F16", "F32"))
+    if method == "mxfp4":
+        return plain + counts.get("U8", 0) / (4.25 / 8)
+    if method in ("awq", "gptq"):
+        return plain + counts.get("I32", 0) * 8
+    if method == "fp8":
+        return plain + counts.get("F8_E4M3", 0) + counts.get("F8_E5M2", 0)
+    return float(sum(counts.values()))
 
 
 def fetch_entry(model: str, revision: str | None = None) -> dict[str, Any]:
