@@ -104,15 +104,17 @@ def test_without_the_key_the_plan_warns_when_a_vm_holds_only_a_handful():
 def test_the_plan_runs_the_replicas_the_load_needs_and_reports_capacity(stack_file):
     path = stack_file({"cloud": "aws", "region": "us-east-1", "model": QWEN_32B, "maxModelLen": 16384,
                        "allowedCidrs": ["10.0.0.0/8"], "replicas": {"min": 1, "max": 6},
-                       "capacity": {"concurrentRequests": 130, "tokensPerRequest": 8192}})
+                       "capacity": {"concurrentRequests": 400, "tokensPerRequest": 8192}})
     result = run_plan(path)
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     outputs = plan["outputs"]
     held = outputs["capacity"]
-    assert held["concurrentRequests"] == 130 and held["tokensPerRequest"] == 8192
+    assert held["concurrentRequests"] == 400 and held["tokensPerRequest"] == 8192
     replicas = outputs["replicas"]
-    assert held["requestsAtDesired"] == held["requestsPerReplica"] * replicas["desired"] >= 130
+    # two p4de.24xlarge (8x A100 80GB, 248 requests each) are the cheapest fleet for 400 requests
+    assert outputs["instanceType"] == "p4de.24xlarge" and replicas == {"min": 1, "desired": 2, "max": 6}
+    assert held["requestsAtDesired"] == held["requestsPerReplica"] * replicas["desired"] >= 400
     assert held["requestsAtMax"] == held["requestsPerReplica"] * 6 and replicas["max"] == 6
     [group] = [s["newState"]["inputs"] for s in plan["steps"] if s["type"] == "aws:autoscaling/group:Group"]
     assert group["desiredCapacity"] == replicas["desired"] and group["maxSize"] == 6

@@ -109,3 +109,12 @@ def test_make_compare_prints_json_rows_and_a_table():
     bad = subprocess.run([sys.executable, "-m", "fleet.compare", CODELLAMA_70B, "--clouds", "ibm"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "must be of aws, azure, gcp" in bad.stderr
+
+
+def test_regions_without_recorded_prices_are_left_out_unless_asked_for():
+    rows, _ = compare.compare(CODELLAMA_70B, clouds=["azure"])
+    assert rows and all(r["priceRegion"] == r["region"] for r in rows)
+    assert "westeurope" not in {r["region"] for r in rows}
+    everywhere, _ = compare.compare(CODELLAMA_70B, clouds=["azure"], include_unpriced=True)
+    europe = [r for r in everywhere if r["region"] == "westeurope"]
+    assert europe and all(r["priceRegion"] == "eastus" for r in europe)

@@ -103,7 +103,7 @@ def test_aws_price_list_products_give_the_linux_shared_on_demand_price():
 
 def test_aws_spot_history_gives_the_median_of_each_zones_latest_price():
     history = json.loads((DATA / "aws_spot_history.json").read_text())["SpotPriceHistory"]
-    # zones a (latest 2.1614, not the older 2.5), b 3.0207, c 2.8; Windows left out
+    # zones a (latest 2.1614, not the older 3.5), b 3.0207, c 2.8; Windows left out
     assert prices.aws_spot(history) == {"g6e.12xlarge": 2.8, "g5.xlarge": 0.3345}
 
 
