@@ -268,8 +268,9 @@ def render_text(plan: Plan) -> str:
                     f"(${cost['usdPerHourAtMaxReplicas']}/hour at max); {cost['basis']}"]
     held = plan.outputs.get("capacity")
     if held:
-        out += [f"Capacity: {held['requestsPerReplica']} requests of {held['tokensPerRequest']} tokens at once a "
-                f"replica (limited by its {held['limitedBy'].replace('_', ' ')}), {held['requestsAtDesired']} at "
+        plural = "" if held["requestsPerReplica"] == 1 else "s"
+        out += [f"Capacity: {held['requestsPerReplica']} request{plural} of {held['tokensPerRequest']} tokens at once "
+                f"a replica (limited by its {held['limitedBy'].replace('_', ' ')}), {held['requestsAtDesired']} at "
                 f"desired and {held['requestsAtMax']} at max replicas"]
     budget = plan.outputs.get("timeToServe")
     if budget:
