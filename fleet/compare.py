@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +167,7 @@ def render_text(model: str, rows: list[dict[str, Any]], notes: list[str], *, lim
     if not rows:
         out.append("No instance type of the catalog holds it.")
     header = ["#", "cloud", "region", "instance type", "GPUs", "TP", "precision", "$/hour", "$/month", "spot $/h",
-              "req/VM" if not capacity else "req/VM", "VMs", "quota to ask for"]
+              "req/VM", "VMs", "quota to ask for"]
     table = []
     for number, row in enumerate(rows[:limit], 1):
         quota = "; ".join(f"{q['name']} {q['amount']} {q['unit']}" for q in row["quota"][:1])

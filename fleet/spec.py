@@ -306,8 +306,8 @@ def _arch(model: str, is_bucket: bool, params: Any, revision: str | None = None)
             try:
                 return ModelArch.from_entry(hub.fetch_entry(model, revision))
             except hub.HubError as error:
-                why = (f" (the Hugging Face hub was asked and {error}; where the hub is reachable, make catalog-add "
-                       f"MODEL={model} records it in the catalog)")
+                why = (f" (asking the Hugging Face hub failed: {error}; where the hub is reachable, make "
+                       f"catalog-add MODEL={model} records it in the catalog)")
         raise ConfigError("modelParams", None,
                           f"{what} needs its architecture{why}: set modelParams to {{like: <a known model id such as "
                           f"codellama/CodeLlama-7b-hf>}} or to {{params_b, layers, heads, kv_heads, head_dim, max_len}}")
