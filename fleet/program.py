@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pulumi
@@ -12,7 +13,7 @@ import pulumi
 import components
 
 from .outputs import stack_outputs
-from .sizing import cheaper_elsewhere, size
+from .sizing import Sizing, capacity_warning, cheaper_elsewhere, size
 from .spec import DEFAULT_KEY_NAME, FleetSpec, parse_spec, read_pulumi_config
 
 
@@ -36,13 +37,16 @@ def run() -> None:
     spec = parse_spec(pulumi.get_stack(), raw, secret_keys)
     cloud = components.load(spec.cloud)
     sizing = size(spec)
+    if sizing.replicas is not None and sizing.replicas != spec.replicas:
+        # The capacity key sized the replicas: the group runs those.
+        spec = dataclasses.replace(spec, replicas=sizing.replicas)
     options = cloud.parse_options(spec, sizing)
     api_keys = _api_keys(spec)
     # What the VMs read from the cloud's secret store: one secret with every API key, and the Hugging Face token.
     secrets = {"apiKeys": pulumi.Output.secret(api_keys.apply(lambda keys: json.dumps(keys, sort_keys=True)))}
     if spec.has_hf_token:
         secrets["hfToken"] = pulumi.Config().require_secret("hfToken")
-    warnings = _warnings(spec) + cheaper_elsewhere(spec, sizing)
+    warnings = _warnings(spec) + _sizing_warnings(spec, sizing)
     for warning in warnings:
         pulumi.log.warn(warning)
     fleet = cloud.Fleet(spec.name, spec, sizing, options, secrets)
@@ -61,4 +65,13 @@ def _warnings(spec: FleetSpec) -> list[str]:
         warnings.append(f"modelRevision is not set: each VM serves whatever {spec.model}'s main branch holds when it "
                         f"boots, so two VMs may serve different weights. Pin a commit: pulumi config set "
                         f"modelRevision <sha> (the repository's Files and versions page or `hf api` shows it)")
+    return warnings
+
+
+def _sizing_warnings(spec: FleetSpec, sizing: Sizing) -> list[str]:
+    warnings = [warning for warning in [capacity_warning(spec, sizing)] if warning] + cheaper_elsewhere(spec, sizing)
+    if sizing.price is not None and sizing.price.region != spec.region:
+        warnings.append(f"catalog/prices.yaml records no price of {sizing.instance.name} in {spec.region}: the cost "
+                        f"shown is {sizing.price.region}'s, and whether {spec.region} offers it is not checked "
+                        f"(a maintainer refreshes the prices with make prices)")
     return warnings

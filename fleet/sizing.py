@@ -1,22 +1,57 @@
-"""Model memory, and the cheapest instance type of the catalog whose GPUs hold it."""
+"""Model memory, the cheapest instance type (and, for the capacity key, number of replicas) of the stack's region
+whose GPUs hold it, and how many requests a VM serves at once.
+
+What vLLM allocates on each VM (vLLM 0.32, the release the VMs run; GiB = 2^30 bytes):
+
+    usable      = GPUs x GPU memory x gpuMemoryUtilization
+    weights     = params_b x 10^9 x bytes per parameter (2 for 16 bit, 1 for fp8, ~0.56 for 4-bit AWQ/GPTQ with
+                  their scales; an mxfp4 checkpoint stores its quantized_params_b experts at 4.25 bits and the rest
+                  at 16 bit; a checkpoint read from the hub is its safetensors size, weights_gb). A mixture of
+                  experts holds every expert: params_b is the total, not the active parameters.
+    KV cache    = usable - weights - 1.5 GiB a GPU (CUDA context, NCCL buffers, activations, CUDA graphs)
+    KV a token  = what one token takes in the KV cache of all the VM's GPUs together, at tensor parallel size tp:
+                  attention:  2 (K and V) x full-attention layers x max(kv_heads, tp) x head_dim x 2 bytes
+                              (vLLM splits the KV heads over the GPUs, and repeats them when tp exceeds them)
+                  MLA:        layers x (kv_lora_rank + qk_rope_head_dim) x 2 bytes x tp (one latent a token and
+                              layer, no separate V, and every GPU holds all of it)
+                  --kv-cache-dtype=fp8 in vllmArgs halves the 2 bytes.
+    a request   = KV a token x its tokens, rounded up to vLLM's 16-token blocks, plus for sliding-window layers
+                  (gpt-oss) their KV of at most sliding_window + 16 tokens, whatever the request's length
+    requests    = floor(KV cache / a request), at most vLLM's max_num_seqs (256; 1024 on GPUs of 70 GiB or more
+                  other than A100: vllm/engine/arg_utils.py), or --max-num-seqs of vllmArgs
+
+vLLM refuses to start unless the KV cache holds one request of maxModelLen tokens: that is what "fits" means. With
+the capacity key {concurrentRequests: N, tokensPerRequest: T}, the fleet is the cheapest instance type x replicas
+(replicas = ceil(N / requests of T tokens a VM)) in the stack's region; docs/capacity.md works examples by hand.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from . import catalog
-from .catalog import InstanceType
+from .catalog import InstanceType, Price
 from .errors import ConfigError
-from .spec import FleetSpec, ModelArch
+from .spec import FleetSpec, ModelArch, Replicas
 
 GIB = 1024**3
 # Bytes per parameter as stored on the GPU. 4-bit AWQ/GPTQ carry group scales/zeros and keep embeddings and the
-# LM head in 16 bit, which comes to ~0.56 bytes per parameter on the checkpoints in catalog/models.yaml.
-BYTES_PER_PARAM = {None: 2.0, "fp8": 1.0, "awq": 0.56, "gptq": 0.56}
+# LM head in 16 bit, which comes to ~0.56 bytes per parameter on the checkpoints in catalog/models.yaml. MXFP4
+# (gpt-oss) is 4-bit values with one 8-bit scale per 32: 4.25 bits.
+BYTES_PER_PARAM = {None: 2.0, "fp8": 1.0, "awq": 0.56, "gptq": 0.56, "mxfp4": 4.25 / 8}
 KV_BYTES = 2  # the KV cache stays 16 bit unless vllmArgs asks for --kv-cache-dtype fp8
 # CUDA context, NCCL buffers, activations and CUDA graphs per GPU, measured as ~1-2 GiB on vLLM 0.x.
 OVERHEAD_GIB_PER_GPU = 1.5
+# vLLM's KV cache block on CUDA (--block-size): a request holds whole blocks.
+BLOCK_TOKENS = 16
+# vLLM 0.32's max_num_seqs for the OpenAI server (vllm/engine/arg_utils.py _get_default_max_num_seqs...): 1024 on
+# GPUs of 70 GiB or more other than A100, 256 on the others.
+MAX_NUM_SEQS, MAX_NUM_SEQS_LARGE_GPU = 256, 1024
+# Without the capacity key, the plan warns when a VM holds fewer full-context requests than this.
+FEW_REQUESTS = 4
+MAX_REPLICAS = 100  # what the replicas key allows
 
 # How long a new VM takes to serve, by phase (TimeToServe). Estimates, not measurements of this project: no GPU VM
 # has been timed yet (docs/boot.md says how to measure one); each is meant to be on the slow side.
@@ -31,13 +66,23 @@ ENGINE_START_SECONDS = 300  # CUDA and NCCL start, torch.compile and CUDA graph 
 @dataclass(frozen=True)
 class ModelMemory:
     weights_gib: float
-    kv_gib_per_token: float
+    kv_gib_per_token: float  # in the KV cache of all the VM's GPUs together, at tensor_parallel_size
     max_model_len: int
+    # Sliding-window layers: their KV of one token (all GPUs) and the window they keep of each request.
+    window_gib_per_token: float = 0.0
+    sliding_window: int = 0
+    tensor_parallel_size: int = 1
+
+    def request_gib(self, tokens: int) -> float:
+        """The KV cache one request of `tokens` tokens (prompt + completion) holds."""
+        blocks = math.ceil(tokens / BLOCK_TOKENS) * BLOCK_TOKENS
+        window = min(blocks, math.ceil((self.sliding_window + BLOCK_TOKENS) / BLOCK_TOKENS) * BLOCK_TOKENS)
+        return self.kv_gib_per_token * blocks + self.window_gib_per_token * (window if self.sliding_window else 0)
 
     @property
     def one_sequence_gib(self) -> float:
         """vLLM refuses to start unless the KV cache holds at least one sequence of max_model_len tokens."""
-        return self.kv_gib_per_token * self.max_model_len
+        return self.request_gib(self.max_model_len)
 
 
 @dataclass(frozen=True)
@@ -75,12 +120,17 @@ class TimeToServe:
 
 @dataclass(frozen=True)
 class Sizing:
-    instance: InstanceType
+    instance: InstanceType  # usd_per_hour: its price in the stack's region (see price)
     tensor_parallel_size: int
     memory: ModelMemory
     kv_cache_gib: float  # what is left for the KV cache on one VM
     data_disk_gb: int
     time_to_serve: TimeToServe
+    price: Price | None = None  # where the price comes from (the stack's region, or the reference region's)
+    # The replicas the fleet runs: the stack's, or with the capacity key those that hold its load.
+    replicas: Replicas | None = None
+    tokens_per_request: int = 0  # the capacity key's, else max_model_len: what requests_per_replica counts
+    max_num_seqs: int = MAX_NUM_SEQS
 
     @property
     def startup_grace_seconds(self) -> int:
@@ -91,16 +141,63 @@ class Sizing:
     def kv_cache_tokens(self) -> int:
         return int(self.kv_cache_gib / self.memory.kv_gib_per_token)
 
+    def requests_of(self, tokens: int) -> int:
+        """Requests of `tokens` tokens one VM serves at once: as many as its KV cache holds, at most max_num_seqs."""
+        return min(int(self.kv_cache_gib / self.memory.request_gib(tokens)), self.max_num_seqs)
 
-def model_memory(arch: ModelArch, quantization: str | None, max_model_len: int, kv_fp8: bool = False) -> ModelMemory:
-    weights = arch.params_b * 1e9 * BYTES_PER_PARAM[quantization] / GIB
-    kv_per_token = 2 * arch.layers * arch.kv_heads * arch.head_dim * (1 if kv_fp8 else KV_BYTES) / GIB
-    return ModelMemory(weights, kv_per_token, max_model_len)
+    @property
+    def requests_per_replica(self) -> int:
+        return self.requests_of(self.tokens_per_request or self.memory.max_model_len)
+
+    @property
+    def full_context_requests(self) -> int:
+        """Requests of maxModelLen tokens one VM holds at once."""
+        return self.requests_of(self.memory.max_model_len)
+
+
+def weights_gib(arch: ModelArch, quantization: str | None) -> float:
+    """The weights on the GPUs (all of them together): see the module's docstring."""
+    if arch.weights_gb and quantization == arch.quantization:
+        return arch.weights_gb * 1e9 / GIB  # the checkpoint's own size, from its safetensors metadata
+    if arch.quantized_params_b is not None and quantization == arch.quantization:
+        rest = arch.params_b - arch.quantized_params_b
+        return (arch.quantized_params_b * BYTES_PER_PARAM[quantization] + rest * BYTES_PER_PARAM[None]) * 1e9 / GIB
+    return arch.params_b * 1e9 * BYTES_PER_PARAM[quantization] / GIB
+
+
+def model_memory(arch: ModelArch, quantization: str | None, max_model_len: int, kv_fp8: bool = False,
+                 tensor_parallel_size: int = 1) -> ModelMemory:
+    """Weights and KV cache of the model at tensor parallel size `tensor_parallel_size` (see the module's
+    docstring for every formula)."""
+    tp = tensor_parallel_size
+    element = (1 if kv_fp8 else KV_BYTES) / GIB
+    if arch.mla:
+        per_layer = (arch.kv_lora_rank + arch.qk_rope_head_dim) * element * tp
+    else:
+        per_layer = 2 * max(arch.kv_heads, tp) * arch.head_dim * element
+    full_layers = arch.layers - arch.sliding_layers
+    return ModelMemory(weights_gib(arch, quantization), per_layer * full_layers, max_model_len,
+                       window_gib_per_token=per_layer * arch.sliding_layers if arch.sliding_window else 0.0,
+                       sliding_window=arch.sliding_window, tensor_parallel_size=tp)
 
 
 def _tp_fits_heads(arch: ModelArch, tp: int) -> bool:
     # vLLM splits attention heads evenly over the GPUs; KV heads are split, or replicated when tp exceeds them.
     return arch.heads % tp == 0 and (arch.kv_heads % tp == 0 or tp % arch.kv_heads == 0)
+
+
+def expert_parallel(vllm_args: tuple[str, ...]) -> bool:
+    return any(arg.split("=", 1)[0] == "--enable-expert-parallel" for arg in vllm_args)
+
+
+def max_num_seqs(instance: InstanceType, vllm_args: tuple[str, ...] = ()) -> int:
+    """vLLM's cap on requests in flight on one VM (its default for the GPU, or --max-num-seqs of vllmArgs)."""
+    for arg in vllm_args:
+        flag, _, value = arg.partition("=")
+        if flag == "--max-num-seqs" and value.isdigit():
+            return int(value)
+    large = instance.gpu_memory_gib >= 70 and not instance.gpu.startswith("A100")
+    return MAX_NUM_SEQS_LARGE_GPU if large else MAX_NUM_SEQS
 
 
 def kv_cache_room_gib(instance: InstanceType, memory: ModelMemory, utilization: float) -> float:
@@ -109,9 +206,18 @@ def kv_cache_room_gib(instance: InstanceType, memory: ModelMemory, utilization: 
 
 
 def _why_not(instance: InstanceType, spec: FleetSpec, memory: ModelMemory) -> str | None:
-    if not _tp_fits_heads(spec.arch, instance.gpu_count):
-        return (f"tensor parallel size {instance.gpu_count} does not divide the model's {spec.arch.heads} attention "
-                f"heads / {spec.arch.kv_heads} KV heads")
+    arch = spec.arch
+    if arch.gpus is not None and instance.gpu not in arch.gpus:
+        return f"vLLM does not serve {spec.model} on {instance.gpu} (it does on {', '.join(arch.gpus)})"
+    if not _tp_fits_heads(arch, instance.gpu_count):
+        return (f"tensor parallel size {instance.gpu_count} does not divide the model's {arch.heads} attention "
+                f"heads / {arch.kv_heads} KV heads")
+    if (spec.quantization == "fp8" and arch.quantization == "fp8" and arch.quant_block and arch.moe_intermediate_size
+            and (arch.moe_intermediate_size // instance.gpu_count) % arch.quant_block
+            and not expert_parallel(spec.vllm_args)):
+        return (f"tensor parallel size {instance.gpu_count} splits the experts' {arch.moe_intermediate_size} "
+                f"intermediate size into {arch.moe_intermediate_size // instance.gpu_count}, not whole "
+                f"{arch.quant_block}-wide fp8 blocks: add --enable-expert-parallel to vllmArgs")
     room = kv_cache_room_gib(instance, memory, spec.gpu_memory_utilization)
     if room < memory.one_sequence_gib:
         return (f"{instance.gpu_count}x {instance.gpu} ({instance.total_gpu_memory_gib:.0f} GiB) leaves "
@@ -135,16 +241,48 @@ def time_to_serve(cloud: catalog.CloudCatalog, memory: ModelMemory, data_disk_gb
                        download_mb_per_s=download_rate, disk_mb_per_s=disk)
 
 
-def size(spec: FleetSpec) -> Sizing:
+def kv_fp8(spec: FleetSpec) -> bool:
+    return any(arg in ("--kv-cache-dtype=fp8", "--kv-cache-dtype=fp8_e4m3") for arg in spec.vllm_args)
+
+
+def memory_at(spec: FleetSpec, tensor_parallel_size: int) -> ModelMemory:
+    return model_memory(spec.arch, spec.quantization, spec.max_model_len, kv_fp8(spec), tensor_parallel_size)
+
+
+def _replicas_for(spec: FleetSpec, per_replica: int) -> int | None:
+    """How many replicas hold the capacity key's load at `per_replica` requests each; None where the stack's
+    replicas.desired (or max) cannot."""
+    capacity = spec.capacity
+    needed = math.ceil(capacity.concurrent_requests / per_replica) if per_replica else MAX_REPLICAS + 1
+    if capacity.desired_set:
+        return spec.replicas.desired if needed <= spec.replicas.desired else None
+    needed = max(needed, spec.replicas.min if capacity.min_set else 1)
+    limit = spec.replicas.max if capacity.max_set else MAX_REPLICAS
+    return needed if needed <= limit else None
+
+
+def _effective_replicas(spec: FleetSpec, count: int) -> Replicas:
+    """The stack's replicas with desired (and, where the stack leaves them, min and max) following the capacity
+    key's count."""
+    given = spec.capacity
+    replicas = spec.replicas
+    maximum = replicas.max if given.max_set else max(count, replicas.min)
+    minimum = replicas.min if given.min_set else min(replicas.min, count)
+    return dataclasses.replace(replicas, min=minimum, desired=count, max=max(maximum, count))
+
+
+def options(spec: FleetSpec) -> list[Sizing]:
+    """Every way to serve the spec in its region, cheapest first ($/hour of the whole fleet at desired replicas;
+    then fewer replicas, fewer GPUs, the name). `size` takes the first; `make compare` shows them all. Raises
+    ConfigError naming what does not fit."""
     cloud = catalog.cloud(spec.cloud)
-    kv_fp8 = any(arg in ("--kv-cache-dtype=fp8", "--kv-cache-dtype=fp8_e4m3") for arg in spec.vllm_args)
-    memory = model_memory(spec.arch, spec.quantization, spec.max_model_len, kv_fp8)
+    priced = cloud.in_region(spec.region)
 
     if spec.instance_type:
-        candidates = [cloud.instance_types[spec.instance_type]]
+        candidates = [priced[spec.instance_type]]
         key, value = "instanceType", spec.instance_type
     else:
-        candidates = [it for it in cloud.instance_types.values()
+        candidates = [it for it in priced.values()
                       if (spec.accelerator_gpu in (None, it.gpu))
                       and (spec.accelerator_count in (None, it.gpu_count))]
         key = "accelerator" if spec.accelerator_gpu else "model"
@@ -160,7 +298,8 @@ def size(spec: FleetSpec) -> Sizing:
         raise ConfigError(key, value, f"{candidates[0].name if len(candidates) == 1 else 'no such instance type'}: "
                                       f"{reason}")
     candidates = offered
-    reasons = {it.name: _why_not(it, spec, memory) for it in candidates}
+    memories = {it.name: memory_at(spec, it.gpu_count) for it in candidates}
+    reasons = {it.name: _why_not(it, spec, memories[it.name]) for it in candidates}
     fitting = [it for it in candidates if reasons[it.name] is None]
     if not fitting:
         if len(candidates) == 1:
@@ -168,26 +307,62 @@ def size(spec: FleetSpec) -> Sizing:
         else:
             largest = max(candidates, key=lambda it: it.total_gpu_memory_gib)
             detail = f"even the largest, {largest.name}: {reasons[largest.name]}"
+        memory = memories[candidates[0].name]
         needed = memory.weights_gib + memory.one_sequence_gib
         raise ConfigError(key, value,
                           f"cannot hold {spec.model} ({spec.quantization or spec.dtype}, maxModelLen {spec.max_model_len}, "
                           f"~{needed:.0f} GiB): {detail}. Choose a larger accelerator, quantization awq/fp8 or a "
                           f"smaller maxModelLen")
-    chosen = min(fitting, key=lambda it: (it.usd_per_hour, it.gpu_count, it.name))
 
-    needed_disk = _weights_disk_gb(memory)
+    needed_disk = _weights_disk_gb(memories[fitting[0].name])
     if spec.data_disk_gb is not None and spec.data_disk_gb < needed_disk:
         raise ConfigError("dataDiskGb", spec.data_disk_gb,
-                          f"must be at least {needed_disk} GB to cache {memory.weights_gib:.0f} GiB of weights")
+                          f"must be at least {needed_disk} GB to cache {memories[fitting[0].name].weights_gib:.0f} "
+                          f"GiB of weights")
     data_disk_gb = spec.data_disk_gb or max(needed_disk, cloud.min_data_disk_gb)
-    return Sizing(
-        instance=chosen,
-        tensor_parallel_size=chosen.gpu_count,
-        memory=memory,
-        kv_cache_gib=kv_cache_room_gib(chosen, memory, spec.gpu_memory_utilization),
-        data_disk_gb=data_disk_gb,
-        time_to_serve=time_to_serve(cloud, memory, data_disk_gb),
-    )
+    tokens = spec.capacity.tokens_per_request if spec.capacity else spec.max_model_len
+
+    every = [Sizing(instance=it, tensor_parallel_size=it.gpu_count, memory=memories[it.name],
+                    kv_cache_gib=kv_cache_room_gib(it, memories[it.name], spec.gpu_memory_utilization),
+                    data_disk_gb=data_disk_gb, time_to_serve=time_to_serve(cloud, memories[it.name], data_disk_gb),
+                    price=cloud.price(it, spec.region), replicas=spec.replicas, tokens_per_request=tokens,
+                    max_num_seqs=max_num_seqs(it, spec.vllm_args))
+             for it in fitting]
+    found = every
+    if spec.capacity:
+        counts = [(sizing, _replicas_for(spec, sizing.requests_per_replica)) for sizing in every]
+        found = [dataclasses.replace(sizing, replicas=_effective_replicas(spec, count))
+                 for sizing, count in counts if count is not None]
+        if not found:
+            best = max(every, key=lambda sizing: sizing.requests_per_replica)
+            limit = (f"replicas.desired ({spec.replicas.desired})" if spec.capacity.desired_set
+                     else f"replicas.max ({spec.replicas.max})" if spec.capacity.max_set
+                     else f"{MAX_REPLICAS} replicas")
+            raise ConfigError("capacity", f"{spec.capacity.concurrent_requests} x {tokens} tokens",
+                              f"needs more than {limit}: a VM holds at most {best.requests_per_replica} such "
+                              f"requests ({best.instance.name}); raise replicas, or lower concurrentRequests or "
+                              f"tokensPerRequest")
+    return sorted(found, key=lambda s: (s.instance.usd_per_hour * (s.replicas.desired or 1), s.replicas.desired,
+                                        s.instance.gpu_count, s.instance.name))
+
+
+def size(spec: FleetSpec) -> Sizing:
+    """The instance type (and with the capacity key, the replicas) the stack runs: the cheapest way to serve it
+    in its region."""
+    return options(spec)[0]
+
+
+def capacity_warning(spec: FleetSpec, sizing: Sizing) -> str | None:
+    """Without the capacity key: a warning when one VM holds fewer than FEW_REQUESTS requests of maxModelLen."""
+    if spec.capacity is not None:
+        return None
+    held = sizing.full_context_requests
+    if held >= FEW_REQUESTS:
+        return None
+    return (f"one {sizing.instance.name} holds {held} request{'s' if held != 1 else ''} of {spec.max_model_len} "
+            f"tokens at once ({sizing.kv_cache_tokens} tokens of KV cache): a team will queue behind it. Size for "
+            f"your load with capacity: {{concurrentRequests: N, tokensPerRequest: T}}, or lower maxModelLen; "
+            f"make compare MODEL={spec.model} shows the options")
 
 
 # A pick that costs this many times what the model needs elsewhere is worth a warning.
@@ -195,27 +370,33 @@ COSTLY_RATIO = 1.5
 
 
 def cheaper_elsewhere(spec: FleetSpec, sizing: Sizing) -> list[str]:
-    """Where the same model, precision and context cost far less than the pick: a smaller type in this region
-    (when accelerator or instanceType chose it), or the cheapest fit in another region of the same cloud."""
-    cloud = catalog.cloud(spec.cloud)
-    chosen = sizing.instance
+    """Where the same model, precision, context (and capacity) cost far less than the pick: without the
+    accelerator or instanceType that chose it, in this region; or, for the cheapest pick here, in another region
+    of the same cloud whose prices catalog/prices.yaml records."""
+    def hourly(found: Sizing) -> float:
+        return found.instance.usd_per_hour * (found.replicas.desired if found.replicas else 1)
 
-    def fits_in(region: str) -> list[InstanceType]:
-        return [it for it in cloud.instance_types.values()
-                if cloud.unavailable(it, region, spec.spot) is None and _why_not(it, spec, sizing.memory) is None]
-
-    notes = []
-    here = min(fits_in(spec.region), key=lambda it: it.usd_per_hour, default=None)
     pinned = "instanceType" if spec.instance_type else "accelerator" if spec.accelerator_gpu else None
-    if pinned and here and here.usd_per_hour * COSTLY_RATIO < chosen.usd_per_hour:
-        notes.append(f"{pinned} picks {chosen.name} at ${chosen.usd_per_hour:.2f}/hour, but {spec.model} fits "
-                     f"{here.name} ({here.gpu_count}x {here.gpu}) at ${here.usd_per_hour:.2f}/hour in {spec.region}")
-    elif not pinned:
-        elsewhere = min(((it, region) for region in cloud.regions if region != spec.region for it in fits_in(region)),
-                        key=lambda pair: pair[0].usd_per_hour, default=None)
-        if elsewhere and elsewhere[0].usd_per_hour * COSTLY_RATIO < chosen.usd_per_hour:
-            it, region = elsewhere
-            notes.append(f"{spec.region} offers {spec.model} no cheaper fit than {chosen.name} at "
-                         f"${chosen.usd_per_hour:.2f}/hour; in {region} it fits {it.name} ({it.gpu_count}x {it.gpu}) "
-                         f"at ${it.usd_per_hour:.2f}/hour")
-    return notes
+    if pinned:
+        here = options(dataclasses.replace(spec, instance_type=None, accelerator_gpu=None, accelerator_count=None))[0]
+        if hourly(here) * COSTLY_RATIO < hourly(sizing):
+            return [f"{pinned} picks {sizing.instance.name} at ${hourly(sizing):.2f}/hour, but {spec.model} fits "
+                    f"{here.instance.name} ({here.instance.gpu_count}x {here.instance.gpu}) at ${hourly(here):.2f}/hour "
+                    f"in {spec.region}"]
+        return []
+    elsewhere = []
+    for region in catalog.cloud(spec.cloud).regions:
+        if region == spec.region:
+            continue
+        try:
+            found = options(dataclasses.replace(spec, region=region))[0]
+        except ConfigError:
+            continue  # nothing there holds it
+        if found.price is not None and found.price.regional:
+            elsewhere.append(found)
+    best = min(elsewhere, key=hourly, default=None)
+    if best and hourly(best) * COSTLY_RATIO < hourly(sizing):
+        return [f"{spec.region} offers {spec.model} no cheaper fit than {sizing.instance.name} at "
+                f"${hourly(sizing):.2f}/hour; in {best.price.region} it fits {best.instance.name} "
+                f"({best.instance.gpu_count}x {best.instance.gpu}) at ${hourly(best):.2f}/hour"]
+    return []

@@ -68,16 +68,48 @@ _TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:/=+@ -]{0,255}$")
 
 @dataclass(frozen=True)
 class ModelArch:
-    """What sizing needs to know of a model's architecture."""
+    """What sizing needs to know of a model's architecture (fleet/sizing.py says how each number is used)."""
 
-    params_b: float
+    params_b: float  # every parameter: a mixture of experts counts all its experts
     layers: int
     heads: int
     kv_heads: int
     head_dim: int
     max_len: int
-    quantization: str | None = None  # set for a pre-quantized checkpoint
+    quantization: str | None = None  # set for a pre-quantized checkpoint (awq, gptq, fp8, mxfp4)
     gated: bool = False
+    # Multi-head latent attention (DeepSeek-V2/V3): the KV cache holds one latent of kv_lora_rank +
+    # qk_rope_head_dim elements a token and layer instead of K and V of every KV head.
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    # Layers attending only to the last sliding_window tokens (gpt-oss: every other layer, window 128).
+    sliding_window: int = 0
+    sliding_layers: int = 0
+    # Mixture of experts: experts per MoE layer, active parameters a token (informational), and the experts'
+    # intermediate size, which a block-quantized checkpoint must split into whole blocks of quant_block.
+    experts: int = 0
+    active_params_b: float | None = None
+    moe_intermediate_size: int = 0
+    quant_block: int = 0
+    # The parameters stored in the checkpoint's quantized format (mxfp4: the experts); the rest stay 16-bit.
+    # None: all of them.
+    quantized_params_b: float | None = None
+    # The checkpoint's size in GB (10^9 bytes) when read from its safetensors metadata; sizing uses it as the
+    # weights' size.
+    weights_gb: float | None = None
+    # The GPUs vLLM serves the model on, where it does not serve it on all (gpt-oss); None: any.
+    gpus: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ModelArch:
+        """A catalog/models.yaml entry (its architecture keys; `source`, `base` and `notes` are for people)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items() if k in fields}
+        return cls(**values)
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank > 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +120,18 @@ class Replicas:
     # Autoscaling adds a VM when each gets more requests than this a minute (LLM requests are long: a replica
     # of a 70B model streams a few dozen at once).
     target_requests_per_minute: int = 30
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The capacity key: size for `concurrent_requests` requests of `tokens_per_request` tokens each (prompt and
+    completion) in flight at once. replicas.desired and replicas.max follow from it unless the stack sets them."""
+
+    concurrent_requests: int
+    tokens_per_request: int
+    desired_set: bool = False  # the stack sets replicas.desired: size the instance type for that many replicas
+    max_set: bool = False  # the stack sets replicas.max: no more replicas than that
+    min_set: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +165,8 @@ class FleetSpec:
     has_api_key: bool  # apiKey is set: the key named "default"
     named_api_keys: tuple[str, ...]  # the names of apiKeys
     cloud_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The load to size for (the capacity key); None: one VM that holds one sequence of max_model_len.
+    capacity: Capacity | None = None
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -170,6 +216,8 @@ KEY_DOCS: dict[str, str] = {
     "accelerator": "GPU:count, e.g. A100-80GB:2 (default: the cheapest instance type that fits)",
     "instanceType": "an explicit instance type of the catalog (instead of accelerator)",
     "replicas": "{min, desired, max} VMs (default 1/1/1), targetRequestsPerMinute per VM for autoscaling (default 30)",
+    "capacity": "{concurrentRequests, tokensPerRequest}: size the fleet to hold that many requests of that many "
+                "tokens (prompt + completion) at once; replicas.desired follows unless set",
     "spot": "true to run on spot/preemptible VMs",
     "onDemandBase": "with spot: how many VMs stay on-demand (default 0)",
     "allowedCidrs": "list of CIDRs that may reach the endpoint (required; 0.0.0.0/0 opens it to all)",
@@ -244,20 +292,42 @@ def _one_of(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
     return value
 
 
+# Keys of a catalog/models.yaml entry that are for people, not sizing.
+MODEL_INFO_KEYS = ("source", "base", "notes")
+
+
 @functools.cache
-def known_models() -> dict[str, dict[str, Any]]:
+def model_entries() -> dict[str, dict[str, Any]]:
+    """catalog/models.yaml as written: architecture, `source` (where the numbers come from), `base` (the model a
+    pre-quantized checkpoint quantizes) and `notes`."""
     return yaml.safe_load(MODELS_FILE.read_text())["models"]
 
 
-def _arch(model: str, is_bucket: bool, params: Any) -> ModelArch:
+@functools.cache
+def known_models() -> dict[str, dict[str, Any]]:
+    """Model id -> its architecture keys (ModelArch(**known_models()[id]))."""
+    return {model: {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items() if k not in MODEL_INFO_KEYS}
+            for model, entry in model_entries().items()}
+
+
+def _arch(model: str, is_bucket: bool, params: Any, revision: str | None = None) -> ModelArch:
     table = known_models()
     if params is None:
         if model in table:
             return ModelArch(**table[model])
         what = "a bucket URI" if is_bucket else "a model not in catalog/models.yaml"
+        why = ""
+        if not is_bucket:
+            from . import hub  # only for a model the catalog lacks: asks the Hugging Face hub for its config.json
+
+            try:
+                return ModelArch.from_entry(hub.fetch_entry(model, revision))
+            except hub.HubError as error:
+                why = (f" (asking the Hugging Face hub failed: {error}; where the hub is reachable, make "
+                       f"catalog-add MODEL={model} records it in the catalog)")
         raise ConfigError("modelParams", None,
-                          f"{what} needs its architecture{did_you_mean(model, table) if not is_bucket else ''}: set "
-                          f"modelParams to {{like: <a known model id such as codellama/CodeLlama-7b-hf>}} or to "
+                          f"{what} needs its architecture{why}{did_you_mean(model, table) if not is_bucket else ''}: "
+                          f"set modelParams to {{like: <a known model id such as codellama/CodeLlama-7b-hf>}} or to "
                           f"{{params_b, layers, heads, kv_heads, head_dim, max_len}}")
     if not isinstance(params, dict):
         raise ConfigError("modelParams", params, KEY_DOCS["modelParams"])
@@ -274,15 +344,18 @@ def _arch(model: str, is_bucket: bool, params: Any) -> ModelArch:
             arch = dataclasses.replace(arch, max_len=_int("modelParams.max_len", params["max_len"], 128, 10_000_000))
         return arch
     need = {"params_b", "layers", "heads", "kv_heads", "head_dim", "max_len"}
-    unknown = set(params) - need - {"quantization"}
+    optional = {"kv_lora_rank", "qk_rope_head_dim", "sliding_window", "sliding_layers", "experts"}
+    unknown = set(params) - need - optional - {"quantization"}
     if unknown or not need <= set(params):
-        raise ConfigError("modelParams", params, f"needs exactly {sorted(need)} (optionally quantization)")
+        raise ConfigError("modelParams", params, f"needs exactly {sorted(need)} (optionally quantization and "
+                                                 f"{', '.join(sorted(optional))})")
     quantization = params.get("quantization")
     if quantization is not None:
         _one_of("modelParams.quantization", quantization, PREQUANTIZED)
     try:
         arch = ModelArch(params_b=float(params["params_b"]),
-                         **{k: _int(f"modelParams.{k}", params[k], 1, 10_000_000) for k in need - {"params_b"}},
+                         **{k: _int(f"modelParams.{k}", params[k], 1, 10_000_000)
+                            for k in (need - {"params_b"}) | (optional & set(params))},
                          quantization=quantization)
     except (TypeError, ValueError):
         raise ConfigError("modelParams", params, "params_b is a number of billions; the others are whole numbers") from None
@@ -299,8 +372,10 @@ def _quantization(value: Any, model: str, arch: ModelArch, from_table: bool) -> 
                               f"{model} is a {arch.quantization} checkpoint: leave quantization unset or set {arch.quantization}")
         return arch.quantization
     if asked in ("awq", "gptq") and from_table:
-        prequantized = [m for m, a in known_models().items()
-                        if a.get("quantization") == asked and a["layers"] == arch.layers and a["heads"] == arch.heads]
+        prequantized = sorted((m for m, a in known_models().items()
+                               if a.get("quantization") == asked and a["layers"] == arch.layers
+                               and a["heads"] == arch.heads),
+                              key=lambda m: model_entries()[m].get("base") != model)
         hint = f", e.g. {prequantized[0]}" if prequantized else ""
         raise ConfigError("quantization", asked,
                           f"{model} is not an {asked.upper()} checkpoint: {asked} needs a pre-quantized model{hint}; "
@@ -342,6 +417,23 @@ def _replicas(value: Any) -> Replicas:
         raise ConfigError("replicas.min", 0, "must be at least 1: a group scaled to 0 VMs is never scaled up again "
                                              "by load (the load balancer counts requests per VM)")
     return Replicas(lo, desired, hi, target)
+
+
+def _capacity(value: Any, replicas: Any, max_len: int) -> Capacity | None:
+    if value is None:
+        return None
+    expected = ("must be a map {concurrentRequests, tokensPerRequest}, e.g. {concurrentRequests: 40, "
+                "tokensPerRequest: 8192}: that many requests of that many tokens (prompt + completion) at once")
+    if not isinstance(value, dict) or set(value) != {"concurrentRequests", "tokensPerRequest"}:
+        raise ConfigError("capacity", value, expected)
+    requests = _int("capacity.concurrentRequests", value["concurrentRequests"], 1, 100000)
+    tokens = _int("capacity.tokensPerRequest", value["tokensPerRequest"], 16, 10**7)
+    if tokens > max_len:
+        raise ConfigError("capacity.tokensPerRequest", tokens,
+                          f"must not exceed maxModelLen ({max_len}): a request longer than the context is refused; "
+                          f"raise maxModelLen (up to the model's) or lower tokensPerRequest")
+    given = set(replicas) if isinstance(replicas, dict) else set()
+    return Capacity(requests, tokens, desired_set="desired" in given, max_set="max" in given, min_set="min" in given)
 
 
 def _cidrs(value: Any) -> tuple[str, ...]:
@@ -523,7 +615,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         revision = _str("modelRevision", revision, _REVISION, "a commit sha, tag or branch of the model's repository, "
                                                                "e.g. 0bd2d8f1c0e04ec7a2e5b5a9c1e8f0d2b3a4c5d6")
     from_table = not bucket and "modelParams" not in values and model in known_models()
-    arch = _arch(model, bool(bucket), values.get("modelParams"))
+    arch = _arch(model, bool(bucket), values.get("modelParams"), revision)
 
     served = values.get("servedModelName") or (model.rstrip("/").rsplit("/", 1)[-1] if bucket else model)
     served = _str("servedModelName", served, _SERVED_NAME, "letters, digits and . _ / - (at most 128)")
@@ -544,6 +636,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         instance_type = _one_of("instanceType", values["instanceType"], sorted(cloud_catalog.instance_types))
 
     replicas = _replicas(values.get("replicas"))
+    capacity = _capacity(values.get("capacity"), values.get("replicas"), max_len)
     spot = _bool("spot", values.get("spot", False))
     on_demand_base = _int("onDemandBase", values.get("onDemandBase", 0), 0, replicas.max)
     if on_demand_base and not spot:
@@ -572,7 +665,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         dns_zone=str(dns_zone) if dns_zone is not None else None,
         vllm_args=_vllm_args(values.get("vllmArgs")), data_disk_gb=data_disk, tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
-        cloud_options=_cloud_options(cloud, values.get(cloud)),
+        cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
     )
 
 

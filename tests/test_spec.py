@@ -8,6 +8,7 @@ import re
 import pytest
 
 from conftest import run_plan
+from fleet import catalog
 from fleet.errors import ConfigError
 from fleet.spec import parse_spec
 
@@ -336,6 +337,11 @@ def test_a_costly_pick_is_called_out_with_the_cheaper_one():
     far = parse_spec("t", {**BASE, "cloud": "gcp", "region": "europe-north1", "spot": "true",
                            "gcp": '{"project": "my-project-123"}'}, set())
     [note] = cheaper_elsewhere(far, size(far))
-    assert "europe-north1 offers" in note and "g2-standard-4 (1x L4) at $0.71/hour" in note
+    gcp = catalog.cloud("gcp")
+    g2 = gcp.instance_types["g2-standard-4"]
+    cheapest = min((r for r in gcp.regions if r != "europe-north1" and gcp.price(g2, r).regional
+                    and not gcp.unavailable(g2, r, spot=True)), key=lambda r: gcp.price(g2, r).usd_per_hour)
+    assert "europe-north1 offers" in note
+    assert f"in {cheapest} it fits g2-standard-4 (1x L4) at ${gcp.price(g2, cheapest).usd_per_hour:.2f}/hour" in note
     cheap = parse()
     assert cheaper_elsewhere(cheap, size(cheap)) == []
