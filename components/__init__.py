@@ -1,11 +1,12 @@
-"""One component per cloud, in components/<cloud>.py. The program imports only the one a stack uses (a whole
+"""One component per cloud, in the package components/<cloud>/. The program imports only the one a stack uses (a whole
 provider SDK costs seconds to import).
 
 Each module provides:
 - `parse_options(spec, sizing) -> object`: the stack's cloud-only config section (spec.cloud_options) and the
   cloud's view of cloud-neutral keys (certificate, dnsZone), validated (raises ConfigError);
 - `Fleet(name, spec, sizing, options, secrets)`: a `components.base.FleetComponent` (child names, warnings,
-  `endpoint`); `secrets` maps apiKey/hfToken to secret Outputs;
+  `endpoint`; with officeHours, `standby_pool` or `standby_note` and `wake_target`); `secrets` maps
+  apiKey/hfToken to secret Outputs;
 - `USER_DATA`: (resource type, dotted input path, encoding) where the rendered cloud-init lands, for the
   offline plan;
 - `offline_invoke(token, args, region)` and `offline_state(type, name, inputs, region)`: what the cloud's data

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pulumi
 
 from fleet.catalog import InstanceType
+from fleet.schedule import StandbyPool, lead_minutes
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -21,6 +22,11 @@ class FleetComponent(pulumi.ComponentResource):
     instance_types: list[InstanceType]
     # The VM image and how it is chosen, for the `image` output.
     image: str
+    # With office hours: the stopped VMs the cloud keeps for the morning, or None and why not.
+    standby_pool: StandbyPool | None
+    standby_note: str
+    # With office hours: the cloud's names of what `make wake` changes (fleet/wake.py).
+    wake_target: dict[str, object]
     # Options for every child resource (parent, provider); a cloud's component sets them once its provider exists.
     opts: pulumi.ResourceOptions
     invoke_opts: pulumi.InvokeOptions
@@ -30,6 +36,9 @@ class FleetComponent(pulumi.ComponentResource):
         self.name = name
         self.spec = spec
         self.instance_types = [sizing.instance]
+        self.standby_pool = None
+        self.standby_note = ""
+        self.wake_target = {}
         self.warnings = []
         self.opts = pulumi.ResourceOptions(parent=self)
         self.invoke_opts = pulumi.InvokeOptions(parent=self)
@@ -46,6 +55,12 @@ class FleetComponent(pulumi.ComponentResource):
     def child_opts(self, **options) -> pulumi.ResourceOptions:
         """`opts` with more resource options, e.g. depends_on or ignore_changes."""
         return self.opts.merge(pulumi.ResourceOptions(**options))
+
+    def scale_up_lead_minutes(self, sizing: Sizing) -> int:
+        """How early office hours scale up: the time a started standby VM takes where the cloud keeps a pool, else
+        a new VM's whole time to serve."""
+        budget = sizing.time_to_serve
+        return lead_minutes(budget.warm_seconds if self.standby_pool else budget.seconds)
 
     def warn(self, message: str) -> None:
         """Shown by `pulumi preview/up` and kept in the stack's `warnings` output."""

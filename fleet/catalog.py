@@ -124,6 +124,14 @@ class CloudCatalog:
             return min(disk["mb_per_s_per_gb"] * size_gb, disk["max_mb_per_s"])
         return float(next(rate for largest, rate in disk["tiers"] if size_gb <= largest))
 
+    def disk_usd_per_month(self, disk_type: str, size_gb: int, iops: int = 0, mb_per_s: int = 0) -> float:
+        """A disk's price a month, from the section's disk_prices: by size, and by the IOPS and throughput
+        provisioned above what the type includes."""
+        price = self.raw["disk_prices"][disk_type]
+        return (size_gb * price["usd_per_gb_month"]
+                + max(0, iops - price.get("free_iops", 0)) * price.get("usd_per_iops_month", 0)
+                + max(0, mb_per_s - price.get("free_mb_per_s", 0)) * price.get("usd_per_mb_per_s_month", 0))
+
     def quotas(self, instance: InstanceType, spot: bool) -> list[Quota]:
         found: dict[str, Quota] = {}
         for group in instance.quota_groups:

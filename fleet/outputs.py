@@ -10,6 +10,7 @@ import pulumi
 
 from . import catalog
 from .catalog import InstanceType, Quota
+from .schedule import WEEKS_PER_MONTH, StandbyPool
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
 HOURS_PER_MONTH = 730
 
 
-def cost(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
+def cost(spec: FleetSpec, sizing: Sizing, pool: StandbyPool | None = None, lead_minutes: int = 0) -> dict[str, Any]:
+    """What the GPU VMs cost: an hour at desired and max replicas, and a month, around the clock or, with office
+    hours, as scheduled (the office-hours replicas for the windows and the scale-up's lead, offHoursReplicas
+    otherwise), with the standby pool's stopped disks and refills."""
     cloud = catalog.cloud(spec.cloud)
     price = sizing.price or cloud.price(sizing.instance, spec.region)
     hourly = price.usd_per_hour
@@ -43,7 +47,60 @@ def cost(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
     }
     if price.spot_usd_per_hour:
         result["spotUsdPerHourPerReplica"] = round(price.spot_usd_per_hour, 2)
+    hours = spec.office_hours
+    if hours:
+        result.update(_scheduled_month(spec, hourly, pool, lead_minutes))
+        result["basis"] += "; " + result.pop("scheduleBasis")
     return result
+
+
+def _scheduled_month(spec: FleetSpec, hourly: float, pool: StandbyPool | None, lead_minutes: int) -> dict[str, Any]:
+    hours = spec.office_hours
+    open_hours = min(hours.hours_per_month(lead_minutes), HOURS_PER_MONTH)
+    closed_hours = HOURS_PER_MONTH - open_hours
+    replica_hours = spec.replicas.desired * open_hours + hours.off_hours_replicas * closed_hours
+    serving = hourly * replica_hours
+    pool_cost = 0.0
+    if pool:
+        stopped_vm_hours = pool.stopped_in_hours * open_hours + pool.stopped_off_hours * closed_hours
+        refills = hours.openings_per_week * WEEKS_PER_MONTH * pool.refilled_per_opening
+        pool_cost = (pool.disk_usd_per_vm_month / HOURS_PER_MONTH * stopped_vm_hours
+                     + hourly * refills * pool.refill_seconds / 3600)
+    always_on = hourly * spec.replicas.desired * HOURS_PER_MONTH
+    total = serving + pool_cost
+    return {
+        "usdPerMonth": round(total, 0),
+        "usdPerMonth24x7": round(always_on, 0),
+        "savingPercent": round(100 * (1 - total / always_on)) if always_on else 0,
+        "servingHoursPerMonth": round(open_hours, 1),
+        "replicaHoursPerMonth": round(replica_hours, 1),
+        "standbyPoolUsdPerMonth": round(pool_cost, 0),
+        "scheduleBasis": (f"office hours {hours.describe()}: {open_hours:.0f} h a month at desired replicas (scale-up "
+                          f"{lead_minutes} min early), {hours.off_hours_replicas} replicas otherwise"
+                          + (f"; the standby pool's stopped disks and refills ${pool_cost:.0f}/month" if pool else "")),
+    }
+
+
+def office_hours(spec: FleetSpec, fleet: FleetComponent, lead_minutes: int) -> dict[str, Any]:
+    """What the schedule does, in the stack's time zone: when the group scales up and down, the standby pool the
+    cloud keeps (or why none), and how to start the fleet early."""
+    hours = spec.office_hours
+    pool = fleet.standby_pool
+    return {
+        "timezone": hours.timezone,
+        "windows": [w.describe() for w in hours.windows],
+        "offHoursReplicas": hours.off_hours_replicas,
+        "scaleUpMinutesEarly": lead_minutes,
+        "scaleUpAt": [m.describe() for m in hours.openings(lead_minutes)],
+        "scaleDownAt": [m.describe() for m in hours.closings()],
+        "standbyPool": {"kind": pool.kind, "stoppedInHours": pool.stopped_in_hours,
+                        "stoppedOffHours": pool.stopped_off_hours,
+                        "diskUsdPerStoppedVmMonth": round(pool.disk_usd_per_vm_month, 2), "note": pool.note}
+        if pool else None,
+        "standbyNote": fleet.standby_note,
+        "wake": f"make wake STACK={spec.stack}",
+        "wakeTarget": fleet.wake_target,
+    }
 
 
 def capacity(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
@@ -126,7 +183,8 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
     """`fleet` is the cloud's component; `warnings` are the program's own, shown before the component's."""
     base_url = fleet.endpoint.apply(lambda url: f"{url}/v1")
     instance = sizing.instance
-    return {
+    lead = fleet.scale_up_lead_minutes(sizing)
+    outputs = {
         "endpoint": fleet.endpoint,
         "openaiBaseUrl": base_url,
         "servedModelName": spec.served_model_name,
@@ -150,9 +208,12 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
         },
         "capacity": capacity(spec, sizing),
         "timeToServe": time_to_serve(sizing),
-        "estimatedCost": cost(spec, sizing),
+        "estimatedCost": cost(spec, sizing, fleet.standby_pool, lead),
         "quota": quota(spec, fleet.instance_types),
         "curlExample": base_url.apply(lambda url: _curl(url, spec)),
         "continueConfig": base_url.apply(lambda url: _continue_config(url, spec)),
         "warnings": [*warnings, *fleet.warnings],
     }
+    if spec.office_hours:
+        outputs["officeHours"] = office_hours(spec, fleet, lead)
+    return outputs

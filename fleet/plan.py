@@ -130,6 +130,10 @@ def _show(value: Any) -> Any:
         return {k: _show(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_show(v) for v in value]
+    from pulumi import StringAsset  # loaded by run() already
+
+    if isinstance(value, StringAsset):
+        return {"asset": value.text}
     return value
 
 
@@ -268,13 +272,26 @@ def render_text(plan: Plan) -> str:
     out += ["", "Outputs:"]
     for key, value in plan.outputs.items():
         if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings", "timeToServe", "image",
-                   "capacity"):
+                   "capacity", "officeHours"):
             continue
         out.append(f"  {key}: {SHOWN_SECRET if key in plan.secret_outputs else json.dumps(value)}")
     cost = plan.outputs.get("estimatedCost")
-    if cost:
+    if cost and "usdPerMonth24x7" in cost:
+        out += ["", f"Cost: ${cost['usdPerHour']}/hour at desired replicas (${cost['usdPerHourAtMaxReplicas']}/hour at "
+                    f"max), ${cost['usdPerMonth']:.0f}/month as scheduled against ${cost['usdPerMonth24x7']:.0f}/month "
+                    f"around the clock ({cost['savingPercent']}% less); {cost['basis']}"]
+    elif cost:
         out += ["", f"Cost: ${cost['usdPerHour']}/hour, ${cost['usdPerMonth']:.0f}/month at desired replicas "
                     f"(${cost['usdPerHourAtMaxReplicas']}/hour at max); {cost['basis']}"]
+    hours = plan.outputs.get("officeHours")
+    if hours:
+        pool = hours["standbyPool"]
+        out += [f"Office hours: {', '.join(hours['windows'])} ({hours['timezone']}); scale up {hours['scaleUpMinutesEarly']} "
+                f"min early ({'; '.join(hours['scaleUpAt'])}), down to {hours['offHoursReplicas']} at "
+                f"{'; '.join(hours['scaleDownAt'])}; {hours['wake']} starts it early",
+                f"  {pool['kind']}: {pool['stoppedOffHours']} stopped VMs off hours, {pool['stoppedInHours']} in hours, "
+                f"${pool['diskUsdPerStoppedVmMonth']}/month of disks each; {pool['note']}" if pool
+                else f"  {hours['standbyNote']}"]
     held = plan.outputs.get("capacity")
     if held:
         plural = "" if held["requestsPerReplica"] == 1 else "s"

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pulumi
@@ -13,7 +12,7 @@ import pulumi
 import components
 
 from .outputs import stack_outputs
-from .sizing import Sizing, capacity_warning, cheaper_elsewhere, size
+from .sizing import Sizing, capacity_warning, cheaper_elsewhere, size, with_sized_replicas
 from .spec import DEFAULT_KEY_NAME, FleetSpec, parse_spec, read_pulumi_config
 
 
@@ -37,9 +36,7 @@ def run() -> None:
     spec = parse_spec(pulumi.get_stack(), raw, secret_keys)
     cloud = components.load(spec.cloud)
     sizing = size(spec)
-    if sizing.replicas is not None and sizing.replicas != spec.replicas:
-        # The capacity key sized the replicas: the group runs those.
-        spec = dataclasses.replace(spec, replicas=sizing.replicas)
+    spec = with_sized_replicas(spec, sizing)
     options = cloud.parse_options(spec, sizing)
     api_keys = _api_keys(spec)
     # What the VMs read from the cloud's secret store: one secret with every API key, and the Hugging Face token.

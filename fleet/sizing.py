@@ -102,6 +102,12 @@ class TimeToServe:
         return self.boot + self.install + self.download + self.load
 
     @property
+    def warm_seconds(self) -> int:
+        """A stopped VM started again (a warm or standby pool's): it boots and loads the weights from its own disk;
+        vLLM and the weights are installed."""
+        return self.boot + self.load
+
+    @property
     def setup_timeout_seconds(self) -> int:
         """The setup unit's TimeoutStartSec: twice the expected install and download (network steps are retried
         within it), after which systemd stops the run and starts it again, resuming the download."""
@@ -350,6 +356,13 @@ def size(spec: FleetSpec) -> Sizing:
     """The instance type (and with the capacity key, the replicas) the stack runs: the cheapest way to serve it
     in its region."""
     return options(spec)[0]
+
+
+def with_sized_replicas(spec: FleetSpec, sizing: Sizing) -> FleetSpec:
+    """The spec the group is built from: with the capacity key, the replicas sizing found hold its load."""
+    if sizing.replicas is not None and sizing.replicas != spec.replicas:
+        return dataclasses.replace(spec, replicas=sizing.replicas)
+    return spec
 
 
 def capacity_warning(spec: FleetSpec, sizing: Sizing) -> str | None:

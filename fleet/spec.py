@@ -13,16 +13,17 @@ import functools
 import hashlib
 import ipaddress
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
 from . import catalog
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
+from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
+from .values import did_you_mean, whole_number as _int
 
 MODELS_FILE = catalog.CATALOG_FILE.parent / "models.yaml"
 VLLM_FLAGS_FILE = catalog.CATALOG_FILE.parent / "vllm-serve-flags.json"
@@ -159,6 +160,7 @@ class FleetSpec:
     certificate: str | None
     dns_zone: str | None
     vllm_args: tuple[str, ...]
+    office_hours: OfficeHours | None  # None: the fleet serves around the clock
     data_disk_gb: int | None
     tags: Mapping[str, str]
     has_hf_token: bool
@@ -227,6 +229,7 @@ KEY_DOCS: dict[str, str] = {
     "dnsZone": "the cloud's DNS zone to create the domain's record in (AWS: Route 53 hosted zone id; GCP: Cloud DNS "
                "managed zone name)",
     "vllmArgs": "extra vllm serve arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]",
+    "officeHours": f"when the fleet serves; outside, it scales to offHoursReplicas: {SCHEDULE_DOCS}",
     "dataDiskGb": "size of the weights cache disk in GB (default: sized from the weights)",
     "tags": "map of tags/labels put on every resource",
     "hfToken": "Hugging Face token (secret: pulumi config set --secret hfToken ...)",
@@ -249,19 +252,6 @@ def _decode(raw: Any) -> Any:
     return raw
 
 
-def _int(key: str, value: Any, lo: int, hi: int) -> int:
-    """A whole number, also written as 16384.0 or 1e4 (a YAML string: YAML 1.1 floats need a dot)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}") from None
-    if not (math.isfinite(number) and number.is_integer() and lo <= number <= hi):
-        raise ConfigError(key, value, f"must be a whole number from {lo} to {hi}")
-    return int(number)
-
-
 def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -274,16 +264,6 @@ def _str(key: str, value: Any, pattern: re.Pattern[str], expected: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise ConfigError(key, value, expected)
     return value
-
-
-def did_you_mean(value: Any, choices: Iterable[str]) -> str:
-    """" (did you mean X?)" for the choice the value is closest to: one that differs only in case, else ones it is
-    the start of (A100 -> A100-40GB or A100-80GB), else the most similar; "" when none is close."""
-    choices, text = list(choices), str(value)
-    close = ([c for c in choices if c.lower() == text.lower()]
-             or [c for c in choices if text and c.lower().startswith(text.lower())]
-             or difflib.get_close_matches(text, choices, n=1))
-    return f" (did you mean {' or '.join(close[:3])}?)" if close else ""
 
 
 def _one_of(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
@@ -415,7 +395,8 @@ def _replicas(value: Any) -> Replicas:
     if lo == 0:
         # Autoscaling counts requests per VM: with no VM there is nothing to count, and no VM ever comes back.
         raise ConfigError("replicas.min", 0, "must be at least 1: a group scaled to 0 VMs is never scaled up again "
-                                             "by load (the load balancer counts requests per VM)")
+                                             "by load (the load balancer counts requests per VM); to run no VM at "
+                                             "night or at weekends, set officeHours")
     return Replicas(lo, desired, hi, target)
 
 
@@ -663,7 +644,9 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         allowed_cidrs=_cidrs(values.get("allowedCidrs")), domain=domain,
         certificate=str(certificate) if certificate is not None else None,
         dns_zone=str(dns_zone) if dns_zone is not None else None,
-        vllm_args=_vllm_args(values.get("vllmArgs")), data_disk_gb=data_disk, tags=_tags(values.get("tags")),
+        vllm_args=_vllm_args(values.get("vllmArgs")),
+        office_hours=parse_office_hours(values.get("officeHours"), replicas.min), data_disk_gb=data_disk,
+        tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
     )

@@ -41,7 +41,10 @@ FIELDS = {
     "modelParams": ["like", "params_b", "layers", "heads", "kv_heads", "head_dim", "max_len", "quantization"],
     "tags": ["team", "managed-by", "a/b", "aws:x", "x" * 70],
     "apiKeys": ["alice", "Bob Smith", "default"],
+    "officeHours": ["timezone", "days", "start", "end", "windows", "offHoursReplicas", "warmPool"],
 }
+# Where a structured key has no value yet, its fields are changed in a good one.
+FIELD_BASES = {"officeHours": {"timezone": "Europe/Berlin", "days": "Mon-Fri", "start": "08:00", "end": "19:00"}}
 PLAUSIBLE = st.sampled_from([
     "us-east-1", "us-central1", "eastus", "codellama/CodeLlama-70b-Instruct-hf", "TheBloke/CodeLlama-70B-Instruct-AWQ",
     "s3://bucket/model", "gs://bucket/../x", "az://acct/container/m", "https://huggingface.co/org/model", "L4:1",
@@ -49,6 +52,7 @@ PLAUSIBLE = st.sampled_from([
     "--enable-prefix-caching", "--max-num-seqs", "--chat-template=/x", "0.0.0.0/0", "10.1.2.3/8", "code.example.com",
     "arn:aws:acm:us-east-1:123456789012:certificate/ab", "Z0123456789ABCDEFGHIJ", "true", "null", "", " ", "\n",
     "$(reboot)", "'", "\"", "é", "0", "-1", "1", "2", "8", "100", "1000000000000",
+    "Europe/Berlin", "EST5EDT", "Mon-Fri", "Sun-Mon", "08:00", "24:00", "7:00",
 ])
 SCALARS = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True)
            | st.text(max_size=30) | PLAUSIBLE)
@@ -75,7 +79,7 @@ def stack_files(draw) -> object:
             config[cloud] = {**section, draw(st.sampled_from(options)): draw(CHANGES)}
         else:
             key = draw(st.sampled_from(sorted(FIELDS)))
-            section = config.get(key) if isinstance(config.get(key), dict) else {}
+            section = config.get(key) if isinstance(config.get(key), dict) else FIELD_BASES.get(key, {})
             config[key] = {**section, draw(st.sampled_from(FIELDS[key])): draw(CHANGES)}
     document = {"config": {f"vllm-fleet:{key}": value for key, value in config.items()}}
     for secret in ("apiKey", "hfToken", "apiKeys"):  # secrets as the Pulumi CLI writes them, or (wrongly) in clear

@@ -72,7 +72,7 @@ def test_instance_role_reads_exactly_this_stacks_secrets(stack, plan_of):
     assert set(secrets) == {f"{stack}-apiKeys"} | ({f"{stack}-hfToken"} if "hfToken" in config_of(stack) else set())
     for version in plan.resources("aws:secretsmanager/secretVersion:SecretVersion"):
         assert version["secretString"] == "[secret]"
-    policy = json.loads(plan.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    policy = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy")[f"{stack}-read-secrets"]["policy"])
     read = next(s for s in policy["Statement"] if s["Action"] == "secretsmanager:GetSecretValue")
     region = config_of(stack)["region"]
     assert read["Resource"] == sorted(f"arn:aws:secretsmanager:{region}:123456789012:{name}" for name in secrets)
@@ -169,7 +169,7 @@ def test_prod_outputs_cost_quota_and_client_snippets(plan_of):
     assert outputs["apiKey"] == "[secret]"
     cost = outputs["estimatedCost"]
     assert cost["usdPerHour"] == pytest.approx(10.49, abs=0.01)
-    assert cost["usdPerMonth"] == pytest.approx(10.49264 * 730, abs=1)
+    assert cost["usdPerMonth24x7"] == pytest.approx(10.49264 * 730, abs=1)  # officeHours: usdPerMonth is less
     assert cost["usdPerHourAtMaxReplicas"] == pytest.approx(4 * 10.49264, abs=0.01)
     (quota,) = outputs["quota"]
     assert quota["name"] == "Running On-Demand G and VT instances" and quota["code"] == "L-DB2E81BA"
@@ -252,10 +252,15 @@ def test_tls_config_is_checked_before_anything_is_created(stack_file, extra, key
     assert f"config vllm-fleet:{key}" in result.stderr and words in result.stderr
 
 
-def test_autoscaling_owns_desired_capacity_after_the_first_up(plan_of):
+def test_autoscaling_owns_desired_capacity_after_the_first_up(plan_of, stack_file):
     """A later `pulumi up` (or one after a refresh) must not set desired back and terminate the VMs the scaling
-    policy added; a fixed-size group has nothing to fight over."""
-    assert plan_of("codellama-prod").options_of(GROUP)["ignoreChanges"] == ["desiredCapacity"]
+    policy added; a fixed-size group has nothing to fight over. (With officeHours the schedules own all three
+    sizes: tests/test_office_hours.py.)"""
+    around_the_clock = {k: v for k, v in config_of("codellama-prod").items() if k != "officeHours"}
+    result = run_plan(stack_file(around_the_clock, "prod-24x7"))
+    assert result.returncode == 0, result.stderr
+    [group] = [s for s in json.loads(result.stdout)["steps"] if s["type"] == GROUP]
+    assert group["options"]["ignoreChanges"] == ["desiredCapacity"]
     assert "ignoreChanges" not in plan_of("codellama-dev").options_of(GROUP)
 
 

@@ -73,9 +73,9 @@ def test_aws_roles_get_exactly_the_permission_list(deployer):
 def test_aws_deploy_role_passes_and_changes_only_the_fleets_roles(deployer):
     statements = {s["Sid"]: s for s in aws_policy(deployer, "vllm-fleet-deploy")["Statement"]}
     fleet_roles = sorted(f"arn:aws:iam::123456789012:role/{stack}-*" for stack in stacks_of("aws"))
-    assert statements["PassFleetRolesToEc2Only"]["Resource"] == fleet_roles
-    assert statements["PassFleetRolesToEc2Only"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}}
+    assert statements["PassFleetRolesToEc2AndSchedulerOnly"]["Resource"] == fleet_roles
+    assert statements["PassFleetRolesToEc2AndSchedulerOnly"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "scheduler.amazonaws.com"]}}
     assert statements["OnlySsmManagedPolicyOnFleetRoles"]["Condition"] == {
         "ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]}}
     assert statements["FleetRolesOnly"]["Resource"] == fleet_roles

@@ -206,7 +206,7 @@ def test_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, ca
     assert report.startswith(preview_report.marker("codellama-prod"))
     assert ("**This change replaces every GPU VM of the stack** (user-data (vLLM release, model, serving "
             "arguments), instance type)") in report
-    assert "| GPU VMs at desired replicas, a month | $7,660 | $" in report and "(+$" in report
+    assert "| GPU VMs a month (desired replicas; officeHours counted) | $2,633 | $" in report and "(+$" in report
     assert "| g6e.12xlarge × 1/1/4 | g6e.48xlarge × 1/1/4 |" in report
     assert "against main 0 added, 0 removed, 1 changed" in report
     assert "- changed: `aws:ec2/launchTemplate:LaunchTemplate` codellama-prod-gpu (description, instanceType" in report
@@ -221,7 +221,7 @@ def test_report_without_credentials_and_without_change(tmp_path, monkeypatch):
     status, report = report_of(tmp_path, monkeypatch, head, base, {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://token"})
     assert status == 0
     assert "replaces every GPU VM" not in report
-    assert "$7,660 | $7,660 (no change)" in report
+    assert "$2,633 | $2,633 (no change)" in report
     assert ("**`pulumi preview`** not run: no aws identity for previews: set the repository variables "
             "AWS_PREVIEW_ROLE_ARN (docs/ci.md)") in report
 

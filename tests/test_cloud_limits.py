@@ -20,6 +20,11 @@ from conftest import PlannedStack, run_plan, stacks_of
 
 SUFFIX = {"aws": 8, "gcp": 8, "azure": 8}
 BIGGEST = "mistralai/Mixtral-8x22B-Instruct-v0.1"  # 263 GiB of weights: the longest time to serve
+# officeHours with as many windows as it takes: each cloud's scheduler's limits at their fullest.
+MOST_WINDOWS = {"timezone": "Asia/Kolkata", "windows": [
+    {"days": "Mon-Fri", "start": "07:00", "end": "12:00"}, {"days": "Mon-Fri", "start": "13:00", "end": "19:00"},
+    {"days": "Sat", "start": "09:00", "end": "13:00"}, {"days": "Sun", "start": "10:00", "end": "12:00"},
+    *({"days": day, "start": "20:00", "end": "22:30"} for day in ("Mon", "Tue", "Wed", "Thu"))]}
 LONG_NAME = "team-platform-" + "x" * 60 + "-us-central1-production"  # Pulumi takes stack names up to 100
 
 
@@ -98,6 +103,28 @@ AWS_RULES: list[Rule] = [
     # EC2 user data: 16 KB before base64
     each("aws:ec2/launchTemplate:LaunchTemplate",
          lambda s, i: None if len(base64.b64decode(i["userData"])) <= 16384 else "user data over 16 KB"),
+    # Office hours. Scheduled actions: at most 125 a group (Auto Scaling quotas); a size of -1 keeps it (only the
+    # provider's sentinel), else 0-10000. Lifecycle hooks: heartbeat 30-7200 s (LifecycleHookSpecification). Warm
+    # pools: Stopped, Running or Hibernated (PutWarmPool).
+    lambda plan: [] if len(plan.resources("aws:autoscaling/schedule:Schedule")) <= 125 else ["over 125 actions"],
+    each("aws:autoscaling/schedule:Schedule", lambda s, i: next(
+        (f"{k} = {i[k]}" for k in ("minSize", "maxSize", "desiredCapacity") if not -1 <= i[k] <= 10000), None)
+         or (None if len(i["recurrence"].split()) == 5 and len(i["scheduledActionName"]) <= 255
+             else f"recurrence {i['recurrence']!r}")),
+    each("aws:autoscaling/lifecycleHook:LifecycleHook", lambda s, i: within(i["heartbeatTimeout"], 30, 7200,
+                                                                              "heartbeatTimeout")),
+    each("aws:autoscaling/group:Group", lambda s, i: next(
+        (f"hook {h}" for h in i.get("initialLifecycleHooks") or [] if not 30 <= h["heartbeatTimeout"] <= 7200), None)
+         or (None if (i.get("warmPool") or {}).get("poolState", "Stopped") in ("Stopped", "Running", "Hibernated")
+             else "warm pool state")
+         or (None if len(i.get("name", "x")) <= 255 else "group name over 255")),
+    # EventBridge Scheduler: names 1-64 of [0-9a-zA-Z-_.]; cron() of six fields with ? for one of the days; target
+    # input a JSON document; a fixed response body at most 1024 characters (FixedResponseActionConfig)
+    each("aws:scheduler/schedule:Schedule", name_rule(r"[0-9A-Za-z._-]+", 64, "aws", "scheduler CreateSchedule")),
+    each("aws:scheduler/schedule:Schedule", lambda s, i: None if re.fullmatch(
+        r"cron\(\S+ \S+ \? \* \S+ \*\)", i["scheduleExpression"]) and all(
+        len(a.get("FixedResponseConfig", {}).get("MessageBody", "")) <= 1024
+        for a in json.loads(i["target"]["input"])["Actions"]) else f"schedule {i['scheduleExpression']}"),
     # VPC quotas: 60 inbound rules per security group
     lambda plan: [] if sum(1 for r in plan.resources("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
                            if r["securityGroupId"].endswith("-lb-id")) <= 60 else ["more than 60 inbound rules"],
@@ -131,6 +158,20 @@ GCP_RULES: list[Rule] = [
             and len(re.findall(r"request\.\w+", r["match"].get("expr", {}).get("expression", ""))) <= 5)), None)),
     # Backend service timeout 1-2147483647; labels: at most 64, keys and values at most 63
     each("gcp:compute/backendService:BackendService", lambda s, i: within(i["timeoutSec"], 1, 2**31 - 1, "timeout")),
+    # Standby pools: initial delay 0-3600 s. Scaling schedules: at most 128, each at least 300 s, names RFC 1035;
+    # the autoscaler's minimum at least 0
+    each("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
+         lambda s, i: within(i["standbyPolicy"]["initialDelaySec"], 0, 3600, "standby initialDelaySec")
+         if "standbyPolicy" in i else None),
+    each("gcp:compute/regionAutoscaler:RegionAutoscaler", lambda s, i: (
+        None if len(i["autoscalingPolicy"].get("scalingSchedules", [])) <= 128 else "over 128 schedules") or next(
+        (f"schedule {x}" for x in i["autoscalingPolicy"].get("scalingSchedules", [])
+         if x["durationSec"] < 300 or not re.fullmatch(GCP_NAME, x["name"]) or len(x["name"]) > 63), None)
+        or within(i["autoscalingPolicy"]["minReplicas"], 0, i["autoscalingPolicy"]["maxReplicas"], "minReplicas")),
+    # Cloud Storage bucket names: 3-63 of lower-case letters, digits, - _ ., not containing "google"
+    each("gcp:storage/bucket:Bucket", lambda s, i: None if re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]",
+                                                                        autonamed(s, "gcp"))
+         and "google" not in autonamed(s, "gcp") else f"bucket {autonamed(s, 'gcp')!r}"),
     each("gcp:compute/instanceTemplate:InstanceTemplate", lambda s, i: next(
         (f"labels {d['labels']}" for d in i["disks"] if len(d["labels"]) > 64
          or any(len(k) > 63 or len(v) > 63 for k, v in d["labels"].items())), None)
@@ -138,6 +179,17 @@ GCP_RULES: list[Rule] = [
 ]
 
 # --- Azure -------------------------------------------------------------------------------------------------
+def _documented_time_zones() -> frozenset[str]:
+    """The Windows time zones the azure-native SDK's RecurrentSchedule documents as valid (from its docstring)."""
+    import inspect
+
+    from pulumi_azure_native.monitor import _inputs
+
+    text = inspect.getsource(_inputs.RecurrentScheduleArgs).split("Some examples of valid time zones are: ")[1]
+    return frozenset(zone.strip() for zone in text.split("\n")[0].split(","))
+
+
+AZURE_TIME_ZONES = _documented_time_zones()
 AZURE_RULES: list[Rule] = [
     # Key Vault names: 3-24, a letter first, letters, digits and single hyphens, no hyphen last
     each("azure-native:keyvault:Vault", name_rule(r"[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]", 24, "azure",
@@ -162,6 +214,17 @@ AZURE_RULES: list[Rule] = [
     each("azure-native:network:ApplicationGateway", lambda s, i: next(
         (f"requestTimeout {h['requestTimeout']}" for h in i["backendHttpSettingsCollection"]
          if not 1 <= h["requestTimeout"] <= 86400), None)),
+    # Storage account names: 3-24 lower-case letters and digits
+    each("azure-native:storage:StorageAccount",
+         lambda s, i: None if re.fullmatch(r"[a-z0-9]{3,24}", i["accountName"]) else f"account {i['accountName']!r}"),
+    # Autoscale: at most 20 profiles; a recurrence is weekly, hours 0-23, minutes 0-59, a Windows time zone the
+    # API documents
+    each("azure-native:monitor:AutoscaleSetting", lambda s, i: (
+        None if len(i["profiles"]) <= 20 else "over 20 profiles") or next(
+        (f"profile {p['name']}" for p in i["profiles"] if "recurrence" in p and not (
+            p["recurrence"]["frequency"] == "Week" and all(0 <= h <= 23 for h in p["recurrence"]["schedule"]["hours"])
+            and all(0 <= m <= 59 for m in p["recurrence"]["schedule"]["minutes"])
+            and p["recurrence"]["schedule"]["timeZone"] in AZURE_TIME_ZONES)), None)),
     # Tags: at most 50; names at most 512 without < > % & \ ? /; values at most 256
     lambda plan: [f"{s['type']} tags {tags}" for s in plan.steps if (tags := s["newState"]["inputs"].get("tags"))
                   and isinstance(tags, dict) and (len(tags) > 50 or any(
@@ -189,7 +252,7 @@ def test_every_stack_sets_only_what_its_cloud_accepts(stack, plan_of):
 @pytest.mark.parametrize("case", ["largest model", "longest stack name"])
 def test_the_largest_model_and_the_longest_stack_name_set_only_what_the_cloud_accepts(cloud, case, tmp_path):
     config = {"cloud": cloud, **CLOUD_CONFIG[cloud], "allowedCidrs": ["10.0.0.0/8"],
-              "replicas": {"min": 1, "max": 3}, "spot": False}
+              "replicas": {"min": 1, "max": 3}, "spot": False, "officeHours": MOST_WINDOWS}
     if case == "largest model":
         config.update(model=BIGGEST, maxModelLen=16384, dataDiskGb=2000)
         name = "big"
@@ -221,3 +284,23 @@ def test_the_rules_catch_what_they_are_for(plan_of):
     problems = broken(broken_plan, "aws")
     assert any("warmup" in p for p in problems) and any("aaaaa" in p for p in problems)
     assert any("user data over 16 KB" in p for p in problems)
+
+
+def test_the_office_hours_rules_catch_what_they_are_for(plan_of):
+    def broken_copy(stack: str, type_: str, change: Callable[[dict], None]) -> list[str]:
+        plan = plan_of(stack)
+        steps = json.loads(json.dumps(plan.steps))
+        change(next(s for s in steps if s["type"] == type_)["newState"]["inputs"])
+        cloud = {"codellama-prod": "aws", "codellama-gcp": "gcp", "qwen-coder-azure-dev": "azure"}[stack]
+        return broken(PlannedStack(plan.name, {**plan.preview, "steps": steps}), cloud)
+
+    assert any("heartbeatTimeout" in p for p in broken_copy(
+        "codellama-prod", "aws:autoscaling/lifecycleHook:LifecycleHook", lambda i: i.update(heartbeatTimeout=9000)))
+    assert any("schedule cron(0 19 * * 1-5)" in p for p in broken_copy(
+        "codellama-prod", "aws:scheduler/schedule:Schedule", lambda i: i.update(scheduleExpression="cron(0 19 * * 1-5)")))
+    assert any("standby initialDelaySec" in p for p in broken_copy(
+        "codellama-gcp", "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
+        lambda i: i["standbyPolicy"].update(initialDelaySec=4000)))
+    assert any("profile office-hours-0" in p for p in broken_copy(
+        "qwen-coder-azure-dev", "azure-native:monitor:AutoscaleSetting",
+        lambda i: i["profiles"][1]["recurrence"]["schedule"].update(timeZone="Europe/Berlin")))

@@ -109,7 +109,7 @@ def _cost_rows(base: Outcome, head: Outcome) -> list[str]:
     if before is not None and after is not None:
         delta = after - before
         change = f" ({'+' if delta > 0 else '-'}{money(abs(delta))})" if round(delta) else " (no change)"
-    rows.append(f"| GPU VMs at desired replicas, a month | {money(before) if before is not None else '—'} | "
+    rows.append(f"| GPU VMs a month (desired replicas; officeHours counted) | {money(before) if before is not None else '—'} | "
                 f"{money(after) if after is not None else '—'}{change} |")
 
     def output(plan: Outcome, key: str, render) -> str:

@@ -29,7 +29,9 @@ class Fleet(FleetComponent):
         vpc_id, public_subnets, private_subnets = network.subnets(self, spec, options)
         lb_sg, instance_sg = network.security_groups(self, spec, vpc_id)
         secret_arns, secret_refs = identity.store_secrets(self, spec, secrets)
-        profile = identity.instance_profile(self, spec, secret_arns)
+        self.standby_pool, self.standby_note = fleet.warm_pool(spec, sizing)
+        profile = identity.instance_profile(self, spec, secret_arns,
+                                            fleet.group_name(spec) if self.standby_pool else None)
         template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
         self.instance_types = fleet.launchable_types(spec, sizing)
@@ -37,6 +39,13 @@ class Fleet(FleetComponent):
                       f"{options.ami_name} (pinned; aws.amiName names a newer release)")
         group = fleet.auto_scaling_group(self, spec, sizing, template, target_group, private_subnets, tags)
         fleet.autoscaling_policy(self, spec, group, alb, target_group)
-        scheme = edge.listeners(self, spec, alb, target_group)
+        if self.standby_pool:
+            fleet.ready_hook(self, spec, sizing, group)
+        scheme, api_rule = edge.listeners(self, spec, alb, target_group)
+        if spec.office_hours:
+            fleet.office_hours(self, spec, sizing, group)
+            edge.closed_outside_hours(self, spec, api_rule, target_group)
+            self.wake_target = {"cloud": "aws", "region": spec.region, "group": group.name,
+                                "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn}
 
         self.serve_at(scheme, spec.domain or alb.dns_name)

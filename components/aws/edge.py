@@ -1,7 +1,8 @@
 """The edge of an AWS stack: the Application Load Balancer, its target group with the health check, the listener
 (HTTPS with the stack's or an issued ACM certificate), and what it lets through to vLLM: the OpenAI API under
 /v1/ and /health only. Every other path gets the listener's fixed 404 (vLLM serves /invocations, /tokenize, /metrics
-and more without the API key)."""
+and more without the API key). With office hours, EventBridge Scheduler switches the API's rule to a fixed 503 that
+says when the endpoint serves when each window closes, and back when it opens."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import json
 import re
 from typing import Any
 
-from pulumi_aws import acm, lb, route53
+import pulumi
+from pulumi_aws import acm, iam, lb, route53, scheduler
 
 from components.base import FleetComponent
 from components.edge_model import Resources, of_type, path_readings, strictest
 from fleet import serving
+from fleet.schedule import Moment, closed_answer
 from fleet.spec import FleetSpec
 
 from .options import AwsOptions
@@ -32,6 +35,11 @@ API_RULE_PRIORITY = 100
 # Load balancer and target group names: at most 32 characters (CreateLoadBalancer, CreateTargetGroup), of which
 # Pulumi's autonaming takes 8 ("-" and 7 random hex digits) and never shortens the rest.
 ALB_NAME_MAX, AUTONAME_SUFFIX = 32, 8
+# EventBridge Scheduler: schedule and IAM role names (1-64 characters; Pulumi's autonaming adds 8), and the
+# universal target that calls Elastic Load Balancing's ModifyRule with the schedule's input as its parameters.
+SCHEDULE_NAME_MAX, ROLE_NAME_MAX = 64, 64
+MODIFY_RULE_TARGET = "arn:aws:scheduler:::aws-sdk:elasticloadbalancingv2:modifyRule"
+SCHEDULER_DAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 LISTENER = "aws:lb/listener:Listener"
 LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 
@@ -51,36 +59,79 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, options: AwsOptions, v
         opts=fleet.opts)
     return alb, target_group
 
-def listeners(fleet: FleetComponent, spec: FleetSpec, alb, target_group) -> str:
+def listeners(fleet: FleetComponent, spec: FleetSpec, alb, target_group):
+    """The listener and the rule that passes the API to vLLM: (the endpoint's scheme, that rule)."""
     refuse = [lb.ListenerDefaultActionArgs(type="fixed-response", fixed_response=lb.ListenerDefaultActionFixedResponseArgs(
         content_type="application/json", status_code="404", message_body=json.dumps(NOT_SERVED)))]
     if not (spec.certificate or spec.dns_zone):
         fleet.warn_plain_http(spec, "Set domain and certificate (or dnsZone) for HTTPS.")
         listener = lb.Listener(fleet.child("http"), load_balancer_arn=alb.arn, port=80, protocol="HTTP",
                                default_actions=refuse, opts=fleet.opts)
-        pass_the_api(fleet, listener, target_group)
-        return "http"
+        return "http", pass_the_api(fleet, spec, listener, target_group)
     certificate_arn = spec.certificate or issued_certificate(fleet, spec)
     listener = lb.Listener(fleet.child("https"), load_balancer_arn=alb.arn, port=443, protocol="HTTPS",
                            ssl_policy=TLS_POLICY, certificate_arn=certificate_arn, default_actions=refuse,
                            opts=fleet.opts)
-    pass_the_api(fleet, listener, target_group)
+    api_rule = pass_the_api(fleet, spec, listener, target_group)
     if spec.dns_zone:
         route53.Record(fleet.child("endpoint"), zone_id=spec.dns_zone, name=spec.domain, type="A",
                        aliases=[route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
                                                         evaluate_target_health=True)], opts=fleet.opts)
     else:
         fleet.warn(f"{spec.stack}: point {spec.domain} (CNAME) at the load balancer's DNS name to use the endpoint.")
-    return "https"
+    return "https", api_rule
 
-def pass_the_api(fleet: FleetComponent, listener, target_group) -> None:
+def pass_the_api(fleet: FleetComponent, spec: FleetSpec, listener, target_group):
     """The one rule that forwards to vLLM: the API and the health check (two of the three values a condition may
-    hold); the listener's default answers everything else."""
-    lb.ListenerRule(fleet.child("openai-api"), listener_arn=listener.arn, priority=API_RULE_PRIORITY,
-                    conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
-                        values=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS]))],
-                    actions=[lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
+    hold); the listener's default answers everything else. With office hours its action is the schedules'
+    (closed_outside_hours): a `pulumi up` at night must not open it."""
+    return lb.ListenerRule(fleet.child("openai-api"), listener_arn=listener.arn, priority=API_RULE_PRIORITY,
+                           conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
+                               values=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS]))],
+                           actions=[lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
+                           opts=fleet.child_opts(ignore_changes=["actions"] if spec.office_hours else None))
+
+
+def scheduler_cron(moment: Moment) -> str:
+    """EventBridge Scheduler's cron: six fields (minutes hours day-of-month month day-of-week year), `?` for the
+    day of the month when days of the week are given."""
+    hour, minute = moment.hour_and_minute
+    return f"cron({minute} {hour} ? * {','.join(SCHEDULER_DAYS[day] for day in moment.days)} *)"
+
+
+def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, target_group) -> None:
+    """When each window closes, the API's rule answers a fixed 503 that says when the endpoint serves (an ALB
+    whose targets are stopped would answer 503 with an HTML page, or 502 while they drain); when it opens, the rule
+    forwards to vLLM again. EventBridge Scheduler calls ModifyRule itself, in the stack's time zone."""
+    hours = spec.office_hours
+    role = iam.Role(fleet.short_child("switch-api", ROLE_NAME_MAX - AUTONAME_SUFFIX),
+                    description=f"vllm-fleet {spec.stack}: EventBridge Scheduler opens and closes the API's rule",
+                    assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "scheduler.amazonaws.com"}}]}),
                     opts=fleet.opts)
+    iam.RolePolicy(fleet.child("switch-api"), role=role.id, policy=api_rule.arn.apply(lambda arn: json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule",
+                                                "Resource": arn}]})), opts=fleet.opts)
+    closed = [{"Type": "fixed-response", "FixedResponseConfig": {
+        "StatusCode": "503", "ContentType": "application/json",
+        "MessageBody": json.dumps(closed_answer(spec.stack, hours))}}]
+
+    def switch(name: str, moment: Moment, actions) -> None:
+        scheduler.Schedule(
+            fleet.short_child(name, SCHEDULE_NAME_MAX - AUTONAME_SUFFIX),
+            description=f"vllm-fleet {spec.stack}: {name.split('-')[0]} the API, {hours.describe()}",
+            schedule_expression=scheduler_cron(moment), schedule_expression_timezone=hours.timezone,
+            flexible_time_window=scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+            target=scheduler.ScheduleTargetArgs(
+                arn=MODIFY_RULE_TARGET, role_arn=role.arn,
+                input=pulumi.Output.json_dumps({"RuleArn": api_rule.arn, "Actions": actions})),
+            opts=fleet.opts)
+
+    for index, moment in enumerate(hours.closings()):
+        switch(f"close-api-{index}", moment, closed)
+    for index, moment in enumerate(hours.openings(0)):
+        switch(f"open-api-{index}", moment, [{"Type": "forward", "TargetGroupArn": target_group.arn}])
 
 def issued_certificate(fleet: FleetComponent, spec: FleetSpec):
     certificate = acm.Certificate(fleet.child("tls"), domain_name=spec.domain, validation_method="DNS",

@@ -1,5 +1,6 @@
-"""The GPU instances of an AWS stack: the launch template (image, disks, IMDSv2, the rendered user-data) and the
-Auto Scaling group that keeps them healthy behind the load balancer, refreshes them and scales them."""
+"""The GPU instances of an AWS stack: the launch template (image, disks, IMDSv2, the rendered user-data), the
+Auto Scaling group that keeps them healthy behind the load balancer, refreshes them and scales them, and with office
+hours its scheduled actions and warm pool of stopped instances."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pulumi_aws import autoscaling, ec2
 
 from components.base import FleetComponent
 from fleet import catalog
-from fleet.bootstrap import CloudBoot, render_user_data
+from fleet import serving
+from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
 from fleet.catalog import InstanceType
+from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -20,6 +23,7 @@ from .edge import LB_IDLE_TIMEOUT_SECONDS
 from .options import AwsOptions
 
 ROOT_VOLUME_GB = 150  # the DLAMI's own ~75 GB plus the vLLM venv
+ROOT_VOLUME_MB_PER_S, ROOT_VOLUME_IOPS = 250, 3000
 # The weights cache disk's provisioned throughput and IOPS (catalog aws.data_disk; at most 0.25 MiB/s per IOPS).
 DATA_DISK_MB_PER_S, DATA_DISK_IOPS = 1000, 8000
 # EC2 takes at most 16 KB of user data before base64; cloud-init reads it gzip-compressed as well.
@@ -29,6 +33,14 @@ MAX_DEFAULT_INSTANCE_WARMUP = 3600
 # Spot groups launch the sized type or another with the same GPUs that costs at most this many times as much
 # on demand: more spot pools to draw from, without a 16xlarge standing in for an xlarge.
 SPOT_ALTERNATIVE_MAX_PRICE_RATIO = 2.0
+# The launch lifecycle hook of a group with a warm pool: an instance waits in it (Warmed:Pending:Wait on its way into
+# the pool, Pending:Wait on its way into service) until vLLM serves and vllm-fleet-ready completes it. Without it the
+# group stops a new pool instance as soon as it runs, before the user-data has installed anything.
+READY_HOOK = "vllm-fleet-ready"
+READY_UNIT = "vllm-fleet-ready.service"
+READY_SCRIPT = "/usr/local/sbin/vllm-fleet-ready"
+# A lifecycle hook's heartbeat timeout: 30 to 7200 s (LifecycleHookSpecification).
+HOOK_HEARTBEAT_MIN, HOOK_HEARTBEAT_MAX = 30, 7200
 
 
 def launchable_types(spec: FleetSpec, sizing: Sizing) -> list[InstanceType]:
@@ -44,10 +56,46 @@ def launchable_types(spec: FleetSpec, sizing: Sizing) -> list[InstanceType]:
     return sorted(alternatives, key=lambda it: (it.name != chosen.name, it.usd_per_hour, it.name))
 
 
-def user_data(spec: FleetSpec, sizing: Sizing, secret_refs) -> pulumi.Output[str]:
+def group_name(spec: FleetSpec) -> str:
+    """The Auto Scaling group's name, fixed (not autonamed): the instances' user-data and the instance role's
+    policy name it, and both exist before the group."""
+    return f"vllm-fleet-{spec.stack}"
+
+
+def hook_heartbeat_seconds(sizing: Sizing) -> int:
+    return max(HOOK_HEARTBEAT_MIN, min(sizing.time_to_serve.seconds, HOOK_HEARTBEAT_MAX))
+
+
+def warm_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]:
+    """The warm pool an office-hours group keeps, or None and why not. It holds the office-hours instances the
+    evening's scale-in stops (reuse on scale-in) and the morning's scale-up starts: max prepared capacity
+    replicas.desired, so it is empty while they serve."""
+    stopped, why_not = standby_vms(spec.office_hours, spec.replicas.desired, spec.spot)
+    if not stopped:
+        return None, why_not
+    aws = catalog.cloud("aws")
+    disks = (aws.disk_usd_per_month("gp3", ROOT_VOLUME_GB, ROOT_VOLUME_IOPS, ROOT_VOLUME_MB_PER_S)
+             + aws.disk_usd_per_month("gp3", sizing.data_disk_gb, DATA_DISK_IOPS, DATA_DISK_MB_PER_S))
+    return StandbyPool(
+        kind="Auto Scaling warm pool of stopped instances, reused on scale-in", stopped_in_hours=0,
+        stopped_off_hours=stopped, disk_usd_per_vm_month=disks,
+        note=("a stopped instance that cannot get its GPU capacity back when started is replaced by a new one, "
+              "which takes the whole time to serve")), ""
+
+
+def user_data(spec: FleetSpec, sizing: Sizing, secret_refs, with_ready_hook: bool) -> pulumi.Output[str]:
+    # With a warm pool, vllm-fleet-ready completes the launch lifecycle hook once vLLM serves.
+    ready = dict(
+        vars={"group_name": group_name(spec), "ready_hook": READY_HOOK, "ready_timeout": str(hook_heartbeat_seconds(sizing)),
+              "vllm_port": str(serving.SERVE_PORT), "vllm_health_path": serving.HEALTH_PATH,
+              "ready_script": READY_SCRIPT},
+        files=(CloudFile(READY_SCRIPT, "clouds/aws-ready.sh.j2", "0755"),
+               CloudFile(f"/etc/systemd/system/{READY_UNIT}", "clouds/aws-ready.service.j2")),
+        units=(READY_UNIT,)) if with_ready_hook else {}
+
     def encode(refs: dict[str, str]) -> str:
-        text = render_user_data(spec, sizing, CloudBoot(secret_refs=refs,
-                                                        edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS))
+        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS, **ready)
+        text = render_user_data(spec, sizing, boot)
         # mtime 0: the same user-data compresses to the same bytes, so an unchanged stack shows no change.
         packed = gzip.compress(text.encode(), mtime=0)
         if len(packed) > USER_DATA_MAX_BYTES:
@@ -89,11 +137,11 @@ def launch_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, opti
         metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
             http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
         block_device_mappings=[
-            volume(root_device, ROOT_VOLUME_GB, 250, 3000),
+            volume(root_device, ROOT_VOLUME_GB, ROOT_VOLUME_MB_PER_S, ROOT_VOLUME_IOPS),
             # The weights cache: fast gp3 so that a new VM loads the weights quickly.
             volume("/dev/sdf", sizing.data_disk_gb, DATA_DISK_MB_PER_S, DATA_DISK_IOPS),
         ],
-        user_data=user_data(spec, sizing, secret_refs),
+        user_data=user_data(spec, sizing, secret_refs, with_ready_hook=fleet.standby_pool is not None),
         update_default_version=True,
         tag_specifications=[
             ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={
@@ -123,8 +171,16 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
                            for it in launchable_types(spec, sizing)]))
     grace = sizing.startup_grace_seconds
     autoscaled = spec.replicas.min != spec.replicas.max
+    pool = fleet.standby_pool
+    # With a scaling policy, replicas.desired is the first size and the policy owns it afterwards: a later
+    # `pulumi up` must not set it back and terminate the VMs it added. With office hours the scheduled actions
+    # own the sizes too (a `pulumi up` at night must not start the fleet); they carry the config's. The initial
+    # lifecycle hook applies when the group is created; ready_hook keeps it on an existing group.
+    ignored = (["minSize", "maxSize", "desiredCapacity"] if spec.office_hours else
+               ["desiredCapacity"] if autoscaled else []) + (["initialLifecycleHooks"] if pool else [])
     return autoscaling.Group(
         fleet.child("gpu"),
+        name=group_name(spec),
         min_size=spec.replicas.min,
         max_size=spec.replicas.max,
         desired_capacity=spec.replicas.desired,
@@ -149,10 +205,52 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         # `pulumi up` returns once the group exists; VMs become healthy minutes later (weights download).
         wait_for_capacity_timeout="0",
         tags=[autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=False) for k, v in tags.items()],
-        # With a scaling policy, replicas.desired is the first size and the policy owns it afterwards: a later
-        # `pulumi up` must not set it back and terminate the VMs it added.
-        opts=fleet.child_opts(ignore_changes=["desiredCapacity"] if autoscaled else None),
+        # Stopped instances with vLLM and the weights on their disks: what the evening's scale-in stops and the
+        # morning's scale-up starts (warm_pool).
+        warm_pool=autoscaling.GroupWarmPoolArgs(
+            pool_state="Stopped", min_size=0, max_group_prepared_capacity=spec.replicas.desired,
+            instance_reuse_policy=autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
+        ) if pool else None,
+        initial_lifecycle_hooks=[autoscaling.GroupInitialLifecycleHookArgs(**_ready_hook(sizing))] if pool else None,
+        opts=fleet.child_opts(ignore_changes=ignored or None),
     )
+
+
+def _ready_hook(sizing: Sizing) -> dict:
+    # CONTINUE when vllm-fleet-ready never answers: the load balancer's health check still keeps a broken
+    # instance out, and the group replaces it.
+    return dict(name=READY_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING", default_result="CONTINUE",
+                heartbeat_timeout=hook_heartbeat_seconds(sizing))
+
+
+def ready_hook(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) -> None:
+    """The launch lifecycle hook as its own resource (PutLifecycleHook creates or updates it): on a group created
+    before office hours were set, initial_lifecycle_hooks does nothing."""
+    if sizing.time_to_serve.seconds > HOOK_HEARTBEAT_MAX:
+        fleet.warn(f"{spec.stack}: a new instance may take {sizing.time_to_serve.seconds} s to serve, but a lifecycle "
+                   f"hook waits at most {HOOK_HEARTBEAT_MAX} s: the warm pool may stop an instance before its setup "
+                   f"is done, and its first start finishes the setup")
+    autoscaling.LifecycleHook(fleet.child("ready"), autoscaling_group_name=group.name, **_ready_hook(sizing),
+                              opts=fleet.opts)
+
+
+def office_hours(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) -> None:
+    """Scheduled actions in the stack's time zone (AWS keeps them to local time across daylight-saving changes):
+    the office-hours sizes early enough for the instances to serve when each window opens, offHoursReplicas when
+    it closes. A size left out of a scheduled action would be set to 0 by the provider: -1 keeps one unchanged."""
+    hours = spec.office_hours
+    replicas = spec.replicas
+    lead_minutes = fleet.scale_up_lead_minutes(sizing)
+    for index, moment in enumerate(hours.openings(lead_minutes)):
+        autoscaling.Schedule(fleet.child(f"open-{index}"), autoscaling_group_name=group.name,
+                             scheduled_action_name=f"vllm-fleet-open-{index}", recurrence=moment.cron,
+                             time_zone=hours.timezone, min_size=replicas.min, max_size=replicas.max,
+                             desired_capacity=replicas.desired, opts=fleet.opts)
+    for index, moment in enumerate(hours.closings()):
+        autoscaling.Schedule(fleet.child(f"close-{index}"), autoscaling_group_name=group.name,
+                             scheduled_action_name=f"vllm-fleet-close-{index}", recurrence=moment.cron,
+                             time_zone=hours.timezone, min_size=hours.off_hours_replicas, max_size=-1,
+                             desired_capacity=hours.off_hours_replicas, opts=fleet.opts)
 
 
 def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, group, alb, target_group):

@@ -30,7 +30,10 @@ def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, 
         refs[key] = pulumi.Output.concat(secret.arn, "|", version.version_id)
     return arns, refs
 
-def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mapping[str, pulumi.Output[str]]):
+def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mapping[str, pulumi.Output[str]],
+                     lifecycle_group: str | None = None):
+    """`lifecycle_group`: the Auto Scaling group whose launch lifecycle actions the instances complete themselves
+    (vllm-fleet-ready, with a warm pool)."""
     role = iam.Role(fleet.child("instance"), description=f"vllm-fleet {spec.stack} GPU instances",
                     assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                         "Effect": "Allow", "Action": "sts:AssumeRole",
@@ -50,6 +53,11 @@ def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mappin
                 {"Sid": "ReadModel", "Effect": "Allow", "Action": "s3:GetObject",
                  "Resource": f"arn:aws:s3:::{bucket}/{prefix.rstrip('/') + '/' if prefix else ''}*"},
             ]
+        if lifecycle_group:
+            statements.append({"Sid": "CompleteOwnLaunchLifecycleAction", "Effect": "Allow",
+                               "Action": "autoscaling:CompleteLifecycleAction",
+                               "Resource": f"arn:aws:autoscaling:{spec.region}:*:autoScalingGroup:*:"
+                                           f"autoScalingGroupName/{lifecycle_group}"})
         return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
     iam.RolePolicy(fleet.child("read-secrets"), role=role.id,

@@ -1,16 +1,20 @@
 """The edge of an Azure stack: the Application Gateway v2 (TLS from Key Vault, the /health probe, long requests,
 unbuffered streams) and the endpoint's DNS record. Path-based routing lets the OpenAI API under /v1/ and /health
-through to vLLM; every other path goes to a backend pool without members, which the gateway answers itself."""
+through to vLLM; every other path goes to a backend pool without members, which the gateway answers itself. With
+office hours, the gateway's 502 (no VM serves) shows a page that says when the endpoint serves."""
 
 from __future__ import annotations
 
+import html
 
 import pulumi
-from pulumi_azure_native import authorization, dns, managedidentity, network
+import pulumi_random
+from pulumi_azure_native import authorization, dns, managedidentity, network, storage
 
 from components.base import FleetComponent
 from components.edge_model import Resources, of_type, path_readings, strictest
 from fleet import serving
+from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
 
 from .identity import KEY_VAULT_SECRETS_USER
@@ -28,9 +32,39 @@ DRAIN_TIMEOUT_SECONDS = 300
 GATEWAY_MAX_CAPACITY_UNITS = 10
 TLS_POLICY = "AppGwSslPolicy20220101S"  # TLS 1.2+ with strong ciphers only
 HEALTH_PROBE_INTERVAL_SECONDS = 15
+# The closed page: a storage account's static website (account names: 3-24 lower-case letters and digits, unique in
+# Azure). The gateway's custom error pages are HTML pages at a public URL ending in .htm or .html.
+CLOSED_ACCOUNT_PREFIX, CLOSED_ACCOUNT_RANDOM = "vllmclosed", 12
+CLOSED_PAGE = "vllm-fleet-closed.html"
+
+
+def closed_page(fleet: FleetComponent, spec: FleetSpec, group):
+    """With office hours: the page the gateway shows for its own 502 (no healthy VM: outside the hours, before the
+    morning's VMs serve; also any path it refuses), on a static website of its own; None without."""
+    if not spec.office_hours:
+        return None
+    unique = pulumi_random.RandomString(fleet.child("closed"), length=CLOSED_ACCOUNT_RANDOM, special=False,
+                                        upper=False, opts=fleet.opts)
+    account = storage.StorageAccount(
+        fleet.child("closed"), account_name=pulumi.Output.concat(CLOSED_ACCOUNT_PREFIX, unique.result),
+        resource_group_name=group, location=spec.region, tags=fleet.tags, kind="StorageV2",
+        sku=storage.SkuArgs(name="Standard_LRS"), minimum_tls_version="TLS1_2", enable_https_traffic_only=True,
+        allow_blob_public_access=False, opts=fleet.opts)
+    website = storage.StorageAccountStaticWebsite(fleet.child("closed"), account_name=account.name,
+                                                  resource_group_name=group, opts=fleet.opts)
+    message = html.escape(closed_answer(spec.stack, spec.office_hours)["error"]["message"])
+    page = storage.Blob(
+        fleet.child("closed"), account_name=account.name, resource_group_name=group,
+        container_name=website.container_name, blob_name=CLOSED_PAGE, content_type="text/html",
+        source=pulumi.StringAsset(f"<!doctype html>\n<title>vllm-fleet {html.escape(spec.stack)}: no VM serving"
+                                  f"</title>\n<p>{message}</p>\n<p>The endpoint serves the OpenAI API under "
+                                  f"{serving.PUBLIC_API_PREFIX} only.</p>\n"),
+        opts=fleet.opts)
+    return pulumi.Output.concat(account.primary_endpoints.web, page.name)
 
 
 def gateway(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, group, subnet, public_ip):
+    closed_page_url = closed_page(fleet, spec, group)
     gateway_name = f"{spec.name}-gateway"
     prefix = pulumi.Output.concat("/subscriptions/", fleet.subscription_id, "/resourceGroups/", group,
                                   "/providers/Microsoft.Network/applicationGateways/", gateway_name)
@@ -83,6 +117,9 @@ def gateway(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, group
             frontend_ip_configuration=part("frontendIPConfigurations", "public"),
             frontend_port=part("frontendPorts", scheme),
             ssl_certificate=part("sslCertificates", "tls") if tls else None)],
+        custom_error_configurations=[network.ApplicationGatewayCustomErrorArgs(
+            status_code=f"HttpStatus{EMPTY_POOL_STATUS}", custom_error_page_url=closed_page_url)]
+        if closed_page_url else None,
         # "vllm" holds the scale set's VMs; "refused" never holds any, so what is routed there gets the gateway's own
         # 502 (a Standard_v2 gateway has no fixed responses) and never reaches a VM.
         backend_address_pools=[network.ApplicationGatewayBackendAddressPoolArgs(name=VLLM_POOL),

@@ -155,8 +155,20 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
         opts=fleet.child_opts(depends_on=depends_on, ignore_changes=["sku.capacity"]),
     )
 
-def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, scale_set, gateway) -> None:
-    """Always present: besides scaling on load it restores the minimum after spot evictions delete VMs."""
+def standby_note(spec: FleetSpec) -> str:
+    """Why an Azure stack keeps no stopped VMs for the morning."""
+    if not spec.office_hours:
+        return ""
+    return ("no standby pool: Azure standby pools take only Flexible scale sets and this one is Uniform; each "
+            "morning creates new VMs (its scale-up starts the whole time to serve early)")
+
+
+def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, scale_set,
+              gateway):
+    """Always present: besides scaling on load it restores the minimum after spot evictions delete VMs. With office
+    hours, recurring profiles in the stack's time zone (its Windows name: Azure's autoscale takes no IANA names)
+    switch between the office-hours sizes, early enough for new VMs to serve when each window opens, and
+    offHoursReplicas when it closes; a profile holds until the next one starts."""
     replicas = spec.replicas
     rules = []
     if replicas.min != replicas.max:
@@ -175,11 +187,27 @@ def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, sca
             rule("GreaterThan", target, "PT5M", "Increase", _iso_minutes(sizing.startup_grace_seconds)),
             rule("LessThan", target / 2, "PT15M", "Decrease", "PT15M"),
         ]
-    monitor.AutoscaleSetting(
+    office = monitor.ScaleCapacityArgs(minimum=str(replicas.min), default=str(replicas.desired),
+                                       maximum=str(replicas.max))
+    profiles = [monitor.AutoscaleProfileArgs(name="replicas", rules=rules, capacity=office)]
+    hours = spec.office_hours
+    if hours:
+        zone = options.windows_time_zone
+        lead_minutes = fleet.scale_up_lead_minutes(sizing)
+
+        def recurring(name: str, moment, capacity, profile_rules):
+            hour, minute = moment.hour_and_minute
+            return monitor.AutoscaleProfileArgs(
+                name=name, rules=profile_rules, capacity=capacity,
+                recurrence=monitor.RecurrenceArgs(frequency="Week", schedule=monitor.RecurrentScheduleArgs(
+                    time_zone=zone, days=moment.day_names, hours=[hour], minutes=[minute])))
+
+        off = str(hours.off_hours_replicas)
+        profiles += [recurring(f"office-hours-{index}", moment, office, rules)
+                     for index, moment in enumerate(hours.openings(lead_minutes))]
+        profiles += [recurring(f"off-hours-{index}", moment,
+                               monitor.ScaleCapacityArgs(minimum=off, default=off, maximum=off), [])
+                     for index, moment in enumerate(hours.closings())]
+    return monitor.AutoscaleSetting(
         fleet.child("replicas"), resource_group_name=group, location=spec.region, tags=fleet.tags,
-        target_resource_uri=scale_set.id, enabled=True,
-        profiles=[monitor.AutoscaleProfileArgs(
-            name="replicas", rules=rules,
-            capacity=monitor.ScaleCapacityArgs(minimum=str(replicas.min), default=str(replicas.desired),
-                                               maximum=str(replicas.max)))],
-        opts=fleet.opts)
+        target_resource_uri=scale_set.id, enabled=True, profiles=profiles, opts=fleet.opts)

@@ -35,4 +35,13 @@ def offline_state(type_: str, name: str, inputs: Mapping[str, Any], region: str)
         if label:
             state["dnsSettings"] = {"domainNameLabel": label,
                                     "fqdn": f"{label}-a1b2c3d4e5.{region}.cloudapp.azure.com"}
+    if type_ == "random:index/randomString:RandomString":
+        state["result"] = hashlib.sha256(name.encode()).hexdigest()[: int(inputs["length"])]
+    if type_ == "azure-native:storage:StorageAccount":
+        state["name"] = inputs["accountName"]
+        state["primaryEndpoints"] = {"web": f"https://{inputs['accountName']}.z13.web.core.windows.net/"}
+    if type_ == "azure-native:storage:StorageAccountStaticWebsite":
+        state["containerName"] = "$web"
+    if type_ == "azure-native:storage:Blob":
+        state["name"] = inputs["blobName"]
     return state

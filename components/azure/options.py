@@ -55,6 +55,8 @@ class AzureOptions:
     image: tuple[str, str, str, str]
     certificate_vault_id: str | None
     model_storage_account_id: str | None
+    # officeHours.timezone as Windows names it (Azure autoscale profiles take no IANA names); None without it.
+    windows_time_zone: str | None = None
 
 
 def _cidr(key: str, value: Any, smallest: int, largest: int) -> ipaddress.IPv4Network:
@@ -190,4 +192,19 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AzureOptions:
         resource_group_name=group, virtual_network_id=vnet_id, gateway_subnet_cidr=gateway_cidr,
         vm_subnet_cidr=vm_cidr, vnet_cidr=vnet_cidr,
         image=tuple(image.split(":")) if image else DEFAULT_IMAGE,
-        certificate_vault_id=certificate_vault_id, model_storage_account_id=_model_storage(spec, options))
+        certificate_vault_id=certificate_vault_id, model_storage_account_id=_model_storage(spec, options),
+        windows_time_zone=_windows_time_zone(spec))
+
+
+def _windows_time_zone(spec: FleetSpec) -> str | None:
+    """The Windows time zone of officeHours.timezone (CLDR's mapping, as tzlocal ships it)."""
+    if not spec.office_hours:
+        return None
+    from tzlocal.windows_tz import tz_win  # only for office hours
+
+    zone = spec.office_hours.timezone
+    if zone not in tz_win:
+        raise ConfigError("officeHours.timezone", zone, "Azure autoscale takes Windows time zones and this one has "
+                                                        "none: name the city's zone, e.g. America/New_York or "
+                                                        "Europe/Kyiv")
+    return tz_win[zone]

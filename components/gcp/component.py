@@ -37,10 +37,14 @@ class Fleet(FleetComponent):
         member = pulumi.Output.concat("serviceAccount:", account.email)
         network.firewall(self, spec, options, vpc, account)
         secret_versions, grants = identity.store_secrets(self, spec, secrets, member)
+        self.standby_pool, self.standby_note = fleet.standby_pool(spec, sizing)
         template = fleet.instance_template(self, spec, sizing, options, subnetwork, account, secret_versions, grants)
         health_check, autohealing_check = fleet.health_checks(self)
         group = fleet.instance_group(self, spec, sizing, options, template, autohealing_check)
         fleet.autoscaler(self, spec, sizing, group)
+        if spec.office_hours:
+            self.wake_target = {"cloud": "gcp", "project": options.project, "region": spec.region,
+                                "group": group.name}
         address, scheme = edge.load_balancer(self, spec, group, health_check)
 
         self.image = options.image or (f"{catalog.cloud('gcp').raw['image']['name']} (pinned; gcp.image names "

@@ -1,15 +1,20 @@
 """The edge of a GCP stack: the global external Application Load Balancer (backend service, URL map, proxy,
-forwarding rule, address, TLS), and Cloud Armor, which admits only allowedCidrs and refuses what is not public."""
+forwarding rule, address, TLS), and Cloud Armor, which admits only allowedCidrs and refuses what is not public. With
+office hours, the URL map answers the load balancer's 503 (no VM serves) with a JSON object from a bucket that says
+when the endpoint serves."""
 
 from __future__ import annotations
 
+import json
 import re
 
-from pulumi_gcp import compute, dns
+import pulumi
+from pulumi_gcp import compute, dns, storage
 
 from components.base import FleetComponent
 from components.edge_model import Resources, of_type, path_readings, strictest
 from fleet import serving
+from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
 
 from .options import label_value
@@ -26,6 +31,10 @@ ARMOR_RANGES_PER_RULE = 10
 ARMOR_DEFAULT_RULE_PRIORITY = 2147483647
 NOT_SERVED_PRIORITY = 100
 SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
+# Cloud Storage bucket names: 3-63 characters (Pulumi's autonaming adds 8). The object the load balancer answers
+# with while no VM serves.
+BUCKET_NAME_MAX = 63
+CLOSED_OBJECT = "vllm-fleet-closed.json"
 
 
 def security_policy(fleet: FleetComponent, spec: FleetSpec):
@@ -63,7 +72,9 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, group, health_check):
             group=group.instance_group, balancing_mode="RATE", capacity_scaler=1.0,
             max_rate_per_instance=spec.replicas.target_requests_per_minute / 60)],
         opts=fleet.opts)
-    url_map = compute.URLMap(fleet.child("lb"), default_service=backend.id, opts=fleet.opts)
+    url_map = compute.URLMap(fleet.child("lb"), default_service=backend.id,
+                             default_custom_error_response_policy=closed_answer_policy(fleet, spec),
+                             opts=fleet.opts)
     address = compute.GlobalAddress(fleet.child("lb"), ip_version="IPV4", opts=fleet.opts)
     if not spec.domain:
         fleet.warn_plain_http(spec, "Set domain (and dnsZone) for HTTPS.")
@@ -90,6 +101,30 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, group, health_check):
                    f"the endpoint" + (""
                    if spec.certificate else "; Google issues the managed certificate only once it resolves there"))
     return address, "https"
+
+
+def closed_answer_policy(fleet: FleetComponent, spec: FleetSpec):
+    """With office hours: the load balancer's own 503 (no healthy VM: outside the hours, or before the morning's
+    VMs serve) becomes the closed answer, a public object of a bucket behind a backend bucket (custom error
+    responses are for global external Application Load Balancers)."""
+    if not spec.office_hours:
+        return None
+    bucket = storage.Bucket(fleet.short_child("closed", BUCKET_NAME_MAX - 8), location=spec.region.upper(),
+                            uniform_bucket_level_access=True, public_access_prevention="inherited",
+                            force_destroy=True, opts=fleet.opts)
+    closed = storage.BucketObject(fleet.child("closed"), bucket=bucket.name, name=CLOSED_OBJECT,
+                                  source=pulumi.StringAsset(json.dumps(closed_answer(spec.stack, spec.office_hours))),
+                                  content_type="application/json", cache_control="no-store", opts=fleet.opts)
+    # A backend bucket serves public objects only; this bucket holds nothing else.
+    reader = storage.BucketIAMMember(fleet.child("closed-public"), bucket=bucket.name,
+                                     role="roles/storage.objectViewer", member="allUsers", opts=fleet.opts)
+    errors = compute.BackendBucket(fleet.child("closed"), bucket_name=bucket.name,
+                                   description=f"vllm-fleet {spec.stack}: the answer while no VM serves",
+                                   opts=fleet.child_opts(depends_on=[closed, reader]))
+    return compute.URLMapDefaultCustomErrorResponsePolicyArgs(
+        error_service=errors.id,
+        error_response_rules=[compute.URLMapDefaultCustomErrorResponsePolicyErrorResponseRuleArgs(
+            match_response_codes=["503"], path=f"/{CLOSED_OBJECT}", override_response_code=503)])
 
 
 # --- the model of this edge (components/edge_model.py) ----------------------------------------------------

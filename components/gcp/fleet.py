@@ -1,5 +1,6 @@
 """The GPU VMs of a GCP stack: the instance template (image, disks, scheduling, the rendered user-data), the
-regional managed instance group with autohealing and rolling updates, and its autoscaler."""
+regional managed instance group with autohealing and rolling updates (and with office hours, a standby pool of
+stopped VMs), and its autoscaler (with office hours, its scaling schedules)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pulumi_gcp import compute
 from components.base import FleetComponent
 from fleet import catalog, serving
 from fleet.bootstrap import CloudBoot, render_user_data
+from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -86,12 +88,35 @@ def health_checks(fleet: FleetComponent):
     autohealing_check = check("autohealing", 30, 10, 1, 6, "vLLM /health: which VMs are recreated")
     return serving_check, autohealing_check
 
+def standby_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]:
+    """The standby pool an office-hours group keeps, or None and why not: stopped VMs, created and run for the
+    initial delay (the setup: vLLM and the weights on their disks), which the morning's scale-up starts; the group
+    then creates new ones to fill the pool again (scale-in deletes VMs)."""
+    stopped, why_not = standby_vms(spec.office_hours, spec.replicas.desired, spec.spot)
+    if not stopped:
+        return None, why_not
+    gcp = catalog.cloud("gcp")
+    disks = (gcp.disk_usd_per_month("pd-balanced", BOOT_DISK_GB)
+             + gcp.disk_usd_per_month("pd-ssd", sizing.data_disk_gb))
+    return StandbyPool(
+        kind="managed instance group standby pool of stopped VMs (SCALE_OUT_POOL)", stopped_in_hours=stopped,
+        stopped_off_hours=stopped, disk_usd_per_vm_month=disks, refilled_per_opening=stopped,
+        refill_seconds=standby_delay_seconds(sizing),
+        note=("the pool is filled again after each scale-up: new VMs run their setup for the initial delay, then "
+              "stop; a stopped VM that cannot get its GPU back is replaced by a new one")), ""
+
+
+def standby_delay_seconds(sizing: Sizing) -> int:
+    """How long a new standby VM runs before the group stops it: its setup and a first load (at most 3600 s)."""
+    return min(sizing.time_to_serve.seconds, MAX_INITIAL_DELAY_SECONDS)
+
+
 def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, template, autohealing_check):
     initial_delay = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
     if initial_delay < sizing.startup_grace_seconds:
         fleet.warn(f"{spec.stack}: a new VM may need {sizing.startup_grace_seconds} s to load the model, but GCP "
                    f"starts autohealing checks after at most {MAX_INITIAL_DELAY_SECONDS} s: slow VMs may be recreated")
-    autoscaled = spec.replicas.min != spec.replicas.max
+    autoscaled = spec.replicas.min != spec.replicas.max or spec.office_hours is not None
     return compute.RegionInstanceGroupManager(
         fleet.child("gpu"),
         base_instance_name=fleet.child("gpu"),
@@ -121,25 +146,42 @@ def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, optio
             force_update_on_repair="YES", default_action_on_failure="REPAIR"),
         # `pulumi up` returns once the group exists; VMs become healthy minutes later (weights download).
         wait_for_instances=False,
+        # Stopped VMs with vLLM and the weights on their disks, which a scale-out starts (standby_pool).
+        standby_policy=compute.RegionInstanceGroupManagerStandbyPolicyArgs(
+            mode="SCALE_OUT_POOL", initial_delay_sec=standby_delay_seconds(sizing)) if fleet.standby_pool else None,
+        target_stopped_size=fleet.standby_pool.stopped_off_hours if fleet.standby_pool else None,
         opts=fleet.child_opts(ignore_changes=["targetSize"] if autoscaled else None),
     )
 
 def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
-    if spec.replicas.min == spec.replicas.max:
+    hours = spec.office_hours
+    lead_minutes = fleet.scale_up_lead_minutes(sizing)
+    if spec.replicas.min == spec.replicas.max and not hours:
         return
     warmup = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
+    schedules = None
+    if hours:
+        # A scaling schedule keeps at least replicas.desired VMs from `lead_minutes` before each window opens until
+        # it closes, in the stack's time zone; outside, the group may go down to offHoursReplicas.
+        schedules = [compute.RegionAutoscalerAutoscalingPolicyScalingScheduleArgs(
+            name=f"office-hours-{index}", min_required_replicas=spec.replicas.desired, schedule=moment.cron,
+            time_zone=hours.timezone, duration_sec=(window.end - window.start + lead_minutes) * 60,
+            description=f"vllm-fleet {spec.stack}: {window.describe()}")
+            for index, (window, moment) in enumerate(zip(hours.windows, hours.openings(lead_minutes)))]
     compute.RegionAutoscaler(
         fleet.child("gpu"), region=spec.region, target=group.id,
         autoscaling_policy=compute.RegionAutoscalerAutoscalingPolicyArgs(
-            min_replicas=spec.replicas.min, max_replicas=spec.replicas.max, mode="ON",
+            min_replicas=hours.off_hours_replicas if hours else spec.replicas.min, max_replicas=spec.replicas.max,
+            mode="ON", scaling_schedules=schedules,
             # The backend's capacity is targetRequestsPerMinute a VM (max_rate_per_instance): scale out when
             # the VMs get more than that.
             load_balancing_utilization=compute.RegionAutoscalerAutoscalingPolicyLoadBalancingUtilizationArgs(
                 target=1.0),
             # A new VM's first minutes (install, weights) say nothing about load.
             cooldown_period=warmup,
-            # A VM removed too early takes the startup time to come back: one at a time.
-            scale_in_control=compute.RegionAutoscalerAutoscalingPolicyScaleInControlArgs(
+            # A VM removed too early takes the startup time to come back: one at a time. With office hours the
+            # schedule keeps the day's VMs, and the evening's scale-in must not take hours.
+            scale_in_control=None if hours else compute.RegionAutoscalerAutoscalingPolicyScaleInControlArgs(
                 max_scaled_in_replicas=compute.RegionAutoscalerAutoscalingPolicyScaleInControlMaxScaledInReplicasArgs(
                     fixed=1),
                 time_window_sec=warmup)),
