@@ -186,6 +186,16 @@ class FleetSpec:
         """The prefix of every resource name of the stack (at most 24 characters)."""
         return self.name_within(24)
 
+    def cloud_section(self, known: Mapping[str, str], what: str) -> dict[str, Any]:
+        """The stack's cloud-only section (`vllm-fleet:<cloud>`), after refusing a key the cloud does not take;
+        `what` names the cloud's options in the message ("an AWS option")."""
+        options = dict(self.cloud_options)
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(f"{self.cloud}.{unknown[0]}", options[unknown[0]],
+                              f"is not {what}; known: {', '.join(known)}")
+        return options
+
     def name_within(self, limit: int) -> str:
         """The stack's name as a resource name of at most `limit` (>= 8) characters that every cloud accepts:
         lower-case letters, digits and single hyphens, starting with a letter and ending with a letter or digit.

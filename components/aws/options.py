@@ -49,10 +49,7 @@ def _ids(key: str, value: Any, prefix: str) -> tuple[str, ...]:
 
 
 def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
-    options = dict(spec.cloud_options)
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"aws.{unknown[0]}", options[unknown[0]], f"is not an AWS option; known: {', '.join(OPTIONS)}")
+    options = spec.cloud_section(OPTIONS, "an AWS option")
     vpc_id = options.get("vpcId")
     public = private = ()
     if vpc_id is not None:

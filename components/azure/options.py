@@ -164,11 +164,7 @@ def _model_storage(spec: FleetSpec, options: Mapping[str, Any]) -> str | None:
 
 
 def parse_options(spec: FleetSpec, sizing: Sizing) -> AzureOptions:
-    options = dict(spec.cloud_options)
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"azure.{unknown[0]}", options[unknown[0]],
-                          f"is not an Azure option; known: {', '.join(OPTIONS)}")
+    options = spec.cloud_section(OPTIONS, "an Azure option")
     group = options.get("resourceGroupName")
     if group is not None and not (isinstance(group, str) and _RESOURCE_GROUP.match(group)):
         raise ConfigError("azure.resourceGroupName", group, "must be a resource group name: 1-90 letters, digits and "

@@ -88,10 +88,7 @@ def _zones(spec: FleetSpec, sizing: Sizing, requested: Any) -> tuple[str, ...]:
 
 
 def parse_options(spec: FleetSpec, sizing: Sizing) -> GcpOptions:
-    options = dict(spec.cloud_options)
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"gcp.{unknown[0]}", options[unknown[0]], f"is not a GCP option; known: {', '.join(OPTIONS)}")
+    options = spec.cloud_section(OPTIONS, "a GCP option")
     project = options.get("project")
     if project is None:
         raise ConfigError("gcp.project", None,
