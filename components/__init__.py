@@ -15,6 +15,9 @@ Each module provides:
 - `edge_answer(resources, method, path)`: what the planned load balancer answers a request itself (a status), or
   None where it may pass it on to vLLM; a model of the cloud's documented rule matching (components/edge_model.py),
   which the serving proof runs every route of the real vLLM through.
+
+Apart from the program, for `make wake` (fleet/wake.py): the module `components.<cloud>.wake` with
+`wake_commands(spec, target, start, end, scale_down)`, the cloud CLI commands that start an office-hours fleet.
 """
 
 import importlib

@@ -4,6 +4,8 @@ cloud's own CLI, and lets it go back to its schedule afterwards.
 It reads the stack's config (as the plan does) and its outputs (`pulumi stack output --json`, for the names the
 cloud gave the group), prints the commands and runs them (`--dry-run` only prints them):
 
+Each cloud's commands are components/<cloud>/wake.py's:
+
 - AWS: the group to its office-hours sizes, the API's listener rule back to forwarding, and a one-off scheduled
   action that scales it down again when the hours are up;
 - GCP: a scaling schedule of the autoscaler that keeps replicas.desired VMs for the hours (the next `pulumi up`
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import shlex
 import subprocess
@@ -29,53 +32,9 @@ from .errors import PROJECT, ConfigError
 from .schedule import OfficeHours
 from .spec import FleetSpec
 
-WAKE_NAME = "vllm-fleet-wake"
-# GCP scaling schedules last at least 300 s.
-MIN_SCHEDULE_SECONDS = 300
-
-
-def _aws(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, until: dt.datetime | None) -> list[list[str]]:
-    region, group, replicas = target["region"], target["group"], spec.replicas
-    commands = [
-        ["aws", "autoscaling", "update-auto-scaling-group", "--region", region, "--auto-scaling-group-name", group,
-         "--min-size", str(replicas.min), "--max-size", str(replicas.max), "--desired-capacity", str(replicas.desired)],
-        ["aws", "elbv2", "modify-rule", "--region", region, "--rule-arn", target["apiRuleArn"],
-         "--actions", f"Type=forward,TargetGroupArn={target['targetGroupArn']}"],
-    ]
-    if until:
-        off = str(spec.office_hours.off_hours_replicas)
-        commands.append(["aws", "autoscaling", "put-scheduled-update-group-action", "--region", region,
-                         "--auto-scaling-group-name", group, "--scheduled-action-name", WAKE_NAME,
-                         "--start-time", until.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         "--min-size", off, "--desired-capacity", off])
-    return commands
-
-
-def _gcp(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, until: dt.datetime | None) -> list[list[str]]:
-    hours = spec.office_hours
-    start = now.astimezone(zoneinfo.ZoneInfo(hours.timezone)) + dt.timedelta(minutes=1)
-    end = until or hours.next_opening(now) + dt.timedelta(minutes=5)
-    seconds = max(MIN_SCHEDULE_SECONDS, int((end - start).total_seconds()))
-    return [["gcloud", "compute", "instance-groups", "managed", "update-autoscaling", target["group"],
-             "--project", target["project"], "--region", target["region"], f"--set-schedule={WAKE_NAME}",
-             f"--schedule-cron={start.minute} {start.hour} {start.day} {start.month} *",
-             f"--schedule-duration-sec={seconds}", f"--schedule-min-required-replicas={spec.replicas.desired}",
-             f"--schedule-time-zone={hours.timezone}",
-             f"--schedule-description=make wake until {end.strftime('%Y-%m-%d %H:%M')}"]]
-
-
-def _azure(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, until: dt.datetime | None) -> list[list[str]]:
-    hours, replicas = spec.office_hours, spec.replicas
-    zone = zoneinfo.ZoneInfo(hours.timezone)
-    end = (until or hours.next_opening(now) + dt.timedelta(minutes=5)).astimezone(zone)
-    return [["az", "monitor", "autoscale", "profile", "create", "--resource-group", target["resourceGroup"],
-             "--autoscale-name", target["autoscaleSetting"], "--name", WAKE_NAME, "--copy-rules", "replicas",
-             "--timezone", target["timezone"], "--start", now.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
-             "--end", end.strftime("%Y-%m-%dT%H:%M"), "--min-count", str(replicas.min),
-             "--max-count", str(replicas.max), "--count", str(replicas.desired)]]
-
-
-CLOUDS = {"aws": _aws, "gcp": _gcp, "azure": _azure}
+WAKE_NAME = "vllm-fleet-wake"  # the wake's scheduled action, scaling schedule or profile, on every cloud
+# Where a wake reaches into the next window, it lasts until a little after that window opens.
+OVERLAP = dt.timedelta(minutes=5)
 
 
 def _office_hours(spec: FleetSpec) -> OfficeHours:
@@ -92,10 +51,12 @@ def commands(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, hours_aw
         raise ConfigError("HOURS", hours_awake, "how long to keep the fleet up: more than 0 and at most 24 hours")
     if office.is_open(now):
         return []  # it serves now, and its window's close scales it down
-    until = now + dt.timedelta(hours=hours_awake)
-    if until >= office.next_opening(now):
-        until = None  # it stays up into the next window, whose close scales it down
-    return CLOUDS[target["cloud"]](spec, target, now, until)
+    start = now.astimezone(zoneinfo.ZoneInfo(office.timezone))
+    until, opening = start + dt.timedelta(hours=hours_awake), office.next_opening(now)
+    # Hours that reach into the next window keep the fleet up into it; that window's close scales it down.
+    scale_down = until < opening
+    cloud = importlib.import_module(f"components.{target['cloud']}.wake")
+    return cloud.wake_commands(spec, target, start, until if scale_down else opening + OVERLAP, scale_down)
 
 
 def _stack(stack: str) -> tuple[FleetSpec, dict[str, Any]]:

@@ -118,13 +118,15 @@ AWS_RULES: list[Rule] = [
          or (None if (i.get("warmPool") or {}).get("poolState", "Stopped") in ("Stopped", "Running", "Hibernated")
              else "warm pool state")
          or (None if len(i.get("name", "x")) <= 255 else "group name over 255")),
-    # EventBridge Scheduler: names 1-64 of [0-9a-zA-Z-_.]; cron() of six fields with ? for one of the days; target
-    # input a JSON document; a fixed response body at most 1024 characters (FixedResponseActionConfig)
+    # EventBridge Scheduler (botocore's scheduler model): names 1-64 of [0-9a-zA-Z-_.], descriptions at most 512,
+    # time zones at most 50; cron() of six fields with ? for one of the days; target input a JSON document; a fixed
+    # response body at most 1024 characters (FixedResponseActionConfig)
     each("aws:scheduler/schedule:Schedule", name_rule(r"[0-9A-Za-z._-]+", 64, "aws", "scheduler CreateSchedule")),
     each("aws:scheduler/schedule:Schedule", lambda s, i: None if re.fullmatch(
         r"cron\(\S+ \S+ \? \* \S+ \*\)", i["scheduleExpression"]) and all(
         len(a.get("FixedResponseConfig", {}).get("MessageBody", "")) <= 1024
-        for a in json.loads(i["target"]["input"])["Actions"]) else f"schedule {i['scheduleExpression']}"),
+        for a in json.loads(i["target"]["input"])["Actions"]) and len(i.get("description", "")) <= 512
+        and len(i["scheduleExpressionTimezone"]) <= 50 else f"schedule {i['scheduleExpression']}"),
     # VPC quotas: 60 inbound rules per security group
     lambda plan: [] if sum(1 for r in plan.resources("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
                            if r["securityGroupId"].endswith("-lb-id")) <= 60 else ["more than 60 inbound rules"],

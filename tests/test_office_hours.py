@@ -415,3 +415,17 @@ def test_make_wake_reads_the_stacks_outputs_and_prints_the_commands(tmp_path, pl
     around_the_clock = subprocess.run([sys.executable, "-m", "fleet.wake", "codellama-dev", "--dry-run"], env=env,
                                       capture_output=True, text=True)
     assert around_the_clock.returncode == 2 and "codellama-dev has no office hours" in around_the_clock.stderr
+
+
+def test_a_setup_longer_than_a_lifecycle_hook_waits_is_clamped_and_said(stack_file):
+    """A lifecycle hook waits at most 7200 s: a model whose download takes longer gets that, and a warning."""
+    config = {**config_of(AWS), "model": "acme/private-coder-290b", "maxModelLen": 8192, "instanceType": "p4de.24xlarge",
+              "modelParams": {"params_b": 290, "layers": 80, "heads": 64, "kv_heads": 8, "head_dim": 128,
+                              "max_len": 8192}}
+    config.pop("servedModelName", None)
+    result = run_plan(stack_file(config, "huge"))
+    assert result.returncode == 0, result.stderr
+    plan = PlannedStack("huge", json.loads(result.stdout))
+    assert plan.outputs["timeToServe"]["seconds"] > 7200
+    assert plan.one("aws:autoscaling/lifecycleHook:LifecycleHook")["heartbeatTimeout"] == 7200
+    assert any("a lifecycle hook waits at most 7200 s" in w for w in plan.warnings)
