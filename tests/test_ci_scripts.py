@@ -26,6 +26,7 @@ import plan_diff  # noqa: E402
 import post_deploy_check  # noqa: E402
 import pr_comment  # noqa: E402
 import preview_report  # noqa: E402
+import vm_lock_issue  # noqa: E402
 from github_api import BOT, GitHub  # noqa: E402
 
 STACKS = ["codellama-dev", "codellama-gcp", "codellama-prod"]
@@ -419,3 +420,35 @@ def test_the_drift_check_keeps_the_issue(tmp_path, monkeypatch, document, stderr
 def test_a_drift_check_that_cannot_run_fails(tmp_path, monkeypatch):
     fake_pulumi(tmp_path, monkeypatch, "", "error: no credentials", 255)
     assert drift_check.main(["--stack", "s"]) == 1
+
+
+@pytest.mark.parametrize("status, stdout, expected", [
+    (1, "Resolving ... no longer gives ...:\n\n- `ml-dtypes`: locked 0.6.0, resolves to 0.7.0", "opened"),
+    (0, "The resolution ... is the lock's", "closed"),
+])
+def test_the_vm_lock_check_keeps_one_issue(monkeypatch, status, stdout, expected):
+    done = []
+
+    class Recording:
+        def upsert_issue(self, marker, label, title, body, again):
+            assert marker in body and "`ml-dtypes`: locked 0.6.0, resolves to 0.7.0" in body
+            assert label == vm_lock_issue.LABEL and again.startswith("Still moved")
+            done.append("opened")
+            return "opened"
+
+        def close_issue(self, marker, label, comment):
+            done.append("closed")
+            return "closed"
+
+    monkeypatch.setattr(vm_lock_issue, "run_check", lambda: subprocess.CompletedProcess([], status, stdout, ""))
+    monkeypatch.setattr(vm_lock_issue.GitHub, "from_environment", classmethod(lambda cls: Recording()))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    assert vm_lock_issue.main() == 0
+    assert done == [expected]
+
+
+def test_a_vm_lock_check_that_cannot_ask_the_index_fails_without_touching_the_issue(monkeypatch):
+    monkeypatch.setattr(vm_lock_issue, "run_check",
+                        lambda: subprocess.CompletedProcess([], 2, "", "vm-lock-check could not ask the index"))
+    monkeypatch.setattr(vm_lock_issue.GitHub, "from_environment", classmethod(lambda cls: pytest.fail("asked")))
+    assert vm_lock_issue.main() == 1

@@ -47,8 +47,8 @@ def steps_using(steps: list[dict], action: str) -> list[dict]:
     return [step for step in steps if step.get("uses", "").split("@")[0] == action]
 
 
-def test_the_three_workflows_exist():
-    assert set(WORKFLOWS) == {"preview", "deploy", "drift"}
+def test_the_workflows_exist():
+    assert set(WORKFLOWS) == {"preview", "deploy", "drift", "vm-lock"}
     assert set(ACTIONS) == {"setup-fleet", "cloud-login"}
 
 
@@ -75,6 +75,8 @@ def test_triggers():
     assert set(preview) == {"pull_request"}
     assert deploy["push"]["branches"] == ["main"] and set(deploy) == {"push", "workflow_dispatch"}
     assert set(drift) == {"schedule", "workflow_dispatch"} and drift["schedule"][0]["cron"]
+    # The lock's re-resolution is scheduled, never on a pull request or a push: it must not block a merge.
+    assert set(WORKFLOWS["vm-lock"]["on"]) == {"schedule", "workflow_dispatch"}
     for trigger in (preview["pull_request"], deploy["push"]):
         paths = trigger["paths"]
         # Whatever affected_stacks.py counts as the program must start the workflow too.
@@ -97,6 +99,7 @@ def test_permissions_are_none_by_default_and_least_per_job():
         ("deploy", "deploy"): {"contents": "read", "id-token": "write"},
         ("drift", "stacks"): {"contents": "read"},
         ("drift", "drift"): {"contents": "read", "id-token": "write", "issues": "write"},
+        ("vm-lock", "vm-lock"): {"contents": "read", "issues": "write"},
     }
     for name, workflow in WORKFLOWS.items():
         assert workflow["permissions"] == {}, name

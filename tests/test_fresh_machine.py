@@ -5,6 +5,7 @@ with sudo and without. CI runs `.ci/run`, which is `make test` and nothing else,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -92,3 +93,26 @@ def test_make_plan_works_from_a_clean_copy_of_the_repository(tmp_path):
                             text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "Resources:" in result.stdout and "Policies (policies/fleet_policies.py): all passed" in result.stdout
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if "==" in line:
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name.lower())] = version.strip()
+    return pins
+
+
+def test_the_venv_installs_only_pinned_packages():
+    """.venv is requirements-dev.txt under requirements-dev.lock, which pins every package it installs: the lock
+    agrees with each direct pin (a bump without `make dev-lock` fails here, not in pip), and the Makefile and CI's
+    setup action install under it."""
+    lock = _pins(ROOT / "requirements-dev.lock")
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        direct = _pins(ROOT / name)
+        assert direct and {pkg: lock.get(pkg) for pkg in direct} == direct, name
+    assert "-r requirements-dev.txt -c requirements-dev.lock" in (ROOT / "Makefile").read_text()
+    assert "make .venv/.installed" in (ROOT / ".github/actions/setup-fleet/action.yml").read_text()
+

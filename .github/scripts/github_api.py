@@ -77,14 +77,15 @@ class GitHub:
                 return issue
         return None
 
-    def upsert_issue(self, marker: str, label: str, title: str, body: str) -> str:
-        """Updates the open issue that carries `marker` (and a comment says it happened again), or opens one."""
+    def upsert_issue(self, marker: str, label: str, title: str, body: str,
+                     again: str = "Still drifted: the description above is the latest check.") -> str:
+        """Updates the open issue that carries `marker` (and the comment `again` says it happened again), or opens
+        one."""
         repo = f"/repos/{self.repository}"
         issue = self.open_issue_with(marker, label)
         if issue:
             self.send("PATCH", f"{repo}/issues/{issue['number']}", {"title": title, "body": body})
-            self.send("POST", f"{repo}/issues/{issue['number']}/comments", {"body": "Still drifted: the description "
-                                                                                    "above is the latest check."})
+            self.send("POST", f"{repo}/issues/{issue['number']}/comments", {"body": again})
             return "updated"
         self.send("POST", f"{repo}/issues", {"title": title, "body": body, "labels": [label]})
         return "opened"
