@@ -76,10 +76,11 @@ def normalized(name: str) -> str:
 
 
 def pins_of(text: str) -> dict[str, str]:
-    """name -> version of a requirements file of exact pins (comments and local versions' `+...` dropped)."""
+    """name -> version of a requirements file of exact pins (comments, markers and local versions' `+...`
+    dropped)."""
     pins = {}
     for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()
         if "==" in line:
             name, _, version = line.partition("==")
             pins[normalized(name)] = version.strip().split("+")[0]

@@ -5,14 +5,17 @@ with sudo and without. CI runs `.ci/run`, which is `make test` and nothing else,
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import vm_lock  # noqa: E402  (the lock's reader, scripts/vm_lock.py)
 
 SCRIPT = ROOT / "scripts" / "system-tools.sh"
 PACKAGES = "cloud-init systemd apt"
@@ -95,23 +98,13 @@ def test_make_plan_works_from_a_clean_copy_of_the_repository(tmp_path):
     assert "Resources:" in result.stdout and "Policies (policies/fleet_policies.py): all passed" in result.stdout
 
 
-def _pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].split(";", 1)[0].strip()
-        if "==" in line:
-            name, _, version = line.partition("==")
-            pins[re.sub(r"[-_.]+", "-", name.lower())] = version.strip()
-    return pins
-
-
 def test_the_venv_installs_only_pinned_packages():
     """.venv is requirements-dev.txt under requirements-dev.lock, which pins every package it installs: the lock
     agrees with each direct pin (a bump without `make dev-lock` fails here, not in pip), and the Makefile and CI's
     setup action install under it."""
-    lock = _pins(ROOT / "requirements-dev.lock")
+    lock = vm_lock.pins_of((ROOT / "requirements-dev.lock").read_text())
     for name in ("requirements.txt", "requirements-dev.txt"):
-        direct = _pins(ROOT / name)
+        direct = vm_lock.pins_of((ROOT / name).read_text())
         assert direct and {pkg: lock.get(pkg) for pkg in direct} == direct, name
     assert "-r requirements-dev.txt -c requirements-dev.lock" in (ROOT / "Makefile").read_text()
     assert "make .venv/.installed" in (ROOT / ".github/actions/setup-fleet/action.yml").read_text()
