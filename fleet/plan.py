@@ -171,7 +171,10 @@ def run(stack: str) -> Plan:
                 inputs = mocks.rpc.deserialize_properties(request.object, keep_unknowns=True)
                 options = {"ignoreChanges": list(request.ignoreChanges),
                            "replaceOnChanges": list(request.replaceOnChanges),
-                           "deleteBeforeReplace": request.deleteBeforeReplace, "protect": request.protect}
+                           "deleteBeforeReplace": request.deleteBeforeReplace, "protect": request.protect,
+                           "customTimeouts": {phase: getattr(request.customTimeouts, phase)
+                                              for phase in ("create", "update", "delete")
+                                              if getattr(request.customTimeouts, phase)}}
                 plan.steps.append(Step(response.urn, request.type, request.name, bool(request.custom),
                                        request.parent, _show(dict(inputs)),
                                        {k: v for k, v in options.items() if v}))

@@ -131,16 +131,58 @@ def test_group_spans_the_gpu_zones_heals_on_health_and_updates_without_losing_ca
     zones = catalog.cloud("gcp").raw["gpu_zones"][plan.outputs["gpuType"]][config_of(stack)["region"]]
     assert group["distributionPolicyZones"] == zones
     assert {"name": "http", "port": 8000} in group["namedPorts"]
-    healing = group["autoHealingPolicies"]
-    checks = plan.named(HEALTH_CHECK)
-    check = checks[healing["healthCheck"].removesuffix("-id")]
-    assert check["httpHealthCheck"] == {"requestPath": "/health", "port": 8000}
-    assert healing["initialDelaySec"] == min(sizing_of(stack).startup_grace_seconds, 3600) >= 600
     update = group["updatePolicy"]
     assert update["type"] == "PROACTIVE" and update["maxUnavailableFixed"] == 0
     assert update["maxSurgeFixed"] >= max(1, len(zones))  # a regional group surges by at least its zones
     assert group["distributionPolicyTargetShape"] == "BALANCED" and update["instanceRedistributionType"] == "NONE"
-    assert group["waitForInstances"] is False
+    # pulumi up waits for the roll (the old template is deleted only after it), for as long as it may take.
+    assert group["waitForInstances"] is True and group["waitForInstancesStatus"] == "UPDATED"
+    budget = plan.outputs["timeToServe"]
+    slow_minutes = (budget["seconds"] + budget["download"]) / 60
+    timeouts = plan.options_of(GROUP)["customTimeouts"]
+    assert timeouts["create"] == timeouts["update"]
+    assert int(timeouts["update"].removesuffix("m")) >= slow_minutes * plan.outputs["replicas"]["max"] / len(zones)
+
+
+@pytest.mark.parametrize("stack", GCP_STACKS)
+def test_autohealing_waits_for_a_slow_download_or_is_left_out_with_a_warning(stack, plan_of):
+    """GCP caps autohealing's initial delay at 3600 s: a VM still downloading when it ends is recreated, and its
+    replacement downloads from zero again. The delay covers the weights at half the assumed rate, or there is none."""
+    plan = plan_of(stack)
+    group = plan.one(GROUP)
+    budget = plan.outputs["timeToServe"]
+    slow = budget["seconds"] + budget["download"]
+    healing = group.get("autoHealingPolicies")
+    if slow <= 3600:
+        check = plan.named(HEALTH_CHECK)[healing["healthCheck"].removesuffix("-id")]
+        assert check["httpHealthCheck"] == {"requestPath": "/health", "port": 8000}
+        assert healing["initialDelaySec"] == slow
+    else:
+        assert healing is None
+        assert any("no autohealing" in w and str(slow) in w for w in plan.outputs["warnings"])
+
+
+def test_a_stack_whose_setup_outlasts_the_cap_keeps_no_autohealing_and_no_standby_pool(plan_of):
+    plan = plan_of("codellama-gcp")  # 70B: ~58 min to serve at the assumed rate, over an hour at half of it
+    budget = plan.outputs["timeToServe"]
+    assert budget["seconds"] + budget["download"] > 3600
+    group = plan.one(GROUP)
+    assert group.get("autoHealingPolicies") is None
+    # The group stops a standby VM when its (capped) delay ends: one still downloading would have no weights.
+    hours = plan.outputs["officeHours"]
+    assert hours["standbyPool"] is None and "3600 s" in hours["standbyNote"]
+
+
+@pytest.mark.parametrize("stack", GCP_STACKS)
+def test_a_group_without_a_pool_says_so_explicitly(stack, plan_of):
+    """standby_policy and target_stopped_size are optional and computed in the provider: left out, nothing is sent
+    and a pool an earlier config made stays, with its disks."""
+    plan = plan_of(stack)
+    group = plan.one(GROUP)
+    if plan.outputs.get("officeHours", {}).get("standbyPool"):
+        assert group["standbyPolicy"]["mode"] == "SCALE_OUT_POOL"
+    else:
+        assert group["standbyPolicy"] == {"mode": "MANUAL"} and group["targetStoppedSize"] == 0
 
 
 @pytest.mark.parametrize("stack", GCP_STACKS)

@@ -4,6 +4,8 @@ stopped VMs), and its autoscaler (with office hours, its scaling schedules)."""
 
 from __future__ import annotations
 
+import math
+
 import pulumi
 from pulumi_gcp import compute
 
@@ -22,6 +24,8 @@ BOOT_DISK_GB = 150  # the image's own ~50 GB plus the vLLM venv
 DATA_DISK_DEVICE = "vllm-cache"
 # Compute Engine's limit on the autohealing initial delay and the autoscaler's initialization period.
 MAX_INITIAL_DELAY_SECONDS = 3600
+# What a roll needs besides the new VMs' time to serve: the group's own operations, the old VMs' draining.
+ROLL_START_MINUTES = 10
 
 
 def boot_image(fleet: FleetComponent, options: GcpOptions) -> pulumi.Output[str]:
@@ -88,6 +92,12 @@ def health_checks(fleet: FleetComponent):
     autohealing_check = check("autohealing", 30, 10, 1, 6, "vLLM /health: which VMs are recreated")
     return serving_check, autohealing_check
 
+def delay_with_margin_seconds(sizing: Sizing) -> int:
+    """What a delay before a new VM's first health check must cover: its time to serve with the weights downloaded
+    at half the assumed rate (hubs vary), so that a slow but working VM is not recreated, and its download lost."""
+    return sizing.time_to_serve.seconds + sizing.time_to_serve.download
+
+
 def standby_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]:
     """The standby pool an office-hours group keeps, or None and why not: stopped VMs, created and run for the
     initial delay (the setup: vLLM and the weights on their disks), which the morning's scale-up starts; the group
@@ -95,6 +105,12 @@ def standby_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, s
     stopped, why_not = standby_vms(spec.office_hours, spec.replicas.desired, spec.spot)
     if not stopped:
         return None, why_not
+    if delay_with_margin_seconds(sizing) > MAX_INITIAL_DELAY_SECONDS:
+        # The group stops a standby VM when the delay ends: one still downloading would start each morning
+        # without its weights.
+        return None, (f"no stopped VMs are kept: a new VM needs up to {delay_with_margin_seconds(sizing)} s to set "
+                      f"up, and GCP stops standby VMs after at most {MAX_INITIAL_DELAY_SECONDS} s; each morning "
+                      f"creates new VMs")
     gcp = catalog.cloud("gcp")
     disks = (gcp.disk_usd_per_month("pd-balanced", BOOT_DISK_GB)
              + gcp.disk_usd_per_month("pd-ssd", sizing.data_disk_gb))
@@ -107,16 +123,27 @@ def standby_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, s
 
 
 def standby_delay_seconds(sizing: Sizing) -> int:
-    """How long a new standby VM runs before the group stops it: its setup and a first load (at most 3600 s)."""
-    return min(sizing.time_to_serve.seconds, MAX_INITIAL_DELAY_SECONDS)
+    """How long a new standby VM runs before the group stops it: its setup and a first load, with margin."""
+    return delay_with_margin_seconds(sizing)
 
 
 def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, template, autohealing_check):
-    initial_delay = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
-    if initial_delay < sizing.startup_grace_seconds:
-        fleet.warn(f"{spec.stack}: a new VM may need {sizing.startup_grace_seconds} s to load the model, but GCP "
-                   f"starts autohealing checks after at most {MAX_INITIAL_DELAY_SECONDS} s: slow VMs may be recreated")
+    initial_delay = delay_with_margin_seconds(sizing)
+    autohealing = None
+    if initial_delay > MAX_INITIAL_DELAY_SECONDS:
+        # A VM recreated mid-download starts the download again, and so would its replacement, forever.
+        fleet.warn(f"{spec.stack}: no autohealing: a new VM may need {initial_delay} s to serve (its weights at "
+                   f"half the assumed download rate), but GCP starts autohealing checks after at most "
+                   f"{MAX_INITIAL_DELAY_SECONDS} s and would recreate it before it serves. A VM that fails stays in "
+                   f"the group, out of the load balancer's rotation (its health check), until it is recreated by "
+                   f"hand (gcloud compute instance-groups managed recreate-instances)")
+    else:
+        autohealing = compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
+            health_check=autohealing_check.id,
+            # Long enough to install vLLM and download and load the weights before checks count.
+            initial_delay_sec=initial_delay)
     autoscaled = spec.replicas.min != spec.replicas.max or spec.office_hours is not None
+    roll_timeout = f"{roll_minutes(spec, sizing, len(options.zones))}m"
     return compute.RegionInstanceGroupManager(
         fleet.child("gpu"),
         base_instance_name=fleet.child("gpu"),
@@ -131,10 +158,7 @@ def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, optio
         # Without an autoscaler the group holds `desired` VMs; with one, `desired` is the first size and the
         # autoscaler owns it afterwards (ignore_changes below).
         target_size=spec.replicas.desired,
-        auto_healing_policies=compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
-            health_check=autohealing_check.id,
-            # Long enough to install vLLM and download and load the weights before checks count.
-            initial_delay_sec=initial_delay),
+        auto_healing_policies=autohealing,
         # Replace by creating first: serving capacity never drops. A regional group's fixed surge must be 0 or
         # at least its number of zones.
         update_policy=compute.RegionInstanceGroupManagerUpdatePolicyArgs(
@@ -144,14 +168,27 @@ def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, optio
         # A repaired VM comes from the current template, not the one it was created from.
         instance_lifecycle_policy=compute.RegionInstanceGroupManagerInstanceLifecyclePolicyArgs(
             force_update_on_repair="YES", default_action_on_failure="REPAIR"),
-        # `pulumi up` returns once the group exists; VMs become healthy minutes later (weights download).
-        wait_for_instances=False,
-        # Stopped VMs with vLLM and the weights on their disks, which a scale-out starts (standby_pool).
+        # `pulumi up` waits until every VM runs the new template: Pulumi deletes a replaced instance template only
+        # then, which GCP refuses while the roll still uses it (resourceInUseByAnotherResource), and a deploy is
+        # done when the fleet serves what it says (a revoked key is gone).
+        wait_for_instances=True, wait_for_instances_status="UPDATED",
+        # Stopped VMs with vLLM and the weights on their disks, which a scale-out starts (standby_pool). Without a
+        # pool, MANUAL and 0 are sent explicitly: both inputs are optional and computed in the provider, so leaving
+        # them out would keep a pool (and its disks) that an earlier config made.
         standby_policy=compute.RegionInstanceGroupManagerStandbyPolicyArgs(
-            mode="SCALE_OUT_POOL", initial_delay_sec=standby_delay_seconds(sizing)) if fleet.standby_pool else None,
-        target_stopped_size=fleet.standby_pool.stopped_off_hours if fleet.standby_pool else None,
-        opts=fleet.child_opts(ignore_changes=["targetSize"] if autoscaled else None),
+            mode="SCALE_OUT_POOL", initial_delay_sec=standby_delay_seconds(sizing)) if fleet.standby_pool else
+        compute.RegionInstanceGroupManagerStandbyPolicyArgs(mode="MANUAL"),
+        target_stopped_size=fleet.standby_pool.stopped_off_hours if fleet.standby_pool else 0,
+        opts=fleet.child_opts(ignore_changes=["targetSize"] if autoscaled else None,
+                              custom_timeouts=pulumi.CustomTimeouts(create=roll_timeout, update=roll_timeout)),
     )
+
+
+def roll_minutes(spec: FleetSpec, sizing: Sizing, zones: int) -> int:
+    """How long a roll of the whole group may take: batches of one new VM per zone (the surge), each its time to
+    serve with margin, at max replicas; and a start."""
+    batches = math.ceil(spec.replicas.max / zones)
+    return batches * math.ceil(delay_with_margin_seconds(sizing) / 60) + ROLL_START_MINUTES
 
 def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
     hours = spec.office_hours
