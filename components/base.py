@@ -62,6 +62,11 @@ class FleetComponent(pulumi.ComponentResource):
         budget = sizing.time_to_serve
         return lead_minutes(budget.warm_seconds if self.standby_pool else budget.seconds)
 
+    def update_surge(self, vms: int) -> int:
+        """How many VMs beyond `vms` a rolling replacement of them runs at its peak, by the cloud's update policy:
+        what the quota must hold besides the fleet."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how its rolling replacement surges")
+
     def warn(self, message: str) -> None:
         """Shown by `pulumi preview/up` and kept in the stack's `warnings` output."""
         pulumi.log.warn(message, resource=self)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 
 from . import catalog
-from .catalog import InstanceType, Quota
+from .catalog import Quota
 from .schedule import WEEKS_PER_MONTH, StandbyPool
 from .sizing import Sizing
 from .spec import FleetSpec
@@ -123,9 +123,11 @@ def capacity(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
     return result
 
 
-def quota(spec: FleetSpec, instance_types: list[InstanceType]) -> list[dict[str, Any]]:
-    """The quotas the VMs count against, at desired and at max replicas (what autoscaling may reach). A group that
-    may launch several types counts each VM at the largest; a spot group with an on-demand base needs both quotas."""
+def quota(spec: FleetSpec, fleet: FleetComponent) -> list[dict[str, Any]]:
+    """The quotas the VMs count against, at desired and at max replicas (what autoscaling may reach), during a
+    rolling replacement at max replicas (which launches before it terminates), and while a pool's stopped VMs run
+    their setup (at creation and when the pool is filled again) next to the desired ones. A group that may launch
+    several types counts each VM at the largest; a spot group with an on-demand base needs both quotas."""
     cloud = catalog.cloud(spec.cloud)
     replicas = spec.replicas
     base = spec.on_demand_base if spec.spot else replicas.max
@@ -133,21 +135,26 @@ def quota(spec: FleetSpec, instance_types: list[InstanceType]) -> list[dict[str,
     kinds = [(False, min(base, replicas.desired), min(base, replicas.max))]
     if spec.spot:
         kinds.append((True, replicas.desired - kinds[0][1], replicas.max - kinds[0][2]))
+    # Pools hold on-demand VMs only (schedule.standby_vms).
+    pool = fleet.standby_pool.stopped_off_hours if fleet.standby_pool else 0
     needs: dict[str, dict[str, Any]] = {}
     for spot, at_desired, at_max in kinds:
         if not at_max:
             continue
         largest: dict[str, tuple[Quota, int]] = {}
-        for instance in instance_types:
+        for instance in fleet.instance_types:
             for q in cloud.quotas(instance, spot):
                 largest[q.name] = (q, max(largest.get(q.name, (q, 0))[1], instance.per_vm(q.unit)))
         for q, per_vm in largest.values():
             need = needs.setdefault(q.name, {"name": q.name, "code": q.code, "unit": q.unit,
                                              "scope": spec.region if q.scope == "region" else q.scope,
-                                             "perReplica": 0, "atDesired": 0, "atMax": 0})
+                                             "perReplica": 0, "atDesired": 0, "atMax": 0, "duringUpdate": 0,
+                                             "withPoolSetup": 0})
             need["perReplica"] = max(need["perReplica"], per_vm)
             need["atDesired"] += per_vm * at_desired
             need["atMax"] += per_vm * at_max
+            need["duringUpdate"] += per_vm * (at_max + fleet.update_surge(at_max))
+            need["withPoolSetup"] += per_vm * (at_desired + (0 if spot else pool))
     return list(needs.values())
 
 
@@ -209,7 +216,7 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
         "capacity": capacity(spec, sizing),
         "timeToServe": time_to_serve(sizing),
         "estimatedCost": cost(spec, sizing, fleet.standby_pool, lead),
-        "quota": quota(spec, fleet.instance_types),
+        "quota": quota(spec, fleet),
         "curlExample": base_url.apply(lambda url: _curl(url, spec)),
         "continueConfig": base_url.apply(lambda url: _continue_config(url, spec)),
         "warnings": [*warnings, *fleet.warnings],

@@ -311,8 +311,11 @@ def render_text(plan: Plan) -> str:
         out += ["", "Quota needed (ask for it before `pulumi up`):"]
         for q in quotas:
             code = f" [{q['code']}]" if q.get("code") else ""
+            pool = (f", {q['withPoolSetup']} while the pool's stopped VMs set up"
+                    if q["withPoolSetup"] > q["atDesired"] else "")
             out.append(f"  {q['name']}{code} ({q['scope']}): {q['atDesired']} {q['unit']} at desired, "
-                       f"{q['atMax']} at max replicas")
+                       f"{q['atMax']} at max replicas, {q['duringUpdate']} while a rolling update replaces them"
+                       f"{pool}")
     for key in ("curlExample", "continueConfig"):
         if plan.outputs.get(key):
             out += ["", f"{key}:", *("  " + line for line in plan.outputs[key].splitlines())]

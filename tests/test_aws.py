@@ -174,6 +174,9 @@ def test_prod_outputs_cost_quota_and_client_snippets(plan_of):
     (quota,) = outputs["quota"]
     assert quota["name"] == "Running On-Demand G and VT instances" and quota["code"] == "L-DB2E81BA"
     assert (quota["atDesired"], quota["atMax"]) == (48, 192)
+    # An instance refresh at max replicas runs up to 200% of them; the warm pool's instance sets up next to the
+    # office-hours one when it is created.
+    assert (quota["duringUpdate"], quota["withPoolSetup"]) == (384, 96)
     assert "Authorization: Bearer $VLLM_API_KEY" in outputs["curlExample"]
     assert "https://codellama.example.com/v1/completions" in outputs["curlExample"]
     assert yaml.safe_load(outputs["continueConfig"])["models"][0]["apiBase"] == "https://codellama.example.com/v1"

@@ -295,6 +295,9 @@ def test_outputs_quota_cost_and_tensor_parallelism(stack, plan_of):
     for quota in quotas:
         assert quota["scope"] == config_of(stack)["region"]
         assert quota["atMax"] == instance.vcpus * plan.outputs["replicas"]["max"]
+        # A rolling upgrade with MaxSurge creates a batch (20% of the VMs, at least one) before deleting any.
+        most = plan.outputs["replicas"]["max"]
+        assert quota["duringUpdate"] == instance.vcpus * (most + math.ceil(most * 0.2))
 
 
 def test_codellama_azure_is_the_cheapest_fit():

@@ -298,6 +298,11 @@ def test_prod_outputs_cost_tensor_parallelism_and_gpu_and_cpu_quota(plan_of):
     assert (quotas["NVIDIA_L4_GPUS"]["scope"], quotas["NVIDIA_L4_GPUS"]["atMax"]) == ("us-central1", 32)
     assert (quotas["G2_CPUS"]["scope"], quotas["G2_CPUS"]["atDesired"]) == ("us-central1", 96)
     assert quotas["GPUS_ALL_REGIONS"]["scope"] == "global"
+    # A proactive update adds one VM per zone (maxSurgeFixed) to the 4 at max replicas.
+    zones = len(plan_of("codellama-gcp").one(GROUP)["distributionPolicyZones"])
+    assert zones == plan_of("codellama-gcp").one(GROUP)["updatePolicy"]["maxSurgeFixed"] > 1
+    assert quotas["NVIDIA_L4_GPUS"]["duringUpdate"] == (4 + zones) * 8
+    assert quotas["NVIDIA_L4_GPUS"]["withPoolSetup"] == 8  # no standby pool for a 70B model (its setup is too long)
 
 
 def test_dev_is_one_spot_l4_counted_against_the_preemptible_gpu_quota(plan_of):

@@ -49,3 +49,6 @@ class Fleet(FleetComponent):
                                 "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn}
 
         self.serve_at(scheme, spec.domain or alb.dns_name)
+
+    def update_surge(self, vms: int) -> int:
+        return fleet.update_surge(vms)

@@ -4,6 +4,7 @@ hours its scheduled actions and warm pool of stopped instances."""
 
 from __future__ import annotations
 
+import math
 import base64
 import gzip
 
@@ -28,6 +29,8 @@ ROOT_VOLUME_MB_PER_S, ROOT_VOLUME_IOPS = 250, 3000
 DATA_DISK_MB_PER_S, DATA_DISK_IOPS = 1000, 8000
 # EC2 takes at most 16 KB of user data before base64; cloud-init reads it gzip-compressed as well.
 USER_DATA_MAX_BYTES = 16 * 1024
+# Instance refresh and replacements launch first: up to twice the group's instances run while they roll.
+MAX_HEALTHY_PERCENT = 200
 # The Auto Scaling group's default instance warmup: 0-3600 s (Amazon EC2 Auto Scaling user guide).
 MAX_DEFAULT_INSTANCE_WARMUP = 3600
 # Spot groups launch the sized type or another with the same GPUs that costs at most this many times as much
@@ -196,11 +199,11 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         default_instance_warmup=min(grace, MAX_DEFAULT_INSTANCE_WARMUP),
         # Replace unhealthy instances by launching first: serving capacity never drops.
         instance_maintenance_policy=autoscaling.GroupInstanceMaintenancePolicyArgs(
-            min_healthy_percentage=100, max_healthy_percentage=200),
+            min_healthy_percentage=100, max_healthy_percentage=MAX_HEALTHY_PERCENT),
         instance_refresh=autoscaling.GroupInstanceRefreshArgs(
             strategy="Rolling",
             preferences=autoscaling.GroupInstanceRefreshPreferencesArgs(
-                min_healthy_percentage=100, max_healthy_percentage=200, instance_warmup=str(grace),
+                min_healthy_percentage=100, max_healthy_percentage=MAX_HEALTHY_PERCENT, instance_warmup=str(grace),
                 skip_matching=True, auto_rollback=True)),
         # `pulumi up` returns once the group exists; VMs become healthy minutes later (weights download).
         wait_for_capacity_timeout="0",
@@ -265,3 +268,8 @@ def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, group, alb, targe
                 resource_label=pulumi.Output.concat(alb.arn_suffix, "/", target_group.arn_suffix)),
             target_value=spec.replicas.target_requests_per_minute),
         opts=fleet.opts)
+
+
+def update_surge(vms: int) -> int:
+    """A refresh of `vms` instances launches up to MAX_HEALTHY_PERCENT of them before terminating any."""
+    return math.ceil(vms * (MAX_HEALTHY_PERCENT - 100) / 100)

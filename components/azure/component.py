@@ -63,6 +63,9 @@ class Fleet(FleetComponent):
             host = public_ip.dns_settings.apply(lambda settings: settings.fqdn)
         self.serve_at("https" if spec.certificate else "http", host)
 
+    def update_surge(self, vms: int) -> int:
+        return fleet.update_surge(vms)
+
     def role_id(self, role: str) -> pulumi.Output[str]:
         """A built-in role definition's id in this subscription."""
         return pulumi.Output.concat("/subscriptions/", self.subscription_id,

@@ -31,6 +31,8 @@ HEALTH_STATE_SCRIPT = "/usr/local/lib/vllm-fleet/health-state.py"
 HEALTH_STATE_UNIT = "vllm-fleet-health.service"
 HEALTH_STATE_PORT = 8001
 HEALTH_STATE_PATH = "/health-state"
+# A rolling upgrade's batch, in percent of the VMs: with MaxSurge, each batch's new VMs run next to the old ones.
+MAX_BATCH_PERCENT = 20
 # The Application Health extension's longest grace period (rich health states).
 HEALTH_GRACE_MAX_SECONDS = 14400
 # Azure's limits on the automatic repairs grace period (ISO 8601 minutes).
@@ -109,7 +111,7 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
         upgrade_policy=compute.UpgradePolicyArgs(
             mode="Rolling",
             rolling_upgrade_policy=compute.RollingUpgradePolicyArgs(
-                max_surge=True, max_batch_instance_percent=20, max_unhealthy_instance_percent=50,
+                max_surge=True, max_batch_instance_percent=MAX_BATCH_PERCENT, max_unhealthy_instance_percent=50,
                 max_unhealthy_upgraded_instance_percent=50, pause_time_between_batches="PT0S",
                 prioritize_unhealthy_instances=True, rollback_failed_instances_on_policy_breach=True)),
         virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
@@ -211,3 +213,9 @@ def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
     return monitor.AutoscaleSetting(
         fleet.child("replicas"), resource_group_name=group, location=spec.region, tags=fleet.tags,
         target_resource_uri=scale_set.id, enabled=True, profiles=profiles, opts=fleet.opts)
+
+
+def update_surge(vms: int) -> int:
+    """A rolling upgrade with MaxSurge creates one batch (MAX_BATCH_PERCENT of the VMs, at least one) before it
+    deletes the VMs it replaces."""
+    return math.ceil(vms * MAX_BATCH_PERCENT / 100) if vms else 0

@@ -54,3 +54,7 @@ class Fleet(FleetComponent):
                       f"it and replace every VM; name one image (gcloud compute images describe-from-family ...) to "
                       f"move on purpose")
         self.serve_at(scheme, spec.domain or address.address)
+        self.zones = len(options.zones)
+
+    def update_surge(self, vms: int) -> int:
+        return fleet.update_surge(vms, self.zones)

@@ -223,3 +223,8 @@ def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
                     fixed=1),
                 time_window_sec=warmup)),
         opts=fleet.opts)
+
+
+def update_surge(vms: int, zones: int) -> int:
+    """A proactive update surges by max_surge_fixed (one VM per zone), never by more VMs than it replaces."""
+    return min(vms, zones)
