@@ -126,7 +126,13 @@ def test_auto_scaling_group_heals_refreshes_and_scales(stack, plan_of):
     assert (group["minSize"], group["desiredCapacity"], group["maxSize"]) == (
         replicas["min"], replicas.get("desired", replicas["min"]), replicas["max"])
     assert group["healthCheckType"] == "ELB"
-    assert group["healthCheckGracePeriod"] >= 600
+    grace = group["healthCheckGracePeriod"]
+    if plan.resources("aws:autoscaling/lifecycleHook:LifecycleHook"):
+        # Grace and warm-up start after the ready hook, which completes once vLLM serves: not the setup again.
+        assert grace == 300 == int(group["instanceRefresh"]["preferences"]["instanceWarmup"])
+        assert group["defaultInstanceWarmup"] == 300
+    else:
+        assert grace == plan.outputs["timeToServe"]["seconds"] >= 600
     assert group["waitForCapacityTimeout"] == "0"
     assert len(group["vpcZoneIdentifiers"]) >= 2
     refresh = group["instanceRefresh"]

@@ -148,7 +148,8 @@ GCP_RULES: list[Rule] = [
          lambda s, i: None if re.fullmatch(r"[\w-]{1,255}", i["secretId"]) else f"secretId {i['secretId']!r}"),
     # Autohealing initial delay 0-3600; autoscaler cool-down at most 3600 (its initialization period)
     each("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
-         lambda s, i: within(i["autoHealingPolicies"]["initialDelaySec"], 0, 3600, "initialDelaySec")),
+         lambda s, i: within(i["autoHealingPolicies"]["initialDelaySec"], 0, 3600, "initialDelaySec")
+         if "autoHealingPolicies" in i else None),
     each("gcp:compute/regionAutoscaler:RegionAutoscaler",
          lambda s, i: within(i["autoscalingPolicy"]["cooldownPeriod"], 15, 3600, "cooldownPeriod")),
     # Cloud Armor: priority 0-2147483647, descriptions at most 64 characters, at most 10 ranges in a basic rule, at
@@ -164,7 +165,7 @@ GCP_RULES: list[Rule] = [
     # the autoscaler's minimum at least 0
     each("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
          lambda s, i: within(i["standbyPolicy"]["initialDelaySec"], 0, 3600, "standby initialDelaySec")
-         if "standbyPolicy" in i else None),
+         if "initialDelaySec" in i.get("standbyPolicy", {}) else None),
     each("gcp:compute/regionAutoscaler:RegionAutoscaler", lambda s, i: (
         None if len(i["autoscalingPolicy"].get("scalingSchedules", [])) <= 128 else "over 128 schedules") or next(
         (f"schedule {x}" for x in i["autoscalingPolicy"].get("scalingSchedules", [])

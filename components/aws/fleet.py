@@ -42,6 +42,8 @@ SPOT_ALTERNATIVE_MAX_PRICE_RATIO = 2.0
 READY_HOOK = "vllm-fleet-ready"
 READY_UNIT = "vllm-fleet-ready.service"
 READY_SCRIPT = "/usr/local/sbin/vllm-fleet-ready"
+# After the ready hook (vLLM serves): the load balancer's first health checks.
+AFTER_READY_HOOK_SECONDS = 300
 # A lifecycle hook's heartbeat timeout: 30 to 7200 s (LifecycleHookSpecification).
 HOOK_HEARTBEAT_MIN, HOOK_HEARTBEAT_MAX = 30, 7200
 
@@ -172,9 +174,11 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
                     launch_template_id=template.id, version=version),
                 overrides=[autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=it.name)
                            for it in launchable_types(spec, sizing)]))
-    grace = sizing.startup_grace_seconds
     autoscaled = spec.replicas.min != spec.replicas.max
     pool = fleet.standby_pool
+    # The grace period and the warm-ups start when an instance enters InService, after its launch lifecycle hook:
+    # with the ready hook that is once vLLM serves, so they need not wait for the setup a second time.
+    grace = AFTER_READY_HOOK_SECONDS if pool else sizing.startup_grace_seconds
     # With a scaling policy, replicas.desired is the first size and the policy owns it afterwards: a later
     # `pulumi up` must not set it back and terminate the VMs it added. With office hours the scheduled actions
     # own the sizes too (a `pulumi up` at night must not start the fleet); they carry the config's. The initial
