@@ -31,7 +31,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from . import catalog
+from . import catalog, vllm_args
 from .catalog import InstanceType, Price
 from .errors import ConfigError
 from .spec import FleetSpec, ModelArch, Replicas
@@ -192,16 +192,15 @@ def _tp_fits_heads(arch: ModelArch, tp: int) -> bool:
     return arch.heads % tp == 0 and (arch.kv_heads % tp == 0 or tp % arch.kv_heads == 0)
 
 
-def expert_parallel(vllm_args: tuple[str, ...]) -> bool:
-    return any(arg.split("=", 1)[0] == "--enable-expert-parallel" for arg in vllm_args)
+def expert_parallel(args: tuple[str, ...]) -> bool:
+    return vllm_args.value_of(args, "enable_expert_parallel") is True
 
 
-def max_num_seqs(instance: InstanceType, vllm_args: tuple[str, ...] = ()) -> int:
+def max_num_seqs(instance: InstanceType, args: tuple[str, ...] = ()) -> int:
     """vLLM's cap on requests in flight on one VM (its default for the GPU, or --max-num-seqs of vllmArgs)."""
-    for arg in vllm_args:
-        flag, _, value = arg.partition("=")
-        if flag == "--max-num-seqs" and value.isdigit():
-            return int(value)
+    given = vllm_args.value_of(args, "max_num_seqs")
+    if given is not None:
+        return int(given)
     large = instance.gpu_memory_gib >= 70 and not instance.gpu.startswith("A100")
     return MAX_NUM_SEQS_LARGE_GPU if large else MAX_NUM_SEQS
 
@@ -248,7 +247,8 @@ def time_to_serve(cloud: catalog.CloudCatalog, memory: ModelMemory, data_disk_gb
 
 
 def kv_fp8(spec: FleetSpec) -> bool:
-    return any(arg in ("--kv-cache-dtype=fp8", "--kv-cache-dtype=fp8_e4m3") for arg in spec.vllm_args)
+    # Every fp8 format vLLM offers (fp8, fp8_e4m3, fp8_e5m2, fp8_inc, fp8_ds_mla...) stores one byte an element.
+    return str(vllm_args.value_of(spec.vllm_args, "kv_cache_dtype") or "").startswith("fp8")
 
 
 def memory_at(spec: FleetSpec, tensor_parallel_size: int) -> ModelMemory:
