@@ -49,6 +49,8 @@ BLOCK_TOKENS = 16
 # vLLM 0.32's max_num_seqs for the OpenAI server (vllm/engine/arg_utils.py _get_default_max_num_seqs...): 1024 on
 # GPUs of 70 GiB or more other than A100, 256 on the others.
 MAX_NUM_SEQS, MAX_NUM_SEQS_LARGE_GPU = 256, 1024
+# ... and its max_num_batched_tokens for the OpenAI server (get_batch_defaults): 2048, 8192 on GPUs of 70 GiB or more
+# other than A100, 16384 on GPUs of 160 GiB or more.
 # Without the capacity key, the plan warns when a VM holds fewer full-context requests than this.
 FEW_REQUESTS = 4
 MAX_REPLICAS = 100  # what the replicas key allows
@@ -205,6 +207,24 @@ def max_num_seqs(instance: InstanceType, args: tuple[str, ...] = ()) -> int:
     return MAX_NUM_SEQS_LARGE_GPU if large else MAX_NUM_SEQS
 
 
+def batching_refusal(instance: InstanceType, spec: FleetSpec) -> str | None:
+    """Why vLLM refuses --max-num-seqs of vllmArgs on this instance's GPUs, or None: without --max-num-batched-tokens
+    it batches its default for the GPU, and refuses fewer batched tokens than sequences (vllm/config/scheduler.py)."""
+    seqs = vllm_args.value_of(spec.vllm_args, "max_num_seqs")
+    if seqs is None or vllm_args.value_of(spec.vllm_args, "max_num_batched_tokens") is not None:
+        return None
+    memory = instance.gpu_memory_gib
+    default = 16384 if memory >= 160 else 8192 if memory >= 70 and not instance.gpu.startswith("A100") else 2048
+    if vllm_args.value_of(spec.vllm_args, "performance_mode") == "throughput":
+        default *= 2
+    if vllm_args.value_of(spec.vllm_args, "enable_chunked_prefill") is False:
+        default = max(default, spec.max_model_len)
+    if int(seqs) <= default:
+        return None
+    return (f"--max-num-seqs={seqs} is above the {default} tokens vLLM batches a step by default on {instance.gpu}, "
+            f"and vLLM refuses fewer batched tokens than sequences: add --max-num-batched-tokens={seqs} or more")
+
+
 def kv_cache_room_gib(instance: InstanceType, memory: ModelMemory, utilization: float) -> float:
     usable = instance.total_gpu_memory_gib * utilization
     return usable - memory.weights_gib - OVERHEAD_GIB_PER_GPU * instance.gpu_count
@@ -307,6 +327,11 @@ def options(spec: FleetSpec) -> list[Sizing]:
     memories = {it.name: memory_at(spec, it.gpu_count) for it in candidates}
     reasons = {it.name: _why_not(it, spec, memories[it.name]) for it in candidates}
     fitting = [it for it in candidates if reasons[it.name] is None]
+    batching = {it.name: batching_refusal(it, spec) for it in fitting}
+    if fitting and all(batching.values()):
+        raise ConfigError("vllmArgs", f"--max-num-seqs={vllm_args.value_of(spec.vllm_args, 'max_num_seqs')}",
+                          batching[fitting[0].name])
+    fitting = [it for it in fitting if batching[it.name] is None]
     if not fitting:
         if len(candidates) == 1:
             detail = reasons[candidates[0].name]

@@ -91,3 +91,15 @@ def test_the_file_is_read_by_destination_with_every_alias():
     assert flags["--device-memory-utilization"] == "gpu_memory_utilization"
     with pytest.raises(ConfigError, match="is not a flag of `vllm serve` in vLLM"):
         vllm_args.parse(["--enable-prefix-cacheing"], 4096)
+
+
+def test_more_sequences_than_vllm_batches_by_default_on_the_gpu_is_refused():
+    """Without --max-num-batched-tokens vLLM batches 2048 tokens a step on an L4 or A100 (8192 on an H100) and
+    refuses fewer batched tokens than sequences (vllm/engine/arg_utils.py get_batch_defaults)."""
+    with pytest.raises(ConfigError) as caught:
+        sizing.size(parse(vllmArgs=["--max-num-seqs=4096"], accelerator="L4:1"))
+    assert caught.value.key == "vllmArgs"
+    assert "above the 2048 tokens vLLM batches a step by default on L4" in str(caught.value)
+    assert "add --max-num-batched-tokens=4096" in str(caught.value)
+    assert sizing.size(parse(vllmArgs=["--max-num-seqs=4096", "--max-num-batched-tokens=4096"], accelerator="L4:1"))
+    assert sizing.size(parse(vllmArgs=["--max-num-seqs=2048"], accelerator="L4:1")).max_num_seqs == 2048
