@@ -50,7 +50,7 @@ UNREACHABLE = {
 # Data parallel across nodes: each VM serves on its own behind the load balancer.
 MULTI_NODE = ("data_parallel_address", "data_parallel_rpc_port", "data_parallel_rank", "data_parallel_start_rank",
               "data_parallel_size_local", "data_parallel_external_lb", "data_parallel_hybrid_lb",
-              "data_parallel_multi_port_external_lb", "data_parallel_backend", "nnodes", "node_rank")
+              "data_parallel_multi_port_external_lb", "nnodes", "node_rank")
 # Executors whose packages or launcher the VMs do not have (cloud-init/vllm-requirements.txt holds no ray); vLLM
 # picks mp (several GPUs) or uni (one) itself.
 EXECUTORS = {"ray": "the VMs do not install ray (cloud-init/vllm-requirements.txt)",
@@ -209,8 +209,7 @@ def _shape(dest: str, long: str, token: str, values: list[str]) -> None:
 def _servable(dest: str, long: str, token: str, value: str | None) -> None:
     """Raises for options that leave the deployment unreachable, or need more than the VM has."""
     if dest in MANAGED:
-        owner, written, primary = MANAGED[dest], token.partition("=")[0], metadata()["options"][dest]["flags"][0]
-        written = written.split(" ")[0]
+        owner, written, primary = MANAGED[dest], re.split("[= ]", token)[0], metadata()["options"][dest]["flags"][0]
         alias = f" ({written} is vLLM's alias of {primary})" if written != primary else ""
         raise _error(token, f"{primary} is managed by vllm-fleet{alias}: "
                             f"{f'set the {owner} key instead' if owner else 'the project sets it'}")

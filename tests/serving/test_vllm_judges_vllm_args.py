@@ -73,8 +73,10 @@ CORPUS = [
     (["--distributed-executor-backend=ray"], True),
     (["--nnodes=2"], True),
     (["--data-parallel-address=10.0.0.2"], True),
+    (["--data-parallel-backend=mp"], False),  # used only with data parallel
 ]
-# vLLM's destinations that make a deployment unreachable or multi-node when set (their defaults: None or False).
+# vLLM's destinations that make a deployment unreachable or multi-node when set (their defaults: None or False),
+# listed apart from fleet/vllm_args.py's on purpose: the judge reads what vLLM stored, not the plan's lists.
 UNREACHABLE = ("uds", "headless", "grpc", "grpc_port")
 MULTI_NODE = ("data_parallel_address", "data_parallel_rpc_port", "data_parallel_rank", "data_parallel_start_rank",
               "data_parallel_size_local", "data_parallel_external_lb", "data_parallel_hybrid_lb",
