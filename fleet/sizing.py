@@ -31,7 +31,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from . import catalog
+from . import catalog, vllm_args
 from .catalog import InstanceType, Price
 from .errors import ConfigError
 from .spec import FleetSpec, ModelArch, Replicas
@@ -49,6 +49,8 @@ BLOCK_TOKENS = 16
 # vLLM 0.32's max_num_seqs for the OpenAI server (vllm/engine/arg_utils.py _get_default_max_num_seqs...): 1024 on
 # GPUs of 70 GiB or more other than A100, 256 on the others.
 MAX_NUM_SEQS, MAX_NUM_SEQS_LARGE_GPU = 256, 1024
+# ... and its max_num_batched_tokens for the OpenAI server (get_batch_defaults): 2048, 8192 on GPUs of 70 GiB or more
+# other than A100, 16384 on GPUs of 160 GiB or more.
 # Without the capacity key, the plan warns when a VM holds fewer full-context requests than this.
 FEW_REQUESTS = 4
 MAX_REPLICAS = 100  # what the replicas key allows
@@ -192,18 +194,35 @@ def _tp_fits_heads(arch: ModelArch, tp: int) -> bool:
     return arch.heads % tp == 0 and (arch.kv_heads % tp == 0 or tp % arch.kv_heads == 0)
 
 
-def expert_parallel(vllm_args: tuple[str, ...]) -> bool:
-    return any(arg.split("=", 1)[0] == "--enable-expert-parallel" for arg in vllm_args)
+def expert_parallel(args: tuple[str, ...]) -> bool:
+    return vllm_args.value_of(args, "enable_expert_parallel") is True
 
 
-def max_num_seqs(instance: InstanceType, vllm_args: tuple[str, ...] = ()) -> int:
+def max_num_seqs(instance: InstanceType, args: tuple[str, ...] = ()) -> int:
     """vLLM's cap on requests in flight on one VM (its default for the GPU, or --max-num-seqs of vllmArgs)."""
-    for arg in vllm_args:
-        flag, _, value = arg.partition("=")
-        if flag == "--max-num-seqs" and value.isdigit():
-            return int(value)
+    given = vllm_args.value_of(args, "max_num_seqs")
+    if given is not None:
+        return int(given)
     large = instance.gpu_memory_gib >= 70 and not instance.gpu.startswith("A100")
     return MAX_NUM_SEQS_LARGE_GPU if large else MAX_NUM_SEQS
+
+
+def batching_refusal(instance: InstanceType, spec: FleetSpec) -> str | None:
+    """Why vLLM refuses --max-num-seqs of vllmArgs on this instance's GPUs, or None: without --max-num-batched-tokens
+    it batches its default for the GPU, and refuses fewer batched tokens than sequences (vllm/config/scheduler.py)."""
+    seqs = vllm_args.value_of(spec.vllm_args, "max_num_seqs")
+    if seqs is None or vllm_args.value_of(spec.vllm_args, "max_num_batched_tokens") is not None:
+        return None
+    memory = instance.gpu_memory_gib
+    default = 16384 if memory >= 160 else 8192 if memory >= 70 and not instance.gpu.startswith("A100") else 2048
+    if vllm_args.value_of(spec.vllm_args, "performance_mode") == "throughput":
+        default *= 2
+    if vllm_args.value_of(spec.vllm_args, "enable_chunked_prefill") is False:
+        default = max(default, spec.max_model_len)
+    if int(seqs) <= default:
+        return None
+    return (f"--max-num-seqs={seqs} is above the {default} tokens vLLM batches a step by default on {instance.gpu}, "
+            f"and vLLM refuses fewer batched tokens than sequences: add --max-num-batched-tokens={seqs} or more")
 
 
 def kv_cache_room_gib(instance: InstanceType, memory: ModelMemory, utilization: float) -> float:
@@ -248,7 +267,8 @@ def time_to_serve(cloud: catalog.CloudCatalog, memory: ModelMemory, data_disk_gb
 
 
 def kv_fp8(spec: FleetSpec) -> bool:
-    return any(arg in ("--kv-cache-dtype=fp8", "--kv-cache-dtype=fp8_e4m3") for arg in spec.vllm_args)
+    # Every fp8 format vLLM offers (fp8, fp8_e4m3, fp8_e5m2, fp8_inc, fp8_ds_mla...) stores one byte an element.
+    return str(vllm_args.value_of(spec.vllm_args, "kv_cache_dtype") or "").startswith("fp8")
 
 
 def memory_at(spec: FleetSpec, tensor_parallel_size: int) -> ModelMemory:
@@ -307,6 +327,11 @@ def options(spec: FleetSpec) -> list[Sizing]:
     memories = {it.name: memory_at(spec, it.gpu_count) for it in candidates}
     reasons = {it.name: _why_not(it, spec, memories[it.name]) for it in candidates}
     fitting = [it for it in candidates if reasons[it.name] is None]
+    batching = {it.name: batching_refusal(it, spec) for it in fitting}
+    if fitting and all(batching.values()):
+        raise ConfigError("vllmArgs", f"--max-num-seqs={vllm_args.value_of(spec.vllm_args, 'max_num_seqs')}",
+                          batching[fitting[0].name])
+    fitting = [it for it in fitting if batching[it.name] is None]
     if not fitting:
         if len(candidates) == 1:
             detail = reasons[candidates[0].name]

@@ -24,9 +24,9 @@ from . import catalog
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .values import did_you_mean, whole_number as _int
+from .vllm_args import parse as parse_vllm_args
 
 MODELS_FILE = catalog.CATALOG_FILE.parent / "models.yaml"
-VLLM_FLAGS_FILE = catalog.CATALOG_FILE.parent / "vllm-serve-flags.json"
 
 SECRET_KEYS = ("hfToken", "apiKey", "apiKeys")
 # The key clients send: a named key of apiKeys, or the one of apiKey, which is named "default".
@@ -43,20 +43,6 @@ GPU_COUNTS = (1, 2, 4, 8)
 PROJECT_TAGS = ("managed-by", "vllm-fleet-stack")  # the tags vllm-fleet puts on every resource
 MAX_TAGS = 40
 
-# vLLM flags the project sets itself from other keys; letting vllmArgs set them would fight the sizing or
-# open the server (host/port/api-key).
-RESERVED_VLLM_FLAGS = {
-    "--model": "model", "--host": None, "--port": None, "--api-key": "apiKeys", "--config": None,
-    "--served-model-name": "servedModelName", "--tensor-parallel-size": "accelerator",
-    "--pipeline-parallel-size": None, "--max-model-len": "maxModelLen", "--quantization": "quantization",
-    "--dtype": "dtype", "--gpu-memory-utilization": "gpuMemoryUtilization", "--download-dir": None,
-    "--revision": "modelRevision", "--tokenizer-revision": "modelRevision",
-}
-_VLLM_FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
-# One argv token: no whitespace, quotes, shell or YAML metacharacters, so it is inert wherever it is rendered.
-_VLLM_TOKEN = re.compile(r"^[A-Za-z0-9._:/=,+@%-]+$")
-# A --flag=<JSON> argument: printable ASCII, no newline (the launcher quotes it for the shell).
-_VLLM_JSON_TOKEN = re.compile(r"^--[a-z0-9-]+=[ -~]+$")
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HF_URL = re.compile(r"^https?://(www\.)?(huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
 _BUCKET_URI = re.compile(r"^([a-z0-9]+)://([a-z0-9][a-z0-9._-]{1,62})(/[A-Za-z0-9._/-]*)?$")
@@ -450,99 +436,6 @@ def _cidrs(value: Any) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
-@functools.cache
-def serve_flags() -> dict[str, Any]:
-    """`vllm serve`'s flags of the release the VMs install, and the kind of value each takes (serving-test/
-    serve_flags.py writes the file from vLLM's own argument parser; a test checks it against that parser)."""
-    return json.loads(VLLM_FLAGS_FILE.read_text())
-
-
-def _flag_value(flag: str, kind: dict[str, Any], value: str) -> None:
-    """Raises when `value` is not what `flag` takes, before a VM finds out."""
-    problem = None
-    if kind["kind"] == "int" and not re.fullmatch(r"-?\d+", value):
-        problem = "takes a whole number"
-    elif kind["kind"] == "float":
-        try:
-            float(value)
-        except ValueError:
-            problem = "takes a number"
-    elif kind["kind"] == "choice" and value not in kind["choices"]:
-        problem = f"takes one of {', '.join(kind['choices'])}{did_you_mean(value, kind['choices'])}"
-    elif kind["kind"] == "json":
-        try:
-            json.loads(value)
-        except ValueError:
-            problem = "takes JSON, e.g. --hf-overrides={\"max_position_embeddings\": 32768}"
-    elif kind["kind"] == "path":
-        problem = ("names a file on the VM, and a VM has only what its image, vLLM and the model bring: give the "
-                   "model a chat template (tokenizer_config.json) or serve a checkpoint that has one")
-    if problem:
-        raise ConfigError("vllmArgs", f"{flag}={value}", f"{flag} {problem}")
-
-
-def _vllm_args(value: Any) -> tuple[str, ...]:
-    """vllmArgs as `vllm serve` of the release the VMs install reads them: each flag known, its value of the kind
-    it takes. A flag and its value may be one item (--flag=value) or two (the value a YAML number too); the result
-    writes single values as --flag=value."""
-    if value is None or value == []:
-        return ()
-    if isinstance(value, str) or not isinstance(value, list):
-        raise ConfigError("vllmArgs", value, "must be a list of arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]")
-    flags = serve_flags()["flags"]
-    items = [str(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else item for item in value]
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigError("vllmArgs", item, "each argument is a flag or a value (text or a number)")
-    result: list[str] = []
-    index = 0
-    while index < len(items):
-        token = items[index]
-        flag, has_value, inline = token.partition("=")
-        kind = flags.get(flag, {"kind": "value"})
-        # JSON values need quotes and braces, which the launcher quotes like any argument; everything else is kept
-        # to characters that are inert wherever they are rendered.
-        allowed = _VLLM_JSON_TOKEN if kind["kind"] == "json" and has_value else _VLLM_TOKEN
-        if not allowed.match(token):
-            raise ConfigError("vllmArgs", token,
-                              "each argument may hold only letters, digits and . _ : / = , + @ % - "
-                              "(no spaces, quotes, newlines or shell/YAML characters); give a flag and its value "
-                              "as --flag=value")
-        if not token.startswith("--"):
-            raise ConfigError("vllmArgs", token, "a value without its flag: the first argument, and every one "
-                                                 "after a complete flag, must be a --flag")
-        if not _VLLM_FLAG.match(flag):
-            raise ConfigError("vllmArgs", token, "flags are written --long-name or --long-name=value")
-        if flag in RESERVED_VLLM_FLAGS:
-            owner = RESERVED_VLLM_FLAGS[flag]
-            instead = f"set the {owner} key instead" if owner else "the project sets it"
-            raise ConfigError("vllmArgs", token, f"{flag} is managed by vllm-fleet: {instead}")
-        if flag not in flags:
-            raise ConfigError("vllmArgs", token, f"is not a flag of `vllm serve` in vLLM {serve_flags()['vllm']}"
-                                                 f"{did_you_mean(flag, flags)}")
-        values = [inline] if has_value else []
-        index += 1
-        while not has_value and index < len(items) and not items[index].startswith("--"):
-            if not _VLLM_TOKEN.match(items[index]):
-                raise ConfigError("vllmArgs", items[index], "each argument may hold only letters, digits and "
-                                                            ". _ : / = , + @ % - (no spaces, quotes, newlines or "
-                                                            "shell/YAML characters)")
-            values.append(items[index])
-            index += 1
-        if kind["kind"] == "switch":
-            if values:
-                raise ConfigError("vllmArgs", f"{flag} {' '.join(values)}", f"{flag} takes no value")
-            result.append(flag)
-            continue
-        if not values or (len(values) > 1 and kind["kind"] != "values"):
-            raise ConfigError("vllmArgs", token, f"{flag} takes {'one value' if not values else 'a single value'}, "
-                                                 f"e.g. {flag}=<value>")
-        for item in values:
-            _flag_value(flag, kind, item)
-        result += [f"{flag}={values[0]}"] if kind["kind"] != "values" else [flag, *values]
-    return tuple(result)
-
-
 def _tags(value: Any) -> Mapping[str, str]:
     if value is None:
         return MappingProxyType({})
@@ -654,7 +547,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         allowed_cidrs=_cidrs(values.get("allowedCidrs")), domain=domain,
         certificate=str(certificate) if certificate is not None else None,
         dns_zone=str(dns_zone) if dns_zone is not None else None,
-        vllm_args=_vllm_args(values.get("vllmArgs")),
+        vllm_args=parse_vllm_args(values.get("vllmArgs"), max_len),
         office_hours=parse_office_hours(values.get("officeHours"), replicas.min), data_disk_gb=data_disk,
         tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,

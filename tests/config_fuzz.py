@@ -28,6 +28,7 @@ from components import load  # noqa: E402 (after the path)
 from fleet import plan  # noqa: E402
 from fleet.errors import ConfigError  # noqa: E402
 from fleet.spec import KEY_DOCS  # noqa: E402
+from fleet.vllm_args import metadata as vllm_metadata  # noqa: E402
 
 BASES = {
     "aws": {"cloud": "aws", "region": "us-east-1"},
@@ -62,6 +63,37 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
 CHANGES = st.one_of(PLAUSIBLE, st.integers(0, 16), st.lists(PLAUSIBLE, max_size=3), VALUES)
 
 
+VLLM_OPTIONS = vllm_metadata()["options"]
+
+
+@st.composite
+def vllm_option(draw) -> list:
+    """One `vllm serve` option as the pinned vLLM's parser defines it (catalog/vllm-serve-flags.json): any of its
+    flags (aliases, the --no- form, an _ spelling, a start of the flag), with a value of its type, choices, registry
+    or bounds, or next to them, or none."""
+    option = VLLM_OPTIONS[draw(st.sampled_from(sorted(VLLM_OPTIONS)))]
+    flag = draw(st.sampled_from(option["flags"]))
+    spelling = draw(st.sampled_from(["as is", "as is", "underscores", "start"]))
+    if spelling == "underscores" and flag.startswith("--"):
+        flag = "--" + flag[2:].replace("-", "_")
+    elif spelling == "start" and flag.startswith("--"):
+        flag = flag[:draw(st.integers(3, len(flag)))]
+    numbers = [option[bound] for bound in ("min", "max", "above", "below") if bound in option]
+    near = [n + step for n in numbers for step in (-1, 0, 1)] or [0, 1, 64]
+    registry = vllm_metadata()["registries"].get(option.get("registry"), [])
+    value = draw(st.sampled_from(option.get("choices", []) + registry + [str(n) for n in near]
+                                 + ["8k", "2.5K", "auto", "-1", '{"a": 1}', "x", "/tmp/x", "None"]) | SCALARS)
+    if option["nargs"] == 0 and draw(st.booleans()):
+        return [flag]
+    return draw(st.sampled_from([[f"{flag}={value}"], [flag, value], [flag]]))
+
+
+# vllmArgs from the parser's own metadata: several options, now and then one given twice.
+VLLM_ARGS = st.lists(vllm_option(), min_size=1, max_size=3).map(
+    lambda options: [item for option in options for item in option]) | st.lists(vllm_option(), max_size=1).map(
+    lambda options: [item for option in options for item in option] * 2)
+
+
 @st.composite
 def stack_files(draw) -> object:
     """A stack file's document: mostly a good config with a few keys changed, sometimes a file of another shape."""
@@ -71,8 +103,10 @@ def stack_files(draw) -> object:
     config = {**BASES[cloud], **COMMON}
     options = sorted(load(cloud).OPTIONS)
     for _ in range(draw(st.integers(0, 3))):  # none: the good config itself, planned
-        where = draw(st.sampled_from(["key", "key", "option", "field"]))
-        if where == "key":
+        where = draw(st.sampled_from(["key", "key", "option", "field", "vllmArgs"]))
+        if where == "vllmArgs":
+            config["vllmArgs"] = draw(VLLM_ARGS)
+        elif where == "key":
             config[draw(st.sampled_from(sorted(KEY_DOCS)))] = draw(CHANGES)
         elif where == "option":
             section = config.get(cloud) if isinstance(config.get(cloud), dict) else {}
