@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import hashlib
 import ipaddress
 import json
 import re
