@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pulumi
 
+from fleet import iam_names
 from fleet.catalog import InstanceType
 from fleet.schedule import StandbyPool, lead_minutes
 from fleet.sizing import Sizing
@@ -50,7 +51,7 @@ class FleetComponent(pulumi.ComponentResource):
     def short_child(self, suffix: str, limit: int) -> str:
         """The logical name of a child resource whose name may be at most `limit` characters: the stack's name is
         cut to fit (with a hash of it, spec.name_within), never the suffix."""
-        return f"{self.spec.name_within(limit - len(suffix) - 1)}-{suffix}"
+        return iam_names.short_name(self.spec.stack, suffix, limit)
 
     def child_opts(self, **options) -> pulumi.ResourceOptions:
         """`opts` with more resource options, e.g. depends_on or ignore_changes."""

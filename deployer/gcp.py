@@ -1,7 +1,9 @@
-"""GCP: a Workload Identity Federation pool for GitHub Actions of one repository, and two service accounts it may
-impersonate, vllm-fleet-preview (read-only, for pull requests and the drift check) and vllm-fleet-deploy (for the
-stacks' environments), each with a custom role holding the permissions of permissions.yaml and, when the state
-lives in Cloud Storage with a Cloud KMS secrets provider, access to that bucket and key."""
+"""GCP: a Workload Identity Federation pool for GitHub Actions of one repository (by its numeric id) and the
+service accounts it may impersonate: vllm-fleet-preview (the approved real preview of pull requests) and
+vllm-fleet-drift (the scheduled drift check), both read-only, and one deploy account per fleet stack. Each account
+gets a custom role with the permissions of permissions.yaml; a deploy account's grant carries a condition that
+limits the service accounts it may act as or change, the secrets and the buckets to its own stack's; its state
+grants cover its own stack's state objects only."""
 
 from __future__ import annotations
 
@@ -10,59 +12,112 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_gcp as gcp
 
-from . import permissions
+from fleet import iam_names
+
+from . import backend, permissions
 from .config import GcpConfig
-from .github import ISSUER, GitHub
+from .github import DRIFT_ENVIRONMENT, ISSUER, PREVIEW_ENVIRONMENT, PULL_REQUEST_REF, GitHub
 
 # Workload Identity Federation needs these APIs; they stay enabled when the deployer is destroyed.
 APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com")
-POOL_ID = "vllm-fleet-github"
+SERVICE_ACCOUNT_ID_MAX = 30
 
 
 def principal(pool_name: pulumi.Output[str], subject: str) -> pulumi.Output[str]:
-    """The federated principal of one GitHub OIDC `sub` (google.subject = assertion.sub)."""
+    """The federated principal of one exact GitHub OIDC `sub` (google.subject = assertion.sub)."""
     return pulumi.Output.concat("principal://iam.googleapis.com/", pool_name, "/subject/", subject)
 
 
-def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any]) -> dict[str, pulumi.Output]:
+def attribute_condition(github: GitHub, repository_id: int) -> str:
+    """The pool admits tokens of the repository (by id) only, and of the preview environment only on a pull
+    request's merge ref: the preview account is bound to the environment (a principal set), not to one `sub`."""
+    prefix, _, _ = github.preview_subject_pattern.partition(PULL_REQUEST_REF)
+    pattern = f"^{prefix}refs/pull/[0-9]+/merge$".replace(".", "\\\\.")
+    return (f"assertion.repository_id == '{repository_id}' && (!assertion.sub.startsWith('{prefix}') || "
+            f"assertion.sub.matches('{pattern}'))")
+
+
+def stack_condition(stack: str, project_number: str, project: str, model: str | None) -> str:
+    """What a stack's deploy account may act as, change or read among service accounts, secrets and buckets: its
+    own (fleet/iam_names.py; the model's bucket, read by its VMs, too). Other resource types pass."""
+    account = f"{iam_names.gcp_vm_service_account_id(stack)}@{project}.iam.gserviceaccount.com"
+    secrets = " || ".join(
+        f"resource.name == '{name}' || resource.name.startsWith('{name}/')" for name in
+        (f"projects/{project_number}/secrets/{iam_names.gcp_secret_id(stack, key)}" for key in iam_names.SECRET_KEYS))
+    buckets = [f"resource.name.startsWith('projects/_/buckets/{iam_names.gcp_closed_bucket(stack)}-')"]
+    if model and model.startswith("gs://"):
+        buckets.append(f"resource.name == 'projects/_/buckets/{model[len('gs://'):].split('/', 1)[0]}'")
+    return (f"(resource.type != 'iam.googleapis.com/ServiceAccount' || resource.name.endsWith('/{account}')) && "
+            f"(!resource.type.startsWith('secretmanager.googleapis.com/') || {secrets}) && "
+            f"(!resource.type.startsWith('storage.googleapis.com/') || {' || '.join(buckets)})")
+
+
+def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], repository_id: pulumi.Output[int],
+               models: Mapping[str, str | None]) -> dict[str | None, dict[str, pulumi.Output]]:
     provider = gcp.Provider("gcp", project=config.project)
-    opts = pulumi.ResourceOptions(provider=provider)
-    apis = [gcp.projects.Service(api, service=api, disable_on_destroy=False, opts=opts) for api in APIS]
-    pool = gcp.iam.WorkloadIdentityPool("github", workload_identity_pool_id=POOL_ID,
-                                        display_name="GitHub Actions (vllm-fleet)",
-                                        opts=pulumi.ResourceOptions(provider=provider, depends_on=apis))
+    apis = [gcp.projects.Service(api, service=api, disable_on_destroy=False,
+                                 opts=pulumi.ResourceOptions(provider=provider)) for api in APIS]
+    # Everything IAM waits for the IAM API on a first run, not only the pool.
+    opts = pulumi.ResourceOptions(provider=provider, depends_on=apis)
+    project_number = gcp.organizations.get_project_output(
+        project_id=config.project, opts=pulumi.InvokeOptions(provider=provider)).number
+    pool = gcp.iam.WorkloadIdentityPool("github", workload_identity_pool_id=config.pool_id,
+                                        display_name="GitHub Actions (vllm-fleet)", opts=opts)
     pool_provider = gcp.iam.WorkloadIdentityPoolProvider(
         "github", workload_identity_pool_id=pool.workload_identity_pool_id, workload_identity_pool_provider_id="github",
         display_name="GitHub Actions", oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=ISSUER),
-        attribute_mapping={"google.subject": "assertion.sub", "attribute.repository": "assertion.repository"},
-        # Tokens of any other repository are refused by the pool itself, before any binding is looked at.
-        attribute_condition=f"assertion.repository == '{github.repository}'", opts=opts)
+        attribute_mapping={"google.subject": "assertion.sub", "attribute.repository_id": "assertion.repository_id",
+                           "attribute.environment": "assertion.sub.extract(':environment:{environment}:ref:')"},
+        attribute_condition=repository_id.apply(lambda id_: attribute_condition(github, id_)), opts=opts)
+    roles = {deploy: gcp.projects.IAMCustomRole(
+        f"vllm-fleet-{mode}", project=config.project, role_id=f"vllmFleet{mode.capitalize()}",
+        title=f"vllm-fleet {mode}", description="permissions.yaml of vllm-fleet's deployer",
+        permissions=permissions.permissions(document, "gcp", deploy=deploy), opts=opts)
+        for mode, deploy in (("read", False), ("deploy", True))}
+    stacks = list(github.environments)
 
-    def service_account(mode: str, subjects: list[str], deploy: bool) -> gcp.serviceaccount.Account:
-        name = f"vllm-fleet-{mode}"
-        account = gcp.serviceaccount.Account(name, account_id=name, display_name=f"vllm-fleet {mode} from GitHub "
+    def service_account(name: str, account_id: str, federated: pulumi.Output[str], stack: str | None):
+        account = gcp.serviceaccount.Account(name, account_id=account_id, display_name=f"{name} from GitHub "
                                              f"Actions of {github.repository}", opts=opts)
-        role = gcp.projects.IAMCustomRole(
-            name, project=config.project, role_id=f"vllmFleet{mode.capitalize()}", title=f"vllm-fleet {mode}",
-            description="permissions.yaml of vllm-fleet's deployer",
-            permissions=permissions.permissions(document, "gcp", deploy=deploy), opts=opts)
         member = pulumi.Output.concat("serviceAccount:", account.email)
-        gcp.projects.IAMMember(name, project=config.project, role=role.name, member=member, opts=opts)
-        for index, subject in enumerate(subjects):
-            gcp.serviceaccount.IAMMember(f"{name}-federated-{index}", service_account_id=account.name,
-                                         role="roles/iam.workloadIdentityUser",
-                                         member=principal(pool.name, subject), opts=opts)
+        condition = None if stack is None else gcp.projects.IAMMemberConditionArgs(
+            title=f"{stack[:90]} only", description="its own service accounts, secrets and buckets",
+            expression=project_number.apply(
+                lambda number: stack_condition(stack, number, config.project, models.get(stack))))
+        gcp.projects.IAMMember(name, project=config.project, role=roles[stack is not None].name, member=member,
+                               condition=condition, opts=opts)
+        gcp.serviceaccount.IAMMember(f"{name}-federated", service_account_id=account.name,
+                                     role="roles/iam.workloadIdentityUser", member=federated, opts=opts)
         if config.state_bucket:
-            gcp.storage.BucketIAMMember(f"{name}-state", bucket=config.state_bucket, member=member,
-                                        role="roles/storage.objectAdmin" if deploy else "roles/storage.objectViewer",
-                                        opts=opts)
+            bucket = config.state_bucket
+            if stack is None:  # read every state; write only the lock objects (a preview or refresh takes them)
+                gcp.storage.BucketIAMMember(f"{name}-state", bucket=bucket, member=member,
+                                            role="roles/storage.objectViewer", opts=opts)
+                writable = [backend.lock_prefix(each) for each in stacks]
+            else:
+                writable = [*backend.stack_prefixes(stack), backend.META]
+            gcp.storage.BucketIAMMember(
+                f"{name}-state-writes", bucket=bucket, member=member, role="roles/storage.objectUser",
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="its own state objects" if stack else "state locks only",
+                    expression=" || ".join(f"resource.name.startsWith('projects/_/buckets/{bucket}/objects/{key}')"
+                                           for key in writable)),
+                opts=opts)
         if config.secrets_key_id:
             gcp.kms.CryptoKeyIAMMember(f"{name}-secrets", crypto_key_id=config.secrets_key_id, member=member,
-                                       role="roles/cloudkms.cryptoKeyEncrypterDecrypter" if deploy
+                                       role="roles/cloudkms.cryptoKeyEncrypterDecrypter" if stack
                                        else "roles/cloudkms.cryptoKeyDecrypter", opts=opts)
         return account
 
-    preview = service_account("preview", github.preview_subjects, deploy=False)
-    deploy = service_account("deploy", github.deploy_subjects, deploy=True)
-    return {"GCP_WORKLOAD_IDENTITY_PROVIDER": pool_provider.name,
-            "GCP_PREVIEW_SERVICE_ACCOUNT": preview.email, "GCP_DEPLOY_SERVICE_ACCOUNT": deploy.email}
+    variables: dict[str | None, dict[str, pulumi.Output]] = {
+        None: {"GCP_WORKLOAD_IDENTITY_PROVIDER": pool_provider.name}}
+    for stack in stacks:
+        deploy = service_account(f"{stack}-deploy", f"deploy-{iam_names.name_within(stack, SERVICE_ACCOUNT_ID_MAX - 7)}",
+                                 principal(pool.name, github.deploy_subject(stack)), stack)
+        variables[stack] = {"GCP_DEPLOY_SERVICE_ACCOUNT": deploy.email}
+    preview = service_account("vllm-fleet-preview", "vllm-fleet-preview", pulumi.Output.concat(
+        "principalSet://iam.googleapis.com/", pool.name, "/attribute.environment/", PREVIEW_ENVIRONMENT), None)
+    variables[PREVIEW_ENVIRONMENT] = {"GCP_PREVIEW_SERVICE_ACCOUNT": preview.email}
+    drift = service_account("vllm-fleet-drift", "vllm-fleet-drift", principal(pool.name, github.drift_subject), None)
+    variables[DRIFT_ENVIRONMENT] = {"GCP_DRIFT_SERVICE_ACCOUNT": drift.email}
+    return variables

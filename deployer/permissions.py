@@ -7,12 +7,15 @@ the conditions) given there.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+
+from fleet import iam_names
 
 PERMISSIONS_FILE = Path(__file__).with_name("permissions.yaml")
 CLOUDS = ("aws", "gcp", "azure")
@@ -31,6 +34,7 @@ PERMISSION_SYNTAX = {
 class Entry:
     read: tuple[str, ...]
     write: tuple[str, ...]
+    data_actions: tuple[str, ...] = ()  # Azure's data plane, for the deploy identity
 
 
 def load(path: Path = PERMISSIONS_FILE) -> dict[str, Any]:
@@ -45,7 +49,7 @@ def section_of(token: str) -> str:
 def entries(document: Mapping[str, Any], section: str, kind: str = "resources") -> dict[str, Entry]:
     """The entries of one section's `resources` or `data_sources`, by type or function token."""
     listed = (document.get(section) or {}).get(kind) or {}
-    return {token: Entry(tuple((entry or {}).get("read") or ()), tuple((entry or {}).get("write") or ()))
+    return {token: Entry(*(tuple((entry or {}).get(field) or ()) for field in ("read", "write", "data_actions")))
             for token, entry in listed.items()}
 
 
@@ -60,20 +64,29 @@ def permissions(document: Mapping[str, Any], cloud: str, *, deploy: bool) -> lis
     return sorted(found)
 
 
-def _expand(patterns: Iterable[str], account: str, stacks: Iterable[str]) -> list[str]:
-    resources = []
-    for pattern in patterns:
-        names = stacks if "{stack}" in pattern else [None]
-        for stack in names:
-            resource = pattern.replace("{account}", account)
-            resources.append(resource.replace("{stack}", stack) if stack else resource)
-    return sorted(set(resources))
+def _placeholders(account: str, stack: str | None) -> dict[str, str]:
+    """What permissions.yaml's AWS resources and conditions name: one stack's own (its deploy role), or every
+    stack's (the read-only roles, stack None)."""
+    if stack is None:
+        return {"{account}": account, "{iam_path}": "/vllm-fleet/*/", "{secret_prefix}": "vllm-fleet/*/"}
+    return {"{account}": account, "{iam_path}": iam_names.aws_iam_path(stack),
+            "{secret_prefix}": iam_names.aws_secret_prefix(stack),
+            "{boundary}": iam_names.aws_permissions_boundary_arn(account, stack)}
 
 
-def aws_policy(document: Mapping[str, Any], actions: Iterable[str], account: str,
-               stacks: Iterable[str]) -> dict[str, Any]:
-    """An IAM policy document granting `actions`: narrowed ones on their own resources, the rest on "*"."""
-    actions, stacks = set(actions), sorted(stacks)
+def _filled(value: Any, placeholders: Mapping[str, str]) -> Any:
+    text = json.dumps(value)
+    for placeholder, replacement in placeholders.items():
+        text = text.replace(placeholder, replacement)
+    return json.loads(text)
+
+
+def aws_policy(document: Mapping[str, Any], actions: Iterable[str], account: str, stack: str | None
+               ) -> dict[str, Any]:
+    """An IAM policy document granting `actions`: narrowed ones on their own resources (one stack's, or with
+    stack None every stack's), the rest on "*"."""
+    actions = set(actions)
+    placeholders = _placeholders(account, stack)
     narrowed = document["aws"].get("narrowed") or []
     narrowed_actions = {action for statement in narrowed for action in statement["actions"]}
     statements = [{"Sid": "FleetResources", "Effect": "Allow", "Action": sorted(actions - narrowed_actions),
@@ -82,25 +95,48 @@ def aws_policy(document: Mapping[str, Any], actions: Iterable[str], account: str
         granted = sorted(actions & set(statement["actions"]))
         if not granted:
             continue
-        resources = _expand(statement["resources"], account, stacks)
-        if not resources:  # no stack of this cloud yet: nothing of the fleet's to act on
-            continue
-        built = {"Sid": statement["sid"], "Effect": "Allow", "Action": granted, "Resource": resources}
+        built = {"Sid": statement["sid"], "Effect": "Allow", "Action": granted,
+                 "Resource": _filled(statement["resources"], placeholders)}
         if statement.get("condition"):
-            built["Condition"] = statement["condition"]
+            built["Condition"] = _filled(statement["condition"], placeholders)
         statements.append(built)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def azure_assignment_condition(document: Mapping[str, Any]) -> str:
+def aws_boundary(document: Mapping[str, Any], account: str, stack: str) -> dict[str, Any]:
+    """The permissions boundary of one stack's roles: permissions.yaml's `aws.boundary`."""
+    statements = [{"Sid": statement["sid"], "Effect": "Allow", "Action": sorted(statement["actions"]),
+                   "Resource": _filled(statement["resources"], _placeholders(account, stack))}
+                  for statement in document["aws"]["boundary"]]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def data_actions(document: Mapping[str, Any], cloud: str) -> list[str]:
+    """The data actions (Azure's data plane: blobs, Key Vault secrets) of the deploy identity, sorted, once each."""
+    return sorted({action for entry in entries(document, cloud).values() for action in entry.data_actions})
+
+
+def azure_assignment_condition(document: Mapping[str, Any], ci_principals: Iterable[str]) -> str:
     """An Azure role assignment condition (version 2.0): role assignments may be created or deleted only for the
-    roles of `azure.assignable_roles`, and only for service principals (the fleet's managed identities)."""
+    roles of `azure.assignable_roles`, only for service principals (the fleet's managed identities) and never
+    for one of the CI's own principals; the scope is the assignment's own (the stack's resource group)."""
     roles = ", ".join(sorted(document["azure"]["assignable_roles"]))
+    principals = ", ".join(sorted(ci_principals))
     return (
         "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
         f"(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{roles}}} "
         "AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase "
-        "{'ServicePrincipal'})) AND "
-        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+        "{'ServicePrincipal'} "
+        f"AND @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAllOfAllValues:GuidNotEquals {{{principals}}})) "
+        "AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
         f"(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{roles}}}))"
     )
+
+
+BLOB = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+
+
+def azure_blob_path_condition(actions: Iterable[str], prefixes: Iterable[str]) -> str:
+    """A role assignment condition: the blob data actions `actions` only on blobs under `prefixes`."""
+    allowed = " OR ".join(f"@Resource[{BLOB}:path] StringStartsWith '{prefix}'" for prefix in prefixes)
+    return " AND ".join(f"((!(ActionMatches{{'{BLOB}/{action}'}})) OR ({allowed}))" for action in actions)

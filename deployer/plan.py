@@ -26,6 +26,8 @@ DEPLOYER = Path(__file__).resolve().parent
 OFFLINE_ACCOUNT = "123456789012"
 OFFLINE_PROJECT_NUMBER = "123456789012"
 OFFLINE_TENANT = "11111111-1111-1111-1111-111111111111"
+OFFLINE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+OFFLINE_REPOSITORY_ID = 123456789
 EXIT_PLANNED, EXIT_CONFIG, EXIT_INTERNAL = 0, 2, 4
 
 
@@ -52,6 +54,8 @@ def offline_state(type_: str, name: str, inputs: dict[str, Any]) -> tuple[str, d
     if type_ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{OFFLINE_ACCOUNT}:role/{inputs['name']}"
         resource_id = inputs["name"]
+    elif type_ == "aws:iam/policy:Policy":
+        state["arn"] = f"arn:aws:iam::{OFFLINE_ACCOUNT}:policy{inputs['path']}{inputs['name']}"
     elif type_ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         state["arn"] = f"arn:aws:iam::{OFFLINE_ACCOUNT}:oidc-provider/{inputs['url'].removeprefix('https://')}"
     elif type_ == "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
@@ -72,16 +76,22 @@ def offline_state(type_: str, name: str, inputs: dict[str, Any]) -> tuple[str, d
         state["objectId"] = f"{name}-principal-id"
     elif type_ == "azure-native:authorization:RoleDefinition":
         resource_id = f"{inputs['scope']}/providers/Microsoft.Authorization/roleDefinitions/{name}"
+    elif type_ == "azure-native:resources:ResourceGroup":
+        resource_id = f"/subscriptions/{OFFLINE_SUBSCRIPTION}/resourceGroups/{inputs['resourceGroupName']}"
     return resource_id, state
 
 
-def offline_invoke(token: str) -> dict[str, Any]:
+def offline_invoke(token: str, args: dict[str, Any]) -> dict[str, Any]:
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": OFFLINE_ACCOUNT, "arn": f"arn:aws:iam::{OFFLINE_ACCOUNT}:user/offline",
                 "userId": "OFFLINE", "id": OFFLINE_ACCOUNT}
     if token == "azure-native:authorization:getClientConfig":
-        return {"subscriptionId": "00000000-0000-0000-0000-000000000000", "tenantId": OFFLINE_TENANT,
+        return {"subscriptionId": OFFLINE_SUBSCRIPTION, "tenantId": OFFLINE_TENANT,
                 "clientId": "22222222-2222-2222-2222-222222222222", "objectId": "33333333-3333-3333-3333-333333333333"}
+    if token == "github:index/getRepository:getRepository":
+        return {"fullName": args["fullName"], "repoId": OFFLINE_REPOSITORY_ID, "id": args["fullName"].split("/")[1]}
+    if token == "gcp:organizations/getProject:getProject":
+        return {"projectId": args["projectId"], "number": OFFLINE_PROJECT_NUMBER, "id": args["projectId"]}
     raise NotImplementedError(f"the deployer's offline plan has no answer for {token}")
 
 
@@ -102,7 +112,8 @@ def run(stack: str) -> dict[str, Any]:
                 inputs = mocks.rpc.deserialize_properties(request.object, keep_unknowns=True)
                 steps.append({"op": "create", "urn": response.urn, "type": request.type,
                               "newState": {"type": request.type, "urn": response.urn, "custom": request.custom,
-                                           "inputs": json.loads(json.dumps(dict(inputs), default=str))}})
+                                           "inputs": json.loads(json.dumps(dict(inputs), default=str)),
+                                           "dependencies": sorted(request.dependencies)}})
             return response
 
     class Mocks(pulumi.runtime.Mocks):
@@ -110,7 +121,7 @@ def run(stack: str) -> dict[str, Any]:
             return offline_state(args.typ, args.name, dict(args.inputs))
 
         def call(self, args: pulumi.runtime.MockCallArgs):
-            return offline_invoke(args.token)
+            return offline_invoke(args.token, dict(args.args))
 
     name = path.name[len("Pulumi."):-len(".yaml")] if path.name.startswith("Pulumi.") else path.stem
     mocks.set_mocks(Mocks(), project=NAMESPACE, stack=name, preview=False, monitor=Monitor(Mocks()))
@@ -125,8 +136,9 @@ def run(stack: str) -> dict[str, Any]:
 def render_text(preview: dict[str, Any]) -> str:
     lines = [f"Resources: {len(preview['steps'])} to create"]
     lines += [f"  + {step['type']}  {step['urn'].rsplit('::', 1)[1]}" for step in preview["steps"]]
-    lines += ["", "GitHub variables (setupCommands):", *(
-        f"  {line}" for line in preview["outputs"]["setupCommands"].splitlines())]
+    lines += ["", "GitHub Actions variables (the deployer sets them):"]
+    for environment, variables in sorted(preview["outputs"]["githubVariables"].items()):
+        lines += [f"  {environment}:", *(f"    {name} = {value}" for name, value in sorted(variables.items()))]
     return "\n".join(lines)
 
 

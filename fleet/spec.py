@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import hashlib
 import ipaddress
 import json
 import re
@@ -20,7 +19,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import catalog
+from . import catalog, iam_names
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .values import did_you_mean, whole_number as _int
@@ -183,17 +182,8 @@ class FleetSpec:
         return options
 
     def name_within(self, limit: int) -> str:
-        """The stack's name as a resource name of at most `limit` (>= 8) characters that every cloud accepts:
-        lower-case letters, digits and single hyphens, starting with a letter and ending with a letter or digit.
-        That is the stack name itself where it already is one; otherwise its slug, cut to fit, and a hash of the
-        whole stack name, so that two stacks (`...-us-central1-dev` and `...-prod`) never share a cut name."""
-        slug = re.sub(r"[^a-z0-9]+", "-", self.stack.lower()).strip("-")
-        if not slug[:1].isalpha():
-            slug = f"s-{slug}".rstrip("-")
-        if slug == self.stack and len(slug) <= limit:
-            return slug
-        digest = hashlib.sha256(self.stack.encode()).hexdigest()[:6]
-        return f"{slug[:limit - len(digest) - 1].rstrip('-')}-{digest}"
+        """The stack's name as a resource name of at most `limit` characters (fleet.iam_names.name_within)."""
+        return iam_names.name_within(self.stack, limit)
 
 
 # key -> (what it is, parser). The parser gets the decoded value and returns the parsed one or raises ValueError

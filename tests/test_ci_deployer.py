@@ -1,32 +1,41 @@
-"""The deployer program (deployer/), planned offline like the fleet: who each cloud's identities trust (GitHub's OIDC
-tokens of one repository: pull requests and the default branch for the preview identity, the stacks' environments
-for the deploy identity) and what they may do (permissions.yaml, nothing more)."""
+"""The deployer program (deployer/), planned offline like the fleet: the GitHub environments it creates and protects,
+who each cloud's identities trust (GitHub's OIDC tokens of one repository, by `sub` with the ref: the approved
+preview of pull requests, the drift check on main, each stack's own deploy environment on main) and what they may
+do (permissions.yaml, each deploy identity on its own stack's resources, secrets and state only)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import ROOT, stacks_of, stack_cloud, STACK_FILES
-from deployer import permissions
+from conftest import ROOT, STACK_FILES, run_plan, stack_cloud, stacks_of
+from deployer import backend, permissions
+from deployer.github import DRIFT_ENVIRONMENT, OIDC_CLAIM_KEYS, PREVIEW_ENVIRONMENT, GitHub
+from fleet import iam_names
 
 DOCUMENT = permissions.load()
 REPOSITORY = "my-org/vllm-fleet"  # deployer/Pulumi.example.yaml
-PREVIEW_SUBJECTS = [f"repo:{REPOSITORY}:pull_request", f"repo:{REPOSITORY}:ref:refs/heads/main"]
+ACCOUNT = "123456789012"  # deployer/plan.py's offline account
+SUBSCRIPTION = "/subscriptions/00000000-0000-0000-0000-000000000000"
+GITHUB = GitHub(REPOSITORY, "main", ())
 AWS_INLINE_POLICY_LIMIT = 10240  # characters of all inline policies of one role, whitespace not counted
+AWS_TRUST_POLICY_LIMIT = 2048
+# Stack names as the fleet may get them: long (cut and hashed), upper-case and dotted (not a slug).
+ODD_STACKS = ("codellama-70b-instruct-production-east", "Codellama-Prod", "qwen.coder.eu-west-1", "prod")
 
 
-def deploy_subjects(cloud: str) -> list[str]:
-    return sorted(f"repo:{REPOSITORY}:environment:{path.name[7:-5]}" for path in STACK_FILES
-                  if stack_cloud(path) == cloud)
-
-
-def run_deployer_plan(target: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deployer.plan", target, "--format", "json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def run_deployer_plan(target: str, stacks_directory: Path | None = None) -> subprocess.CompletedProcess:
+    """The offline plan; with `stacks_directory`, as if the repository's stacks/ held those stack files."""
+    code = ("import sys, pathlib; from deployer import config, plan; "
+            "config.FLEET_STACKS = pathlib.Path(sys.argv[1]) if sys.argv[1] else config.FLEET_STACKS; "
+            "sys.exit(plan.main(sys.argv[2:]))")
+    return subprocess.run([sys.executable, "-c", code, str(stacks_directory or ""), target, "--format", "json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +49,95 @@ def inputs(preview, type_: str) -> dict[str, dict]:
     return {s["urn"].rsplit("::", 1)[1]: s["newState"]["inputs"] for s in preview["steps"] if s["type"] == type_}
 
 
-def test_aws_roles_trust_githubs_tokens_of_the_repository_by_subject(deployer):
+def of_type(preview, type_: str) -> dict[str, dict]:
+    return {s["urn"].rsplit("::", 1)[1]: s["newState"] for s in preview["steps"] if s["type"] == type_}
+
+
+# --- the contract with .github/workflows -------------------------------------------------------------------
+def test_subjects_carry_the_environment_and_the_ref():
+    assert OIDC_CLAIM_KEYS == ("repo", "context", "ref")
+    assert GITHUB.deploy_subject("codellama-prod") == \
+        "repo:my-org/vllm-fleet:environment:codellama-prod:ref:refs/heads/main"
+    assert GITHUB.preview_subject_pattern == \
+        "repo:my-org/vllm-fleet:environment:vllm-fleet-preview:ref:refs/pull/*/merge"
+    assert GITHUB.drift_subject == "repo:my-org/vllm-fleet:environment:vllm-fleet-drift:ref:refs/heads/main"
+    assert (PREVIEW_ENVIRONMENT, DRIFT_ENVIRONMENT) == ("vllm-fleet-preview", "vllm-fleet-drift")
+
+
+# --- GitHub: the sub template and the environments the clouds trust -----------------------------------------
+def test_the_repositorys_sub_includes_the_ref(deployer):
+    template, = inputs(deployer, "github:index/actionsRepositoryOidcSubjectClaimCustomizationTemplate:"
+                                 "ActionsRepositoryOidcSubjectClaimCustomizationTemplate").values()
+    assert template == {"repository": "vllm-fleet", "useDefault": False, "includeClaimKeys": list(OIDC_CLAIM_KEYS)}
+
+
+def test_every_trusted_environment_is_created_with_its_rules(deployer):
+    environments = inputs(deployer, "github:index/repositoryEnvironment:RepositoryEnvironment")
+    policies = inputs(deployer, "github:index/repositoryEnvironmentDeploymentPolicy:"
+                                "RepositoryEnvironmentDeploymentPolicy")
+    assert set(environments) == {*stacks_of(), PREVIEW_ENVIRONMENT, DRIFT_ENVIRONMENT}
+    protected = set(yaml.safe_load((ROOT / "deployer/Pulumi.example.yaml").read_text())["config"][
+        "vllm-fleet-deployer:github"]["protectedStacks"])
+    reviewers = [{"users": [1234567], "teams": []}]
+    for name, environment in environments.items():
+        assert environment["environment"] == name and environment["canAdminsBypass"] is False
+        if name == PREVIEW_ENVIRONMENT:  # pull requests' merge refs: reviewers are the gate, no branch policy
+            assert environment["reviewers"] == reviewers and "deploymentBranchPolicy" not in environment
+            assert name not in policies
+            continue
+        # main only: a workflow of another branch naming the environment gets no token for it.
+        assert environment["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
+        assert policies[name]["branchPattern"] == "main" and policies[name]["environment"] == name
+        assert (environment.get("reviewers") == reviewers) == (name in protected), name
+    assert protected and protected < set(stacks_of())
+
+
+def test_the_workflows_variables_are_set_per_environment(deployer):
+    variables = inputs(deployer, "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable")
+    by_environment = {}
+    for variable in variables.values():
+        by_environment.setdefault(variable["environment"], set()).add(variable["variableName"])
+    clouds = {path.name[7:-5]: stack_cloud(path) for path in STACK_FILES}
+    deploy_variable = {"aws": "AWS_DEPLOY_ROLE_ARN", "gcp": "GCP_DEPLOY_SERVICE_ACCOUNT",
+                       "azure": "AZURE_DEPLOY_CLIENT_ID"}
+    for stack, cloud in clouds.items():
+        assert by_environment[stack] == {deploy_variable[cloud]}  # its own identity, nobody else's
+    assert by_environment[PREVIEW_ENVIRONMENT] == {
+        "AWS_PREVIEW_ROLE_ARN", "GCP_PREVIEW_SERVICE_ACCOUNT", "AZURE_PREVIEW_CLIENT_ID"}
+    assert by_environment[DRIFT_ENVIRONMENT] == {
+        "AWS_DRIFT_ROLE_ARN", "GCP_DRIFT_SERVICE_ACCOUNT", "AZURE_DRIFT_CLIENT_ID"}
+    assert {v["variableName"] for v in inputs(deployer, "github:index/actionsVariable:ActionsVariable").values()} == {
+        "GCP_WORKLOAD_IDENTITY_PROVIDER", "AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID"}
+
+
+# --- AWS ----------------------------------------------------------------------------------------------------
+def aws_deploy_role(stack: str) -> str:
+    return f"vllm-fleet-{iam_names.short_name(stack, 'deploy', 53)}"
+
+
+def trust(role: dict) -> dict:
+    statement, = json.loads(role["assumeRolePolicy"])["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+    return statement["Condition"]
+
+
+def test_aws_each_role_trusts_exactly_its_subject(deployer):
     roles = inputs(deployer, "aws:iam/role:Role")
-    assert set(roles) == {"vllm-fleet-preview", "vllm-fleet-deploy"}
-    for name, subjects in (("vllm-fleet-preview", PREVIEW_SUBJECTS), ("vllm-fleet-deploy", deploy_subjects("aws"))):
-        statement, = json.loads(roles[name]["assumeRolePolicy"])["Statement"]
-        assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
-        assert statement["Principal"]["Federated"].endswith(":oidc-provider/token.actions.githubusercontent.com")
-        # StringEquals, not StringLike: no wildcard lets another branch, environment or repository in.
-        assert statement["Condition"] == {"StringEquals": {
-            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": subjects}}
-    provider, = inputs(deployer, "aws:iam/openIdConnectProvider:OpenIdConnectProvider").values()
-    assert provider["clientIdLists"] == ["sts.amazonaws.com"]
+    aud = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
+    sub = "token.actions.githubusercontent.com:sub"
+    assert set(roles) == {"vllm-fleet-preview", "vllm-fleet-drift", *map(aws_deploy_role, stacks_of("aws"))}
+    for stack in stacks_of("aws"):
+        assert trust(roles[aws_deploy_role(stack)]) == {"StringEquals": {**aud, sub: GITHUB.deploy_subject(stack)}}
+    assert trust(roles["vllm-fleet-drift"]) == {"StringEquals": {**aud, sub: GITHUB.drift_subject}}
+    # Only the pull request's number is open.
+    assert trust(roles["vllm-fleet-preview"]) == {"StringEquals": aud,
+                                                  "StringLike": {sub: GITHUB.preview_subject_pattern}}
+    assert {role["path"] for role in roles.values()} == {"/vllm-fleet-ci/"}  # out of every stack's IAM path
 
 
-def aws_policy(deployer, role: str) -> dict:
-    return json.loads(inputs(deployer, "aws:iam/rolePolicy:RolePolicy")[f"{role}-fleet"]["policy"])
+def aws_policy(deployer, role: str, kind: str = "fleet") -> dict:
+    return json.loads(inputs(deployer, "aws:iam/rolePolicy:RolePolicy")[f"{role}-{kind}"]["policy"])
 
 
 def granted(policy: dict) -> set[str]:
@@ -64,102 +145,343 @@ def granted(policy: dict) -> set[str]:
 
 
 def test_aws_roles_get_exactly_the_permission_list(deployer):
-    assert granted(aws_policy(deployer, "vllm-fleet-preview")) == set(
-        permissions.permissions(DOCUMENT, "aws", deploy=False))
-    assert granted(aws_policy(deployer, "vllm-fleet-deploy")) == set(
-        permissions.permissions(DOCUMENT, "aws", deploy=True))
+    for role in ("vllm-fleet-preview", "vllm-fleet-drift"):
+        assert granted(aws_policy(deployer, role)) == set(permissions.permissions(DOCUMENT, "aws", deploy=False))
+    for stack in stacks_of("aws"):
+        assert granted(aws_policy(deployer, aws_deploy_role(stack))) == set(
+            permissions.permissions(DOCUMENT, "aws", deploy=True))
 
 
-def test_aws_deploy_role_passes_and_changes_only_the_fleets_roles(deployer):
-    statements = {s["Sid"]: s for s in aws_policy(deployer, "vllm-fleet-deploy")["Statement"]}
-    fleet_roles = sorted(f"arn:aws:iam::123456789012:role/{stack}-*" for stack in stacks_of("aws"))
-    assert statements["PassFleetRolesToEc2AndSchedulerOnly"]["Resource"] == fleet_roles
-    assert statements["PassFleetRolesToEc2AndSchedulerOnly"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "scheduler.amazonaws.com"]}}
-    assert statements["OnlySsmManagedPolicyOnFleetRoles"]["Condition"] == {
-        "ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]}}
-    assert statements["FleetRolesOnly"]["Resource"] == fleet_roles
-    everywhere = set(statements["FleetResources"]["Action"])
-    assert not everywhere & {"iam:PassRole", "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
-                             "secretsmanager:GetSecretValue"}
-    assert statements["FleetSecretsOnly"]["Resource"] == sorted(
-        f"arn:aws:secretsmanager:*:123456789012:secret:vllm-fleet/{stack}/*" for stack in stacks_of("aws"))
+def test_aws_a_stacks_deploy_role_reaches_only_its_own_roles_and_secrets(deployer):
+    for stack in stacks_of("aws"):
+        statements = {s["Sid"]: s for s in aws_policy(deployer, aws_deploy_role(stack))["Statement"]}
+        own_roles = [f"arn:aws:iam::{ACCOUNT}:role{iam_names.aws_iam_path(stack)}*"]
+        assert own_roles == [f"arn:aws:iam::{ACCOUNT}:role/vllm-fleet/{stack}/*"]  # a slug: its own name
+        for sid in ("FleetRolesOnly", "FleetRolesOnlyWithTheStacksBoundary", "OnlySsmManagedPolicyOnFleetRoles",
+                    "PassFleetRolesToEc2AndSchedulerOnly"):
+            assert statements[sid]["Resource"] == own_roles, sid
+        assert statements["FleetInstanceProfilesOnly"]["Resource"] == [
+            f"arn:aws:iam::{ACCOUNT}:instance-profile/vllm-fleet/{stack}/*"]
+        assert statements["FleetSecretsOnly"]["Resource"] == [
+            f"arn:aws:secretsmanager:*:{ACCOUNT}:secret:vllm-fleet/{stack}/*"]
+        everywhere = set(statements["FleetResources"]["Action"])
+        assert not everywhere & {"iam:PassRole", "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy",
+                                 "iam:UpdateAssumeRolePolicy", "secretsmanager:GetSecretValue"}
 
 
-def test_aws_inline_policies_fit_awss_limit(deployer):
-    for role in ("vllm-fleet-preview", "vllm-fleet-deploy"):
-        size = sum(len(json.dumps(json.loads(policy["policy"]), separators=(",", ":")))
-                   for name, policy in inputs(deployer, "aws:iam/rolePolicy:RolePolicy").items()
-                   if name.startswith(role))
-        assert size <= AWS_INLINE_POLICY_LIMIT, f"{role}: {size} characters of inline policies"
+def test_aws_roles_are_created_and_written_only_with_the_stacks_boundary(deployer):
+    boundaries = of_type(deployer, "aws:iam/policy:Policy")
+    for stack in stacks_of("aws"):
+        boundary = f"arn:aws:iam::{ACCOUNT}:policy/vllm-fleet/{stack}/vllm-fleet-{stack}-boundary"
+        statements = {s["Sid"]: s for s in aws_policy(deployer, aws_deploy_role(stack))["Statement"]}
+        with_boundary = statements["FleetRolesOnlyWithTheStacksBoundary"]
+        assert {"iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"} <= set(with_boundary["Action"])
+        assert with_boundary["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary}}
+        assert statements["OnlySsmManagedPolicyOnFleetRoles"]["Condition"] == {
+            "ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]},
+            "StringEquals": {"iam:PermissionsBoundary": boundary}}
+        # The boundary itself: the stack's own secrets only, and nothing of IAM.
+        policy = boundaries[f"{stack}-boundary"]["inputs"]
+        assert (policy["path"], policy["name"]) == (f"/vllm-fleet/{stack}/", f"vllm-fleet-{stack}-boundary")
+        document = json.loads(policy["policy"])
+        secrets, = [s for s in document["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]]
+        assert secrets["Resource"] == [f"arn:aws:secretsmanager:*:{ACCOUNT}:secret:vllm-fleet/{stack}/*"]
+        assert not [a for s in document["Statement"] for a in s["Action"] if a.startswith(("iam:", "sts:"))]
+    # Nothing may change a boundary or take it off a role.
+    assert not set(permissions.permissions(DOCUMENT, "aws", deploy=True)) & {
+        "iam:CreatePolicyVersion", "iam:DeleteRolePermissionsBoundary", "iam:SetDefaultPolicyVersion"}
 
 
-def test_aws_state_backend_is_read_to_preview_and_written_to_deploy(deployer):
-    policies = inputs(deployer, "aws:iam/rolePolicy:RolePolicy")
-    preview = granted(json.loads(policies["vllm-fleet-preview-state"]["policy"]))
-    deploy = granted(json.loads(policies["vllm-fleet-deploy-state"]["policy"]))
-    assert preview == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"}
-    assert deploy == preview | {"s3:PutObject", "s3:DeleteObject", "kms:Encrypt"}
+def test_aws_the_fleets_roles_set_the_boundary_the_deploy_role_requires(plan_of):
+    for stack in stacks_of("aws"):
+        roles = plan_of(stack).resources("aws:iam/role:Role")
+        assert roles
+        for role in roles:
+            assert role["path"] == iam_names.aws_iam_path(stack)
+            assert role["permissionsBoundary"] == iam_names.aws_permissions_boundary_arn(ACCOUNT, stack)
+        for profile in plan_of(stack).resources("aws:iam/instanceProfile:InstanceProfile"):
+            assert profile["path"] == iam_names.aws_iam_path(stack)
 
 
-def test_gcp_pool_admits_the_repository_and_each_account_its_subjects(deployer):
+def test_aws_state_drift_and_preview_write_only_the_locks_deploy_only_its_own_stack(deployer):
+    bucket = "arn:aws:s3:::my-org-pulumi-state"
+    for role in ("vllm-fleet-preview", "vllm-fleet-drift"):
+        statements = {s["Sid"]: s for s in aws_policy(deployer, role, "state")["Statement"]}
+        writes = [s for s in statements.values() if set(s["Action"]) & {"s3:PutObject", "s3:DeleteObject"}]
+        assert writes == [statements["StateLocksOnly"]]
+        assert writes[0]["Resource"] == [f"{bucket}/.pulumi/locks/organization/vllm-fleet/{stack}/*"
+                                         for stack in stacks_of("aws")]
+        assert granted(aws_policy(deployer, role, "state")) == {
+            "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "kms:Decrypt"}
+    for stack in stacks_of("aws"):
+        statements = {s["Sid"]: s for s in aws_policy(deployer, aws_deploy_role(stack), "state")["Statement"]}
+        assert statements["OwnState"]["Resource"] == [
+            f"{bucket}/.pulumi/stacks/vllm-fleet/{stack}.json*", f"{bucket}/.pulumi/backups/vllm-fleet/{stack}/*",
+            f"{bucket}/.pulumi/history/vllm-fleet/{stack}/*",
+            f"{bucket}/.pulumi/locks/organization/vllm-fleet/{stack}/*"]
+        assert not [s for s in statements.values() if s["Resource"] == f"{bucket}/*"]
+
+
+# --- GCP ----------------------------------------------------------------------------------------------------
+POOL = "projects/123456789012/locations/global/workloadIdentityPools/vllm-fleet-github"
+
+
+def gcp_deploy_account(stack: str) -> str:
+    return f"deploy-{iam_names.name_within(stack, 23)}"
+
+
+def test_gcp_pool_admits_the_repository_by_id_and_previews_only_from_merge_refs(deployer):
     provider, = inputs(deployer, "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider").values()
     assert provider["oidc"]["issuerUri"] == "https://token.actions.githubusercontent.com"
-    assert provider["attributeCondition"] == f"assertion.repository == '{REPOSITORY}'"
+    prefix = "repo:my-org/vllm-fleet:environment:vllm-fleet-preview:ref:"
+    assert provider["attributeCondition"] == (
+        f"assertion.repository_id == '123456789' && (!assertion.sub.startsWith('{prefix}') || "
+        f"assertion.sub.matches('^{prefix}refs/pull/[0-9]+/merge$'))")
+    assert "repository ==" not in provider["attributeCondition"]  # never by name
     assert provider["attributeMapping"]["google.subject"] == "assertion.sub"
-    pool = "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/vllm-fleet-github"
     members = inputs(deployer, "gcp:serviceaccount/iAMMember:IAMMember")
-    for account, subjects in (("vllm-fleet-preview", PREVIEW_SUBJECTS), ("vllm-fleet-deploy", deploy_subjects("gcp"))):
-        bound = sorted(m["member"] for name, m in members.items() if name.startswith(f"{account}-federated-")
-                       and m["role"] == "roles/iam.workloadIdentityUser"
-                       and m["serviceAccountId"].endswith(f"/{account}@offline-plan-project.iam.gserviceaccount.com"))
-        assert bound == sorted(f"{pool}/subject/{subject}" for subject in subjects)
+    expected = {"vllm-fleet-drift-federated": f"principal://iam.googleapis.com/{POOL}/subject/{GITHUB.drift_subject}",
+                "vllm-fleet-preview-federated":
+                    f"principalSet://iam.googleapis.com/{POOL}/attribute.environment/vllm-fleet-preview"}
+    expected.update({f"{stack}-deploy-federated":
+                     f"principal://iam.googleapis.com/{POOL}/subject/{GITHUB.deploy_subject(stack)}"
+                     for stack in stacks_of("gcp")})
+    assert {name: m["member"] for name, m in members.items()} == expected
+    assert {m["role"] for m in members.values()} == {"roles/iam.workloadIdentityUser"}
 
 
-def test_gcp_custom_roles_hold_exactly_the_permission_list(deployer):
+def test_gcp_a_stacks_deploy_account_acts_as_and_changes_only_its_own(deployer):
     roles = inputs(deployer, "gcp:projects/iAMCustomRole:IAMCustomRole")
-    assert roles["vllm-fleet-preview"]["permissions"] == permissions.permissions(DOCUMENT, "gcp", deploy=False)
+    assert roles["vllm-fleet-read"]["permissions"] == permissions.permissions(DOCUMENT, "gcp", deploy=False)
     assert roles["vllm-fleet-deploy"]["permissions"] == permissions.permissions(DOCUMENT, "gcp", deploy=True)
     bindings = inputs(deployer, "gcp:projects/iAMMember:IAMMember")
-    assert bindings["vllm-fleet-deploy"]["role"] == "projects/my-gcp-project/roles/vllmFleetDeploy"
     assert not [b for b in bindings.values() if b["role"].startswith("roles/")], "only the custom roles"
+    for stack in stacks_of("gcp"):
+        binding = bindings[f"{stack}-deploy"]
+        assert binding["role"] == "projects/my-gcp-project/roles/vllmFleetDeploy"
+        assert binding["member"] == f"serviceAccount:{gcp_deploy_account(stack)}@offline-plan-project.iam.gserviceaccount.com"
+        condition = binding["condition"]["expression"]
+        vm_account = f"{iam_names.gcp_vm_service_account_id(stack)}@my-gcp-project.iam.gserviceaccount.com"
+        assert f"(resource.type != 'iam.googleapis.com/ServiceAccount' || resource.name.endsWith('/{vm_account}'))" \
+               in condition
+        for key in iam_names.SECRET_KEYS:
+            assert f"resource.name == 'projects/123456789012/secrets/vllm-fleet-{stack}-{key}'" in condition
+        assert f"resource.name.startsWith('projects/_/buckets/{stack}-closed-')" in condition
+        for other in set(stacks_of("gcp")) - {stack}:
+            assert other not in condition
+    assert "condition" not in bindings["vllm-fleet-preview"] and "condition" not in bindings["vllm-fleet-drift"]
 
 
-def test_azure_apps_federate_their_subjects_only(deployer):
+def test_gcp_state_drift_and_preview_write_only_the_locks(deployer):
+    members = inputs(deployer, "gcp:storage/bucketIAMMember:BucketIAMMember")
+    objects = "projects/_/buckets/my-org-pulumi-state-gcp/objects/"
+    for account in ("vllm-fleet-preview", "vllm-fleet-drift"):
+        assert members[f"{account}-state"]["role"] == "roles/storage.objectViewer"
+        writes = members[f"{account}-state-writes"]
+        assert writes["role"] == "roles/storage.objectUser" and "condition" in writes
+        assert writes["condition"]["expression"] == " || ".join(
+            f"resource.name.startsWith('{objects}.pulumi/locks/organization/vllm-fleet/{stack}/')"
+            for stack in stacks_of("gcp"))
+    for stack in stacks_of("gcp"):
+        assert f"{stack}-deploy-state" not in members  # no read of other stacks' state
+        expression = members[f"{stack}-deploy-state-writes"]["condition"]["expression"]
+        assert expression == " || ".join(f"resource.name.startsWith('{objects}{key}')" for key in (
+            *backend.stack_prefixes(stack), ".pulumi/meta.yaml"))
+
+
+def test_gcp_everything_iam_waits_for_the_apis(deployer):
+    apis = {s["urn"] for s in deployer["steps"] if s["type"] == "gcp:projects/service:Service"}
+    assert len(apis) == 3
+    for step in deployer["steps"]:
+        if step["type"].startswith(("gcp:iam/", "gcp:serviceaccount/", "gcp:projects/i", "gcp:storage/", "gcp:kms/")):
+            assert apis <= set(step["newState"]["dependencies"]), step["urn"]
+
+
+def test_gcp_a_soft_deleted_pool_id_can_be_replaced(tmp_path):
+    example = yaml.safe_load((ROOT / "deployer/Pulumi.example.yaml").read_text())
+    example["config"]["vllm-fleet-deployer:gcp"]["poolId"] = "vllm-fleet-github-2"
+    path = tmp_path / "Pulumi.repooled.yaml"
+    path.write_text(yaml.safe_dump(example))
+    result = run_deployer_plan(str(path))
+    assert result.returncode == 0, result.stderr
+    pool, = inputs(json.loads(result.stdout), "gcp:iam/workloadIdentityPool:WorkloadIdentityPool").values()
+    assert pool["workloadIdentityPoolId"] == "vllm-fleet-github-2"
+
+
+# --- Azure --------------------------------------------------------------------------------------------------
+def test_azure_apps_federate_exactly_their_subjects(deployer):
     credentials = inputs(deployer, "azuread:index/applicationFederatedIdentityCredential:"
                                    "ApplicationFederatedIdentityCredential")
-    for app, subjects in (("vllm-fleet-preview", PREVIEW_SUBJECTS), ("vllm-fleet-deploy", deploy_subjects("azure"))):
-        mine = [c for name, c in credentials.items() if name.startswith(f"{app}-")]
-        assert sorted(c["subject"] for c in mine) == subjects
-        assert {c["applicationId"] for c in mine} == {f"/applications/{app}-object-id"}
-        assert all(c["issuer"] == "https://token.actions.githubusercontent.com"
-                   and c["audiences"] == ["api://AzureADTokenExchange"] for c in mine)
+    expected = {"vllm-fleet-drift": GITHUB.drift_subject,
+                **{f"{stack}-deploy": GITHUB.deploy_subject(stack) for stack in stacks_of("azure")}}
+    assert {name: c["subject"] for name, c in credentials.items()} == expected
+    for name, credential in credentials.items():
+        assert credential["applicationId"] == f"/applications/{name}-object-id"
+        assert credential["issuer"] == "https://token.actions.githubusercontent.com"
+        assert credential["audiences"] == ["api://AzureADTokenExchange"]
+    flexible, = inputs(deployer, "azuread:index/applicationFlexibleFederatedIdentityCredential:"
+                                 "ApplicationFlexibleFederatedIdentityCredential").values()
+    assert flexible["applicationId"] == "/applications/vllm-fleet-preview-object-id"
+    assert flexible["claimsMatchingExpression"] == f"claims['sub'] matches '{GITHUB.preview_subject_pattern}'"
+    assert flexible["audience"] == "api://AzureADTokenExchange"
 
 
-def test_azure_roles_hold_the_permission_list_and_deploy_assigns_only_the_fleets_roles(deployer):
+def test_azure_assignments_are_on_the_stacks_groups_never_writable_on_the_subscription(deployer):
+    groups = inputs(deployer, "azure-native:resources:ResourceGroup")
+    assert {g["resourceGroupName"] for g in groups.values()} == {
+        iam_names.azure_resource_group(stack) for stack in stacks_of("azure")}
     definitions = inputs(deployer, "azure-native:authorization:RoleDefinition")
-    for app, deploy in (("vllm-fleet-preview", False), ("vllm-fleet-deploy", True)):
-        permission, = definitions[app]["permissions"]
-        assert permission["actions"] == permissions.permissions(DOCUMENT, "azure", deploy=deploy)
-        assert definitions[app]["assignableScopes"] == ["/subscriptions/00000000-0000-0000-0000-000000000000"]
+    for definition in definitions.values():  # unique in the tenant: the subscription is in the name
+        assert definition["roleName"].endswith(f"({REPOSITORY}, 00000000-0000-0000-0000-000000000000)")
+    operations, = definitions["vllm-fleet-operations"]["permissions"]
+    assert operations["actions"] and all("/locations/" in a and a.endswith("/read") for a in operations["actions"])
     assignments = inputs(deployer, "azure-native:authorization:RoleAssignment")
-    assert "condition" not in assignments["vllm-fleet-preview"]
-    condition = assignments["vllm-fleet-deploy"]["condition"]
-    assert assignments["vllm-fleet-deploy"]["conditionVersion"] == "2.0"
-    for role in DOCUMENT["azure"]["assignable_roles"]:
-        assert condition.count(role) == 2  # creating and deleting assignments of it
-    assert condition.count("GuidEquals") == 2 and "'ServicePrincipal'" in condition
+    for name, assignment in assignments.items():
+        if assignment["scope"] == SUBSCRIPTION:
+            assert assignment["roleDefinitionId"].endswith("/vllm-fleet-operations"), name
+    for stack in stacks_of("azure"):
+        mine = {name: a for name, a in assignments.items() if a["principalId"] == f"{stack}-deploy-principal-id"}
+        group = f"{SUBSCRIPTION}/resourceGroups/{iam_names.azure_resource_group(stack)}"
+        deploy_scopes = {a["scope"] for a in mine.values() if a["roleDefinitionId"].endswith("/vllm-fleet-deploy")}
+        assert group in deploy_scopes and SUBSCRIPTION not in deploy_scopes
+        assert all(scope == group or "/providers/Microsoft.Network/dnszones/" in scope for scope in deploy_scopes)
 
 
-def test_outputs_are_the_github_variables_the_workflows_read(deployer):
-    variables = deployer["outputs"]["githubVariables"]
-    workflows = "".join(path.read_text() for path in (ROOT / ".github").rglob("*.yml"))
-    for name in variables:
-        assert f"vars.{name}" in workflows, f"the workflows never read {name}"
-    assert deployer["outputs"]["setupCommands"].splitlines()[0].startswith("gh variable set AWS_DEPLOY_ROLE_ARN ")
-    assert deployer["outputs"]["environments"] == sorted(stacks_of())
+def test_azure_deploy_role_has_the_data_actions_and_no_keys(deployer):
+    definitions = inputs(deployer, "azure-native:authorization:RoleDefinition")
+    deploy, = definitions["vllm-fleet-deploy"]["permissions"]
+    assert {"Microsoft.KeyVault/vaults/secrets/delete",
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"} <= set(deploy["dataActions"])
+    assert deploy["dataActions"] == permissions.data_actions(DOCUMENT, "azure")
+    every = {a for d in definitions.values() for p in d["permissions"] for a in p.get("actions", [])}
+    assert "Microsoft.Storage/storageAccounts/listkeys/action" not in every
+    read, = definitions["vllm-fleet-read"]["permissions"]
+    assert all(a.endswith("/read") for a in read["actions"]) and not read.get("dataActions")
 
 
+def test_azure_deploy_assigns_only_the_fleets_roles_never_to_a_ci_principal(deployer):
+    assignments = inputs(deployer, "azure-native:authorization:RoleAssignment")
+    principals = sorted({a["principalId"] for a in assignments.values()})
+    assert len(principals) == 2 + len(stacks_of("azure"))
+    for stack in stacks_of("azure"):
+        assignment = assignments[f"{stack}-deploy-rg"]
+        assert assignment["conditionVersion"] == "2.0"
+        condition = assignment["condition"]
+        for role in DOCUMENT["azure"]["assignable_roles"]:
+            assert condition.count(role) == 2  # creating and deleting assignments of it
+        assert ("@Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAllOfAllValues:GuidNotEquals "
+                f"{{{', '.join(principals)}}}") in condition
+        assert "'ServicePrincipal'" in condition
+    assert "condition" not in assignments["vllm-fleet-preview-codellama-azure"]
+
+
+def test_azure_state_drift_and_preview_write_only_the_locks(deployer):
+    assignments = inputs(deployer, "azure-native:authorization:RoleAssignment")
+    path = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringStartsWith"
+    for app in ("vllm-fleet-preview", "vllm-fleet-drift"):
+        condition = assignments[f"{app}-state"]["condition"]
+        for action in ("write", "add/action", "delete"):
+            assert f"(!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/{action}'}}))" \
+                   in condition
+        starts = {part.split("'")[1] for part in condition.split(path)[1:]}
+        assert starts == {backend.lock_prefix(stack) for stack in stacks_of("azure")}
+    for stack in stacks_of("azure"):
+        condition = assignments[f"{stack}-deploy-state"]["condition"]
+        assert "blobs/read'}" in condition
+        assert {part.split("'")[1] for part in condition.split(path)[1:]} == {
+            *backend.stack_prefixes(stack), ".pulumi/meta.yaml"}
+
+
+def test_the_fleets_azure_stacks_deploy_into_the_deployers_groups(plan_of):
+    for stack in stacks_of("azure"):
+        plan = plan_of(stack)
+        assert not plan.resources("azure-native:resources:ResourceGroup")
+        groups = {r["resourceGroupName"] for r in plan.resources("azure-native:network:VirtualNetwork")}
+        assert groups == {iam_names.azure_resource_group(stack)}
+
+
+# --- many stacks, odd names ---------------------------------------------------------------------------------
+def synthetic_stacks(directory: Path, count: int = 40) -> list[str]:
+    """`count` stacks per cloud with long names, and the odd names of ODD_STACKS, as stack files."""
+    templates = {stack_cloud(path): yaml.safe_load(path.read_text()) for path in STACK_FILES}
+    names = []
+    for cloud, template in templates.items():
+        for index in range(count):
+            name = f"{ODD_STACKS[index % len(ODD_STACKS)]}-{cloud}-replica-{index:02d}-with-a-long-name"
+            (directory / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(template))
+            names.append(name)
+    return names
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("stacks")
+    names = synthetic_stacks(directory)
+    example = yaml.safe_load((ROOT / "deployer/Pulumi.example.yaml").read_text())
+    example["config"]["vllm-fleet-deployer:github"]["protectedStacks"] = names[::2]
+    stack = directory / "deployer" / "Pulumi.many.yaml"
+    stack.parent.mkdir()
+    stack.write_text(yaml.safe_dump(example))
+    result = run_deployer_plan(str(stack), directory)
+    assert result.returncode == 0, result.stderr
+    return names, json.loads(result.stdout)
+
+
+def test_the_deployer_plans_40_long_named_stacks_per_cloud_within_the_clouds_limits(many):
+    names, preview = many
+    roles = inputs(preview, "aws:iam/role:Role")
+    policies = inputs(preview, "aws:iam/rolePolicy:RolePolicy")
+    assert len(roles) == 40 + 2
+    for name, role in roles.items():
+        assert len(name) <= 64
+        assert len(json.dumps(json.loads(role["assumeRolePolicy"]), separators=(",", ":"))) <= AWS_TRUST_POLICY_LIMIT
+        size = sum(len(json.dumps(json.loads(policy["policy"]), separators=(",", ":")))
+                   for policy_name, policy in policies.items() if policy_name.rsplit("-", 1)[0] == name)
+        assert 0 < size <= AWS_INLINE_POLICY_LIMIT, f"{name}: {size} characters of inline policies"
+    accounts = inputs(preview, "gcp:serviceaccount/account:Account")
+    assert len(accounts) == 40 + 2 and all(6 <= len(a["accountId"]) <= 30 for a in accounts.values())
+    assert len(inputs(preview, "azuread:index/application:Application")) == 40 + 2
+    groups = inputs(preview, "azure-native:resources:ResourceGroup")
+    assert len({g["resourceGroupName"] for g in groups.values()}) == 40
+    environments = inputs(preview, "github:index/repositoryEnvironment:RepositoryEnvironment")
+    assert set(environments) == {*names, PREVIEW_ENVIRONMENT, DRIFT_ENVIRONMENT}
+
+
+@pytest.mark.parametrize("stack, cloud", [(ODD_STACKS[0], "aws"), (ODD_STACKS[1], "gcp"), (ODD_STACKS[2], "azure"),
+                                          (ODD_STACKS[2], "aws")])
+def test_the_deploy_identitys_scope_is_the_names_the_fleet_gives_an_odd_stack(stack, cloud, tmp_path):
+    """The fleet planned under an odd name: every name its deploy identity is limited to is one the fleet's
+    resources really get."""
+    template = next(path for path in STACK_FILES if stack_cloud(path) == cloud)
+    target = tmp_path / f"Pulumi.{stack}.yaml"
+    target.write_text(template.read_text())
+    result = run_plan(target)
+    assert result.returncode == 0, result.stderr
+    steps = [s["newState"]["inputs"] | {"type": s["type"]} for s in json.loads(result.stdout)["steps"]]
+
+    def of(type_: str) -> list[dict]:
+        return [step for step in steps if step["type"] == type_]
+
+    if cloud == "aws":
+        assert of("aws:iam/role:Role")
+        for role in of("aws:iam/role:Role"):
+            assert role["path"] == iam_names.aws_iam_path(stack)
+            assert role["permissionsBoundary"] == iam_names.aws_permissions_boundary_arn("123456789012", stack)
+        for secret in of("aws:secretsmanager/secret:Secret"):
+            assert secret["namePrefix"].startswith(iam_names.aws_secret_prefix(stack))
+    elif cloud == "gcp":
+        assert {a["accountId"] for a in of("gcp:serviceaccount/account:Account")} == {
+            iam_names.gcp_vm_service_account_id(stack)}
+        assert {s["secretId"] for s in of("gcp:secretmanager/secret:Secret")} <= {
+            iam_names.gcp_secret_id(stack, key) for key in iam_names.SECRET_KEYS}
+    else:
+        assert {v["resourceGroupName"] for v in of("azure-native:network:VirtualNetwork")} == {
+            iam_names.azure_resource_group(stack)}
+    assert iam_names.name_within(stack, 24) == iam_names.aws_iam_path(stack).split("/")[2]
+    assert iam_names.name_within(stack, 24) != stack  # cut and hashed, or made a slug
+
+
+# --- config -------------------------------------------------------------------------------------------------
 def test_a_config_error_is_one_line_and_plans_nothing(tmp_path):
     stack = tmp_path / "Pulumi.broken.yaml"
     stack.write_text("config:\n  vllm-fleet-deployer:githubRepository: not a repository\n")
@@ -168,3 +490,15 @@ def test_a_config_error_is_one_line_and_plans_nothing(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: vllm-fleet-deployer:githubRepository = 'not a repository': must be the repository that runs the "
         "workflows, owner/name (e.g. my-org/vllm-fleet)"]
+
+
+def test_reviewers_are_required_and_named_in_one_line(tmp_path):
+    example = yaml.safe_load((ROOT / "deployer/Pulumi.example.yaml").read_text())
+    example["config"]["vllm-fleet-deployer:github"]["reviewers"] = {"users": ["octocat"]}
+    stack = tmp_path / "Pulumi.unreviewed.yaml"
+    stack.write_text(yaml.safe_dump(example))
+    result = run_deployer_plan(str(stack))
+    assert result.returncode == 2 and result.stdout == ""
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith("error: vllm-fleet-deployer:github.reviewers = {'users': ['octocat']}: must be "
+                           "{users: [...], teams: [...]} with 1 to 6 numeric GitHub ids")

@@ -88,7 +88,8 @@ def test_each_entry_is_in_its_clouds_section_with_well_formed_permissions(sectio
                 assert entry == permissions.Entry((), ()), f"{token} calls no cloud API: give it no permissions"
                 continue
             assert entry.read or kind == "data_sources", f"{token}: a preview needs to read it"
-            for permission in entry.read + entry.write:
+            assert not entry.data_actions or section == "azure", f"{token}: data actions are Azure's"
+            for permission in entry.read + entry.write + entry.data_actions:
                 assert permissions.PERMISSION_SYNTAX[section].match(permission), f"{token}: {permission!r}"
                 assert "*" not in permission, f"{token}: {permission} is a wildcard: name each permission"
 
@@ -111,3 +112,21 @@ def test_the_preview_identity_gets_read_permissions_only():
     assert "ec2:RunInstances" not in permissions.permissions(DOCUMENT, "aws", deploy=False)
     assert "iam.serviceAccounts.actAs" not in permissions.permissions(DOCUMENT, "gcp", deploy=False)
     assert not [a for a in permissions.permissions(DOCUMENT, "azure", deploy=False) if not a.endswith("/read")]
+
+
+def test_the_permissions_the_first_deploys_need():
+    """Calls the providers make that a create, refresh or destroy fails without (the deploy blockers)."""
+    aws = permissions.entries(DOCUMENT, "aws")
+    assert "ec2:DescribeAddressesAttribute" in aws["aws:ec2/eip:Eip"].read  # every read, provider >= 5.46
+    gcp = permissions.entries(DOCUMENT, "gcp")
+    assert "compute.securityPolicies.setLabels" in gcp["gcp:compute/securityPolicy:SecurityPolicy"].write
+    azure = permissions.entries(DOCUMENT, "azure")
+    assert "Microsoft.KeyVault/vaults/secrets/delete" in azure["azure-native:keyvault:Secret"].data_actions
+    blob = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
+    assert {f"{blob}/write", f"{blob}/delete"} <= set(azure["azure-native:storage:Blob"].data_actions)
+    # The Blob data plane with an Entra token, never the account's keys.
+    assert "Microsoft.Storage/storageAccounts/listkeys/action" not in permissions.permissions(
+        DOCUMENT, "azure", deploy=True)
+    # The deployer creates each stack's resource group: the stack may not create resource groups.
+    assert not [a for a in permissions.permissions(DOCUMENT, "azure", deploy=True)
+                if a.startswith("Microsoft.Resources/subscriptions/resourceGroups/") and not a.endswith("/read")]

@@ -410,7 +410,7 @@ def test_make_wake_reads_the_stacks_outputs_and_prints_the_commands(tmp_path, pl
 
     night = wake_at("2026-11-27T21:00:00+01:00")
     assert night.returncode == 0, night.stderr
-    assert night.stdout.startswith("+ az monitor autoscale profile create --resource-group qwen-coder-azure-dev-rg "
+    assert night.stdout.startswith("+ az monitor autoscale profile create --resource-group vllm-fleet-qwen-coder-azure-dev "
                                    "--autoscale-name qwen-coder-azure-dev-replicas --name vllm-fleet-wake")
     assert "--start 2026-11-27T21:00 --end 2026-11-27T22:00" in night.stdout
     day = wake_at("2026-11-27T10:00:00+01:00")

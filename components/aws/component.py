@@ -25,6 +25,7 @@ class Fleet(FleetComponent):
                                        opts=pulumi.ResourceOptions(parent=self))
         self.opts = pulumi.ResourceOptions(parent=self, provider=provider)
         self.invoke_opts = pulumi.InvokeOptions(provider=provider)
+        self.account_id = pulumi_aws.get_caller_identity_output(opts=self.invoke_opts).account_id
 
         vpc_id, public_subnets, private_subnets = network.subnets(self, spec, options)
         lb_sg, instance_sg = network.security_groups(self, spec, vpc_id)

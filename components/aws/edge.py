@@ -19,6 +19,7 @@ from fleet import serving
 from fleet.schedule import Moment, closed_answer
 from fleet.spec import FleetSpec
 
+from . import identity
 from .options import AwsOptions
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -104,12 +105,9 @@ def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, targe
     whose targets are stopped would answer 503 with an HTML page, or 502 while they drain); when it opens, the rule
     forwards to vLLM again. EventBridge Scheduler calls ModifyRule itself, in the stack's time zone."""
     hours = spec.office_hours
-    role = iam.Role(fleet.short_child("switch-api", ROLE_NAME_MAX - AUTONAME_SUFFIX),
-                    description=f"vllm-fleet {spec.stack}: EventBridge Scheduler opens and closes the API's rule",
-                    assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                        "Effect": "Allow", "Action": "sts:AssumeRole",
-                        "Principal": {"Service": "scheduler.amazonaws.com"}}]}),
-                    opts=fleet.opts)
+    role = identity.service_role(
+        fleet, spec, fleet.short_child("switch-api", ROLE_NAME_MAX - AUTONAME_SUFFIX), "scheduler.amazonaws.com",
+        description=f"vllm-fleet {spec.stack}: EventBridge Scheduler opens and closes the API's rule")
     iam.RolePolicy(fleet.child("switch-api"), role=role.id, policy=api_rule.arn.apply(lambda arn: json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule",
                                                 "Resource": arn}]})), opts=fleet.opts)

@@ -10,9 +10,22 @@ import pulumi
 from pulumi_aws import iam, secretsmanager
 
 from components.base import FleetComponent
+from fleet import iam_names
 from fleet.spec import FleetSpec
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def service_role(fleet: FleetComponent, spec: FleetSpec, name: str, service: str, description: str) -> iam.Role:
+    """A role of the stack that an AWS service assumes: under the stack's IAM path and with its permissions
+    boundary (the deployer's), the only roles its CI deploy identity may create or change."""
+    account = fleet.account_id
+    return iam.Role(name, description=description, path=iam_names.aws_iam_path(spec.stack),
+                    permissions_boundary=account.apply(
+                        lambda account_id: iam_names.aws_permissions_boundary_arn(account_id, spec.stack)),
+                    assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}]}),
+                    opts=fleet.opts)
 
 
 def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]]
@@ -21,7 +34,7 @@ def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, 
     value, which the VMs read). A new value is a new version id, a new user-data and so a rolling replacement."""
     arns, refs = {}, {}
     for key, value in secrets.items():
-        secret = secretsmanager.Secret(fleet.child(key), name_prefix=f"vllm-fleet/{spec.stack}/{key}-",
+        secret = secretsmanager.Secret(fleet.child(key), name_prefix=f"{iam_names.aws_secret_prefix(spec.stack)}{key}-",
                                        description=f"vllm-fleet {spec.stack}: {key}, read by the VMs at boot",
                                        recovery_window_in_days=7, opts=fleet.opts)
         version = secretsmanager.SecretVersion(fleet.child(key), secret_id=secret.id, secret_string=value,
@@ -34,11 +47,8 @@ def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mappin
                      lifecycle_group: str | None = None):
     """`lifecycle_group`: the Auto Scaling group whose launch lifecycle actions the instances complete themselves
     (vllm-fleet-ready, with a warm pool)."""
-    role = iam.Role(fleet.child("instance"), description=f"vllm-fleet {spec.stack} GPU instances",
-                    assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                        "Effect": "Allow", "Action": "sts:AssumeRole",
-                        "Principal": {"Service": "ec2.amazonaws.com"}}]}),
-                    opts=fleet.opts)
+    role = service_role(fleet, spec, fleet.child("instance"), "ec2.amazonaws.com",
+                        description=f"vllm-fleet {spec.stack} GPU instances")
     iam.RolePolicyAttachment(fleet.child("ssm"), role=role.name, policy_arn=SSM_CORE_POLICY, opts=fleet.opts)
 
     def policy(arns: list[str]) -> str:
@@ -62,5 +72,6 @@ def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mappin
 
     iam.RolePolicy(fleet.child("read-secrets"), role=role.id,
                    policy=pulumi.Output.all(*secret_arns.values()).apply(policy), opts=fleet.opts)
-    return iam.InstanceProfile(fleet.child("instance"), role=role.name, opts=fleet.opts)
+    return iam.InstanceProfile(fleet.child("instance"), role=role.name, path=iam_names.aws_iam_path(spec.stack),
+                               opts=fleet.opts)
 

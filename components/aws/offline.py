@@ -26,6 +26,9 @@ def offline_invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         names = catalog.cloud("aws").raw["zones"][region]
         return {"names": names, "zoneIds": [f"{region}-az{i + 1}" for i in range(len(names))], "id": region}
+    if token == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {"accountId": OFFLINE_ACCOUNT, "arn": f"arn:aws:iam::{OFFLINE_ACCOUNT}:user/offline",
+                "userId": "OFFLINE", "id": OFFLINE_ACCOUNT}
     if token == "aws:ec2/getAmi:getAmi":
         [name] = next(f["values"] for f in args["filters"] if f["name"] == "name")
         # An AMI has one name in every region and another id in each.

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Mapping
 
 import pulumi
-from pulumi_azure_native import authorization, managedidentity, network as azure_network, resources
+from pulumi_azure_native import authorization, managedidentity, network as azure_network
 
 from components.base import FleetComponent
+from fleet import iam_names
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -24,11 +25,8 @@ class Fleet(FleetComponent):
         client = authorization.get_client_config_output(opts=self.invoke_opts)
         self.subscription_id = client.subscription_id
 
-        if options.resource_group_name:
-            group = pulumi.Output.from_input(options.resource_group_name)
-        else:
-            group = resources.ResourceGroup(self.child("rg"), location=spec.region, tags=self.tags,
-                                            opts=self.opts).name
+        # The stack's own resource group: where its CI deploy identity is allowed anything (deployer/).
+        group = pulumi.Output.from_input(options.resource_group_name or iam_names.azure_resource_group(spec.stack))
         gateway_subnet, vm_subnet = network.subnets(self, spec, options, group)
         vm_identity = managedidentity.UserAssignedIdentity(self.child("vms"), resource_group_name=group,
                                                            location=spec.region, tags=self.tags, opts=self.opts)

@@ -20,7 +20,7 @@ _PINNED = catalog.cloud("azure").raw["image"]
 DEFAULT_IMAGE = (_PINNED["publisher"], _PINNED["offer"], _PINNED["sku"], _PINNED["version"])
 
 OPTIONS = {
-    "resourceGroupName": "an existing resource group to deploy into (default: a new one)",
+    "resourceGroupName": "an existing resource group to deploy into (default: vllm-fleet-<stack name>, which the deployer creates)",
     "virtualNetworkId": "an existing virtual network (resource id) to add this stack's two subnets to; needs "
                         "gatewaySubnetCidr and vmSubnetCidr",
     "gatewaySubnetCidr": "a free range of virtualNetworkId for the Application Gateway, /24 to /26",

@@ -9,14 +9,12 @@ import pulumi_gcp
 from pulumi_gcp import serviceaccount
 
 from components.base import FleetComponent
-from fleet import catalog
+from fleet import catalog, iam_names
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
 from . import edge, fleet, identity, network
 from .options import GcpOptions
-
-SERVICE_ACCOUNT_ID_MAX = 30
 
 
 class Fleet(FleetComponent):
@@ -32,7 +30,7 @@ class Fleet(FleetComponent):
         # Service account ids are 6-30 characters and unique in the project: the stack's name, with a hash where
         # it had to be cut.
         account = serviceaccount.Account(
-            self.child("vm"), account_id=f"vllm-{spec.name_within(SERVICE_ACCOUNT_ID_MAX - 5)}",
+            self.child("vm"), account_id=iam_names.gcp_vm_service_account_id(spec.stack),
             display_name=f"vllm-fleet {spec.stack} GPU VMs", opts=self.opts)
         member = pulumi.Output.concat("serviceAccount:", account.email)
         network.firewall(self, spec, options, vpc, account)

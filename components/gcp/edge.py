@@ -13,7 +13,7 @@ from pulumi_gcp import compute, dns, storage
 
 from components.base import FleetComponent
 from components.edge_model import Resources, of_type, path_readings, strictest
-from fleet import serving
+from fleet import iam_names, serving
 from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
 
@@ -31,9 +31,7 @@ ARMOR_RANGES_PER_RULE = 10
 ARMOR_DEFAULT_RULE_PRIORITY = 2147483647
 NOT_SERVED_PRIORITY = 100
 SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
-# Cloud Storage bucket names: 3-63 characters (Pulumi's autonaming adds 8). The object the load balancer answers
-# with while no VM serves.
-BUCKET_NAME_MAX = 63
+# The object the load balancer answers with while no VM serves.
 CLOSED_OBJECT = "vllm-fleet-closed.json"
 
 
@@ -109,7 +107,7 @@ def closed_answer_policy(fleet: FleetComponent, spec: FleetSpec):
     responses are for global external Application Load Balancers)."""
     if not spec.office_hours:
         return None
-    bucket = storage.Bucket(fleet.short_child("closed", BUCKET_NAME_MAX - 8), location=spec.region.upper(),
+    bucket = storage.Bucket(iam_names.gcp_closed_bucket(spec.stack), location=spec.region.upper(),
                             uniform_bucket_level_access=True, public_access_prevention="inherited",
                             force_destroy=True, opts=fleet.opts)
     closed = storage.BucketObject(fleet.child("closed"), bucket=bucket.name, name=CLOSED_OBJECT,

@@ -9,10 +9,9 @@ import pulumi
 from pulumi_gcp import secretmanager, storage
 
 from components.base import FleetComponent
+from fleet import iam_names
 from fleet.spec import FleetSpec
 
-# Secret Manager secret ids: at most 255 letters, digits, _ and -.
-SECRET_ID_MAX = 255
 
 def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]], member):
     """Secret Manager secrets the VMs read at boot, and the grants of each to the VMs' service account: (the name of
@@ -20,9 +19,8 @@ def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, 
     new value is a new version, a new instance template and so a rolling replacement of the VMs."""
     versions, grants = {}, []
     for key, value in secrets.items():
-        # Secret ids are unique in the project: the stack's whole name, with a hash where it had to be cut.
         secret = secretmanager.Secret(
-            fleet.child(key), secret_id=f"vllm-fleet-{spec.name_within(SECRET_ID_MAX - 12 - len(key))}-{key}",
+            fleet.child(key), secret_id=iam_names.gcp_secret_id(spec.stack, key),
             replication=secretmanager.SecretReplicationArgs(auto=secretmanager.SecretReplicationAutoArgs()),
             opts=fleet.opts)
         version = secretmanager.SecretVersion(fleet.child(key), secret=secret.id, secret_data=value, opts=fleet.opts)
