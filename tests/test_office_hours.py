@@ -199,6 +199,11 @@ def test_aws_answers_a_clear_503_outside_hours_with_eventbridge_scheduler(plan_o
     # The scheduler's role may modify that one rule.
     switch = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy")["codellama-prod-switch-api"]["policy"])
     assert switch["Statement"] == [{"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule", "Resource": rule_arn}]
+    # Only schedules of this account may use it (confused deputy).
+    [trust] = [json.loads(role["assumeRolePolicy"])["Statement"] for name, role in plan.named(
+        "aws:iam/role:Role").items() if "switch-api" in name]
+    assert trust == [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "scheduler.amazonaws.com"},
+                      "Condition": {"StringEquals": {"aws:SourceAccount": rule_arn.split(":")[4]}}}]
     # The rule as the closing schedule leaves it: the API answers 503, every other path still the listener's 404.
     resources = [(step["type"], json.loads(json.dumps(step["newState"]["inputs"]))) for step in plan.steps]
     [rule] = [inputs for kind, inputs in resources if kind == "aws:lb/listenerRule:ListenerRule"]

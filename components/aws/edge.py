@@ -107,7 +107,8 @@ def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, targe
     hours = spec.office_hours
     role = identity.service_role(
         fleet, spec, fleet.short_child("switch-api", ROLE_NAME_MAX - AUTONAME_SUFFIX), "scheduler.amazonaws.com",
-        description=f"vllm-fleet {spec.stack}: EventBridge Scheduler opens and closes the API's rule")
+        description=f"vllm-fleet {spec.stack}: EventBridge Scheduler opens and closes the API's rule",
+        for_this_account_only=True)
     iam.RolePolicy(fleet.child("switch-api"), role=role.id, policy=api_rule.arn.apply(lambda arn: json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule",
                                                 "Resource": arn}]})), opts=fleet.opts)

@@ -16,16 +16,24 @@ from fleet.spec import FleetSpec
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
-def service_role(fleet: FleetComponent, spec: FleetSpec, name: str, service: str, description: str) -> iam.Role:
+def service_role(fleet: FleetComponent, spec: FleetSpec, name: str, service: str, description: str,
+                 for_this_account_only: bool = False) -> iam.Role:
     """A role of the stack that an AWS service assumes: under the stack's IAM path and with its permissions
-    boundary (the deployer's), the only roles its CI deploy identity may create or change."""
+    boundary (the deployer's), the only roles its CI deploy identity may create or change.
+    `for_this_account_only`: the service assumes it only on behalf of this account's resources (aws:SourceAccount,
+    against the confused deputy), for services that act for resources of any account (EventBridge Scheduler)."""
     account = fleet.account_id
+
+    def trust(account_id: str) -> str:
+        statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}
+        if for_this_account_only:
+            statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
     return iam.Role(name, description=description, path=iam_names.aws_iam_path(spec.stack),
                     permissions_boundary=account.apply(
                         lambda account_id: iam_names.aws_permissions_boundary_arn(account_id, spec.stack)),
-                    assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}]}),
-                    opts=fleet.opts)
+                    assume_role_policy=account.apply(trust), opts=fleet.opts)
 
 
 def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, pulumi.Output[str]]
