@@ -153,6 +153,7 @@ def run(stack: str) -> Plan:
     region = config.get(f"{PROJECT}:region")  # the mocks answer as the cloud would in the stack's region
 
     import pulumi
+    from google.protobuf import json_format  # the replacement trigger, a protobuf Value
     from pulumi.runtime import mocks, settings, stack as runtime_stack, sync_await
 
     import components
@@ -172,6 +173,8 @@ def run(stack: str) -> Plan:
                 options = {"ignoreChanges": list(request.ignoreChanges),
                            "replaceOnChanges": list(request.replaceOnChanges),
                            "deleteBeforeReplace": request.deleteBeforeReplace, "protect": request.protect,
+                           "replacementTrigger": json_format.MessageToDict(request.replacement_trigger)
+                           if request.HasField("replacement_trigger") else None,
                            "customTimeouts": {phase: getattr(request.customTimeouts, phase)
                                               for phase in ("create", "update", "delete")
                                               if getattr(request.customTimeouts, phase)}}

@@ -199,6 +199,10 @@ def test_aws_answers_a_clear_503_outside_hours_with_eventbridge_scheduler(plan_o
     # The scheduler's role may modify that one rule.
     switch = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy")["codellama-prod-switch-api"]["policy"])
     assert switch["Statement"] == [{"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule", "Resource": rule_arn}]
+    # The schedules own the rule's action; a new target group replaces the rule, else its delete would fail in use.
+    assert plan.options_of("aws:lb/listenerRule:ListenerRule") == {
+        "ignoreChanges": ["actions"], "deleteBeforeReplace": True,
+        "replacementTrigger": plan.outputs["officeHours"]["wakeTarget"]["targetGroupArn"]}
     # Only schedules of this account may use it (confused deputy).
     [trust] = [json.loads(role["assumeRolePolicy"])["Statement"] for name, role in plan.named(
         "aws:iam/role:Role").items() if "switch-api" in name]

@@ -90,7 +90,11 @@ def pass_the_api(fleet: FleetComponent, spec: FleetSpec, listener, target_group)
                            conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
                                values=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS]))],
                            actions=[lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
-                           opts=fleet.child_opts(ignore_changes=["actions"] if spec.office_hours else None))
+                           # With the actions ignored, a new target group would not reach the rule, and the old
+                           # one's delete fail (ResourceInUse): a new target group replaces the rule instead, first
+                           # deleted (a listener's priorities are unique).
+                           opts=fleet.child_opts(ignore_changes=["actions"], replacement_trigger=target_group.arn,
+                                                 delete_before_replace=True) if spec.office_hours else fleet.opts)
 
 
 def scheduler_cron(moment: Moment) -> str:
