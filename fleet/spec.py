@@ -252,6 +252,12 @@ KEY_DOCS: dict[str, str] = {
 }
 
 
+# Keys whose value is text. The Pulumi CLI hands the program every top-level value as text (a number or bool as its
+# JSON, fleet/stack_yaml.py), so the program cannot tell `2024` from "2024": a text key takes the text as it is.
+TEXT_KEYS = ("cloud", "region", "model", "modelRevision", "servedModelName", "dtype", "quantization", "accelerator",
+             "instanceType", "domain", "certificate", "dnsZone")
+
+
 def _decode(raw: Any) -> Any:
     """Pulumi hands structured config to programs as JSON text; plain strings stay strings."""
     if isinstance(raw, str):
@@ -573,7 +579,8 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
             raise ConfigError(key, "<plain text>",
                               f"is a secret and must be stored encrypted: pulumi config set --secret {how} <value> "
                               f"(and remove the plain value from the stack file)")
-    values = {key: _decode(value) for key, value in raw.items() if key not in SECRET_KEYS}
+    values = {key: value if key in TEXT_KEYS and isinstance(value, str) else _decode(value)
+              for key, value in raw.items() if key not in SECRET_KEYS}
     named_api_keys = _api_keys(raw)
     if "hfToken" in raw and not _HF_TOKEN.match(str(raw["hfToken"])):
         raise ConfigError("hfToken", SHOWN_SECRET, "must be a Hugging Face access token (hf_...), one line")
