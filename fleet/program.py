@@ -13,7 +13,7 @@ import components
 
 from .outputs import stack_outputs
 from .sizing import Sizing, capacity_warning, cheaper_elsewhere, size, with_sized_replicas
-from .spec import DEFAULT_KEY_NAME, FleetSpec, parse_spec, read_pulumi_config
+from .spec import DEFAULT_KEY_NAME, GENERATED_KEY_LENGTH, FleetSpec, parse_spec, read_pulumi_config
 
 
 def _api_keys(spec: FleetSpec) -> pulumi.Output[dict[str, str]]:
@@ -25,7 +25,7 @@ def _api_keys(spec: FleetSpec) -> pulumi.Output[dict[str, str]]:
     elif not spec.named_api_keys:
         import pulumi_random  # only stacks that let the project generate their key pay for the import
 
-        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=48, special=False).result
+        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=GENERATED_KEY_LENGTH, special=False).result
     else:
         return named
     return pulumi.Output.all(named, default).apply(lambda both: {**both[0], DEFAULT_KEY_NAME: both[1]})
