@@ -62,6 +62,7 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HF_URL = re.compile(r"^https?://(www\.)?(huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
 _BUCKET_URI = re.compile(r"^([a-z0-9]+)://([a-z0-9][a-z0-9._-]{1,62})(/[A-Za-z0-9._/-]*)?$")
 _REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 # A top-level domain is letters or an internationalized one in punycode (xn--p1ai).
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
@@ -183,6 +184,11 @@ class FleetSpec:
         """Every API key the VMs accept, by name; with neither apiKey nor apiKeys set, the generated default."""
         return tuple(sorted({*self.named_api_keys, DEFAULT_KEY_NAME} if self.has_api_key or not self.named_api_keys
                             else self.named_api_keys))
+
+    @property
+    def pins_model(self) -> bool:
+        """modelRevision is a commit (40 hex digits): a branch (main) or tag may move, so it pins nothing."""
+        return bool(self.model_revision and _COMMIT.match(self.model_revision))
 
     @property
     def name(self) -> str:
@@ -609,6 +615,10 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         hint = f"did you mean {close[0]}? " if close else ""
         raise ConfigError(unknown[0], _decode(raw[unknown[0]]), f"is not a vllm-fleet key; {hint}known keys are listed in README.md")
     for key in SECRET_KEYS:
+        if key in raw and _decode(raw[key]) in ("", None, {}, []):
+            how = f"--path '{key}.<name>' <key>" if key == "apiKeys" else f"{key} <value>"
+            raise ConfigError(key, _decode(raw[key]), f"is empty: set it with pulumi config set --secret {how}, or "
+                                                      f"remove the key from the stack file")
         if key in raw and key not in secret_keys:
             how = f"--path '{key}.<name>'" if key == "apiKeys" else key
             raise ConfigError(key, "<plain text>",
