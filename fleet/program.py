@@ -25,7 +25,8 @@ def _api_keys(spec: FleetSpec) -> pulumi.Output[dict[str, str]]:
     elif not spec.named_api_keys:
         import pulumi_random  # only stacks that let the project generate their key pay for the import
 
-        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=GENERATED_KEY_LENGTH, special=False).result
+        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=GENERATED_KEY_LENGTH,
+                                               special=False).result
     else:
         return named
     return pulumi.Output.all(named, default).apply(lambda both: {**both[0], DEFAULT_KEY_NAME: both[1]})

@@ -331,7 +331,8 @@ def go_json(value: Any) -> str:
     if isinstance(value, float):
         return _go_float(value)
     if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{go_json(v)}" for k, v in sorted(value.items())) + "}"
+        items = (f"{json.dumps(k, ensure_ascii=False)}:{go_json(v)}" for k, v in sorted(value.items()))
+        return "{" + ",".join(items) + "}"
     if isinstance(value, list):
         return "[" + ",".join(go_json(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
