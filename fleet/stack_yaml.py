@@ -356,12 +356,13 @@ def read(text: str, project: str) -> dict[str, ConfigValue]:
         return {}
     if not isinstance(document, dict):
         shape = "a list" if isinstance(document, list) else _kind(document)
-        raise StackFileError(f"expected project to be an object, was {shape}")
+        raise StackFileError(f"must be a stack file: a map with a `config:` map (expected project to be an object, "
+                             f"was {shape})")
     config = document.get("config")
     if config is None:
         return {}
     if not isinstance(config, dict):
-        raise StackFileError("config must be a map of keys to values")
+        raise StackFileError("must be a stack file: a map with a `config:` map of keys to values")
     result: dict[str, ConfigValue] = {}
     written: dict[str, str] = {}
     for key, value in config.items():

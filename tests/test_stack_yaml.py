@@ -81,7 +81,7 @@ def test_the_program_gets_each_top_level_value_as_the_cli_passes_it(written, tex
     ("config:\n  vllm-fleet:maxModelLen: !!int 8k\n", "line 2: cannot decode !!str `8k` as a !!int"),
     ("config:\n  a:b:c: 1\n", "could not parse a:b:c as a configuration key"),
     ("- a\n", "expected project to be an object, was a list"),
-    ("config: [a]\n", "config must be a map"),
+    ("config: [a]\n", "must be a stack file: a map with a `config:` map"),
     ("config:\n  k: [a\n", "invalid YAML file"),
 ])
 def test_what_the_cli_refuses_the_plan_refuses(document, words):
