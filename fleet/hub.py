@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
+import urllib.parse
 from typing import Any
 
 # Bytes per element of each safetensors dtype.
@@ -19,6 +21,7 @@ DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16"
 # config.json quant_method -> the name sizing (and vLLM's --quantization) uses.
 QUANT_METHODS = {"fp8": "fp8", "awq": "awq", "gptq": "gptq", "mxfp4": "mxfp4"}
 HUB_TIMEOUT_S = 15
+CONNECT_TIMEOUT_S = 5
 
 
 class HubError(Exception):
@@ -115,6 +118,17 @@ def _parameters(counts: dict[str, int], method: str | None) -> float:
     return float(sum(counts.values()))
 
 
+def _reachable(endpoint: str) -> None:
+    """Raises HubError at once where the hub's host cannot be connected to: huggingface_hub would retry each request
+    for ~25 s, logging every try, before failing the same way."""
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise HubError(f"cannot reach {endpoint}: {error.strerror or error}") from None
+
+
 def fetch_entry(model: str, revision: str | None = None) -> dict[str, Any]:
     """The catalog entry of a Hugging Face model, read from the hub (HF_TOKEN in the environment for gated ones).
     Raises HubError when the hub cannot be asked: offline (HF_HUB_OFFLINE=1), unreachable, unknown model."""
@@ -125,6 +139,7 @@ def fetch_entry(model: str, revision: str | None = None) -> dict[str, Any]:
         from huggingface_hub import HfApi
     except ImportError:  # pragma: no cover - requirements.txt installs it
         raise HubError("huggingface_hub is not installed (pip install -r requirements.txt)") from None
+    _reachable(huggingface_hub.constants.ENDPOINT)
     token = os.environ.get("HF_TOKEN") or None
     try:
         path = huggingface_hub.hf_hub_download(model, "config.json", revision=revision, token=token,

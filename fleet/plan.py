@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import SHOWN_SECRET
+from . import stack_yaml
+from .errors import SHOWN_SECRET, ConfigError
+from .spec import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "vllm-fleet"
@@ -90,36 +90,36 @@ def stack_file(stack: str) -> Path:
 
 
 def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
-    """The config a stack file gives the program, as the Pulumi CLI would pass it: strings, JSON for objects."""
+    """The config a stack file gives the program, exactly as the Pulumi CLI passes it (fleet/stack_yaml.py): each
+    top-level value as text, secrets replaced by a stand-in derived from the ciphertext (only the CLI can decrypt
+    a `secure:` value; a new ciphertext gives a new stand-in, as the cloud would see a new value)."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise PlanError(f"{path} is not YAML: {error}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
-        raise PlanError(f"{path} must be a stack file: a map with a `config:` map of keys to values")
-    config, secret_keys = {}, []
-    for key, value in (document.get("config") or {}).items():
-        key = key if ":" in str(key) else f"{PROJECT}:{key}"
-        value, secret = _decrypted(value)
-        if secret:
-            secret_keys.append(key)
-        config[key] = value if isinstance(value, str) else json.dumps(value)
-    return config, secret_keys
+        values = stack_yaml.read(path.read_text(), PROJECT)
+    except stack_yaml.StackFileError as error:
+        raise PlanError(f"{path}: {error}") from None
+    for key, value in values.items():
+        _refuse_plain_secret_leaves(key, value)
+    config = {key: value.text(_stand_in) for key, value in values.items()}
+    return config, [key for key, value in values.items() if value.secure]
 
 
-def _decrypted(value: Any) -> tuple[Any, bool]:
-    """A config value as the program would see it, and whether it holds a secret. Only the Pulumi CLI can decrypt a
-    `secure:` value: the plan gives the program a stand-in derived from the ciphertext (a new ciphertext, a new
-    stand-in, as the cloud would see a new value)."""
-    if isinstance(value, dict) and set(value) == {"secure"}:
-        return f"{SECRET_STAND_IN}{hashlib.sha256(str(value['secure']).encode()).hexdigest()[:24]}", True
-    if isinstance(value, dict):
-        items = {k: _decrypted(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in items.items()}, any(secret for _, secret in items.values())
-    if isinstance(value, list):
-        items = [_decrypted(v) for v in value]
-        return [v for v, _ in items], any(secret for _, secret in items)
-    return value, False
+def _stand_in(ciphertext: str) -> str:
+    return f"{SECRET_STAND_IN}{hashlib.sha256(ciphertext.encode()).hexdigest()[:24]}"
+
+
+def _refuse_plain_secret_leaves(key: str, value: stack_yaml.ConfigValue) -> None:
+    """Every leaf of a secret key (apiKey, apiKeys, hfToken) must be `secure:`. The program cannot check it: Pulumi
+    marks a whole top-level key secret when any of its leaves is, so a plain-text key next to secure ones would
+    reach `pulumi up` unnoticed (and is committed to git). A key with no secure leaf at all is the program's to
+    refuse, under `pulumi up` too."""
+    name = key.split(":", 1)[1] if key.startswith(f"{PROJECT}:") else None
+    if name not in SECRET_KEYS or not value.secure:
+        return
+    for path, leaf in stack_yaml.leaves(value.tree, name):
+        if not isinstance(leaf, stack_yaml.Secret):
+            raise ConfigError(path, "<plain text>",
+                              f"is a secret and must be stored encrypted like the rest of {name}: pulumi config set "
+                              f"--secret --path '{path}' <value> (and remove the plain value from the stack file)")
 
 
 def _show(value: Any) -> Any:

@@ -13,7 +13,7 @@ import components
 
 from .outputs import stack_outputs
 from .sizing import Sizing, capacity_warning, cheaper_elsewhere, size, with_sized_replicas
-from .spec import DEFAULT_KEY_NAME, FleetSpec, parse_spec, read_pulumi_config
+from .spec import DEFAULT_KEY_NAME, GENERATED_KEY_LENGTH, FleetSpec, parse_spec, read_pulumi_config
 
 
 def _api_keys(spec: FleetSpec) -> pulumi.Output[dict[str, str]]:
@@ -25,7 +25,8 @@ def _api_keys(spec: FleetSpec) -> pulumi.Output[dict[str, str]]:
     elif not spec.named_api_keys:
         import pulumi_random  # only stacks that let the project generate their key pay for the import
 
-        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=48, special=False).result
+        default = pulumi_random.RandomPassword(f"{spec.name}-api-key", length=GENERATED_KEY_LENGTH,
+                                               special=False).result
     else:
         return named
     return pulumi.Output.all(named, default).apply(lambda both: {**both[0], DEFAULT_KEY_NAME: both[1]})
@@ -58,10 +59,13 @@ def _warnings(spec: FleetSpec) -> list[str]:
     if spec.arch.gated and not spec.has_hf_token:
         warnings.append(f"{spec.model} is gated on Hugging Face: set hfToken (pulumi config set --secret hfToken "
                         f"hf_...) or the VMs cannot download it")
-    if not spec.model_is_bucket and not spec.model_revision:
-        warnings.append(f"modelRevision is not set: each VM serves whatever {spec.model}'s main branch holds when it "
-                        f"boots, so two VMs may serve different weights. Pin a commit: pulumi config set "
-                        f"modelRevision <sha> (the repository's Files and versions page or `hf api` shows it)")
+    if not spec.model_is_bucket and not spec.pins_model:
+        what = (f"modelRevision {spec.model_revision} is a branch or tag, not a commit" if spec.model_revision
+                else "modelRevision is not set")
+        branch = spec.model_revision or "main"
+        warnings.append(f"{what}: each VM serves whatever {spec.model}'s {branch} holds when it boots, so two VMs "
+                        f"may serve different weights. Pin a commit: pulumi config set modelRevision <sha> (the "
+                        f"repository's Files and versions page or `hf api` shows it)")
     return warnings
 
 

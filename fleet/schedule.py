@@ -161,7 +161,12 @@ def _days(key: str, value: Any) -> tuple[int, ...]:
 
 def _time(key: str, value: Any) -> int:
     if not isinstance(value, str) or not _TIME.match(value):
-        raise ConfigError(key, value, 'a time of day as "HH:MM" (quoted in YAML), from "00:00" to "24:00"')
+        # The Pulumi CLI reads an unquoted 08:00 as text already (fleet/stack_yaml.py): the hint is the value
+        # written as HH:MM where it is one, never what the file says.
+        parts = re.fullmatch(r"(\d{1,2})(?::?(\d{2}))?", str(value)) if not isinstance(value, bool) else None
+        fixed = f"{int(parts[1]):02d}:{parts[2] or '00'}" if parts else None
+        hint = f': write {fixed}' if fixed and _TIME.match(fixed) and fixed != value else ", e.g. 08:00"
+        raise ConfigError(key, value, f"a time of day as HH:MM, from 00:00 to 24:00{hint}")
     hours, minutes = value.split(":")
     return int(hours) * 60 + int(minutes)
 

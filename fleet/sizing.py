@@ -319,10 +319,17 @@ def options(spec: FleetSpec) -> list[Sizing]:
             raise ConfigError(key, value, f"{spec.cloud} has no such instance type; it offers {', '.join(offered)}")
 
     offered = [it for it in candidates if cloud.unavailable(it, spec.region, spec.spot) is None]
+    # Types the region sells only as spot VMs: where they alone would hold the model, the answer is spot: true.
+    spot_only = [it for it in candidates if it not in offered and not spec.spot
+                 and cloud.unavailable(it, spec.region, True) is None
+                 and _why_not(it, spec, memory_at(spec, it.gpu_count)) is None]
+    spot_hint = (f"; {', '.join(it.name for it in spot_only)} would hold it but {spec.region} sells "
+                 f"{'it' if len(spot_only) == 1 else 'them'} only as spot VMs: set spot: true, or choose another "
+                 f"region") if spot_only else ""
     if not offered:
         reason = cloud.unavailable(candidates[0], spec.region, spec.spot)
         raise ConfigError(key, value, f"{candidates[0].name if len(candidates) == 1 else 'no such instance type'}: "
-                                      f"{reason}")
+                                      f"{reason}{spot_hint if len(candidates) > 1 else ''}")
     candidates = offered
     memories = {it.name: memory_at(spec, it.gpu_count) for it in candidates}
     reasons = {it.name: _why_not(it, spec, memories[it.name]) for it in candidates}
@@ -342,8 +349,8 @@ def options(spec: FleetSpec) -> list[Sizing]:
         needed = memory.weights_gib + memory.one_sequence_gib
         raise ConfigError(key, value,
                           f"cannot hold {spec.model} ({spec.quantization or spec.dtype}, maxModelLen {spec.max_model_len}, "
-                          f"~{needed:.0f} GiB): {detail}. Choose a larger accelerator, quantization awq/fp8 or a "
-                          f"smaller maxModelLen")
+                          f"~{needed:.0f} GiB): {detail}{spot_hint}. Choose a larger accelerator, quantization "
+                          f"awq/fp8 or a smaller maxModelLen")
 
     needed_disk = _weights_disk_gb(memories[fitting[0].name])
     if spec.data_disk_gb is not None and spec.data_disk_gb < needed_disk:

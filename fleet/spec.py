@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -46,10 +47,10 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HF_URL = re.compile(r"^https?://(www\.)?(huggingface\.co|hf\.co)/(?P<id>[^/?#]+/[^/?#]+)")
 _BUCKET_URI = re.compile(r"^([a-z0-9]+)://([a-z0-9][a-z0-9._-]{1,62})(/[A-Za-z0-9._/-]*)?$")
 _REVISION = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_TAG_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=+@-]{0,62}$")
-_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.:/=+@ -]{0,255}$")
+# A top-level domain is letters or an internationalized one in punycode (xn--p1ai).
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,9 @@ class FleetSpec:
     cloud_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # The load to size for (the capacity key); None: one VM that holds one sequence of max_model_len.
     capacity: Capacity | None = None
+    # The bytes of the named-keys secret (fleet/program.py: JSON of name -> key) holding the first 1, 2, ... n keys
+    # by name: the sizes, never the keys; each cloud checks them against its secret store (api_keys_fit).
+    api_keys_secret_bytes: tuple[int, ...] = ()
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -165,6 +169,11 @@ class FleetSpec:
         """Every API key the VMs accept, by name; with neither apiKey nor apiKeys set, the generated default."""
         return tuple(sorted({*self.named_api_keys, DEFAULT_KEY_NAME} if self.has_api_key or not self.named_api_keys
                             else self.named_api_keys))
+
+    @property
+    def pins_model(self) -> bool:
+        """modelRevision is a commit (40 hex digits): a branch (main) or tag may move, so it pins nothing."""
+        return bool(self.model_revision and _COMMIT.match(self.model_revision))
 
     @property
     def name(self) -> str:
@@ -180,6 +189,17 @@ class FleetSpec:
             raise ConfigError(f"{self.cloud}.{unknown[0]}", options[unknown[0]],
                               f"is not {what}; known: {', '.join(known)}")
         return options
+
+    def api_keys_fit(self, limit_bytes: int, store: str) -> None:
+        """Refuses a key set whose secret exceeds the cloud's secret store limit (`store` names it), with how many
+        of the keys would fit."""
+        sizes = self.api_keys_secret_bytes
+        if sizes and sizes[-1] > limit_bytes:
+            fitting = sum(1 for size in sizes if size <= limit_bytes)
+            raise ConfigError("apiKeys", f"{len(sizes)} keys",
+                              f"the VMs read every key from one {store} secret, which holds at most {limit_bytes:,} "
+                              f"bytes: these keys make {sizes[-1]:,} bytes, and {fitting} of them fit; use fewer or "
+                              f"shorter keys (e.g. openssl rand -hex 32: 64 characters)")
 
     def name_within(self, limit: int) -> str:
         """The stack's name as a resource name of at most `limit` characters (fleet.iam_names.name_within)."""
@@ -226,6 +246,12 @@ KEY_DOCS: dict[str, str] = {
     "gcp": "GCP-only options, see docs/gcp.md",
     "azure": "Azure-only options, see docs/azure.md",
 }
+
+
+# Keys whose value is text. The Pulumi CLI hands the program every top-level value as text (a number or bool as its
+# JSON, fleet/stack_yaml.py), so the program cannot tell `2024` from "2024": a text key takes the text as it is.
+TEXT_KEYS = ("cloud", "region", "model", "modelRevision", "servedModelName", "dtype", "quantization", "accelerator",
+             "instanceType", "domain", "certificate", "dnsZone")
 
 
 def _decode(raw: Any) -> Any:
@@ -422,8 +448,26 @@ def _cidrs(value: Any) -> tuple[str, ...]:
             raise ConfigError("allowedCidrs", item, "must be an IPv4 address/prefix, e.g. 203.0.113.0/24")
         if str(network) != item:
             raise ConfigError("allowedCidrs", item, f"has host bits set; the network is {network}")
+        if item in cidrs:
+            raise ConfigError("allowedCidrs", item, "is listed twice (AWS refuses a duplicate security group rule): "
+                                                    "list each range once")
         cidrs.append(item)
     return tuple(cidrs)
+
+
+# The VMs' user-data carries vllmArgs, and EC2 takes at most 16 KB of user-data (gzip-compressed; Azure 64 KB,
+# GCP 256 KiB uncompressed): this many characters of vllmArgs, however they compress, keep it within every cloud's
+# limit (tests/test_spec.py plans the worst case on AWS, the smallest).
+VLLM_ARGS_MAX_CHARS = 4096
+
+
+def _within_user_data(args: tuple[str, ...]) -> tuple[str, ...]:
+    length = len(" ".join(args))
+    if length > VLLM_ARGS_MAX_CHARS:
+        raise ConfigError("vllmArgs", f"{length} characters", f"at most {VLLM_ARGS_MAX_CHARS} characters in all: the "
+                                                              f"VMs' user-data carries them, and EC2 takes at most "
+                                                              f"16 KB of it")
+    return args
 
 
 def _tags(value: Any) -> Mapping[str, str]:
@@ -438,8 +482,11 @@ def _tags(value: Any) -> Mapping[str, str]:
         if key in PROJECT_TAGS:
             raise ConfigError(f"tags.{key}", item, f"is set by vllm-fleet on every resource ({', '.join(PROJECT_TAGS)}); "
                                                    f"choose another tag name")
-        if not _TAG_KEY.match(str(key)) or not isinstance(item, (str, int, float)) or not _TAG_VALUE.match(str(item)):
-            raise ConfigError(f"tags.{key}", item, "tag names and values may hold letters, digits, spaces and _ . : / = + @ -")
+        # Which characters and lengths a tag takes is each cloud's rule (components/<cloud>/options.py).
+        if (not isinstance(item, (str, int, float)) or isinstance(item, bool) or not str(key)
+                or any(unicodedata.category(c).startswith("C") for c in f"{key}{item}")):
+            raise ConfigError(f"tags.{key}", item, "tags map names to text values, without control characters, "
+                                                   "e.g. {team: platform}")
     return MappingProxyType({str(k): str(v) for k, v in value.items()})
 
 
@@ -451,13 +498,18 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         hint = f"did you mean {close[0]}? " if close else ""
         raise ConfigError(unknown[0], _decode(raw[unknown[0]]), f"is not a vllm-fleet key; {hint}known keys are listed in README.md")
     for key in SECRET_KEYS:
+        if key in raw and _decode(raw[key]) in ("", None, {}, []):
+            how = f"--path '{key}.<name>' <key>" if key == "apiKeys" else f"{key} <value>"
+            raise ConfigError(key, _decode(raw[key]), f"is empty: set it with pulumi config set --secret {how}, or "
+                                                      f"remove the key from the stack file")
         if key in raw and key not in secret_keys:
             how = f"--path '{key}.<name>'" if key == "apiKeys" else key
             raise ConfigError(key, "<plain text>",
                               f"is a secret and must be stored encrypted: pulumi config set --secret {how} <value> "
                               f"(and remove the plain value from the stack file)")
-    values = {key: _decode(value) for key, value in raw.items() if key not in SECRET_KEYS}
-    named_api_keys = _api_keys(raw)
+    values = {key: value if key in TEXT_KEYS and isinstance(value, str) else _decode(value)
+              for key, value in raw.items() if key not in SECRET_KEYS}
+    named_api_keys, api_keys_secret_bytes = _api_keys(raw)
     if "hfToken" in raw and not _HF_TOKEN.match(str(raw["hfToken"])):
         raise ConfigError("hfToken", SHOWN_SECRET, "must be a Hugging Face access token (hf_...), one line")
 
@@ -537,16 +589,22 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         allowed_cidrs=_cidrs(values.get("allowedCidrs")), domain=domain,
         certificate=str(certificate) if certificate is not None else None,
         dns_zone=str(dns_zone) if dns_zone is not None else None,
-        vllm_args=parse_vllm_args(values.get("vllmArgs"), max_len),
+        vllm_args=_within_user_data(parse_vllm_args(values.get("vllmArgs"), max_len)),
         office_hours=parse_office_hours(values.get("officeHours"), replicas.min), data_disk_gb=data_disk,
         tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
+        api_keys_secret_bytes=api_keys_secret_bytes,
     )
 
 
-def _api_keys(raw: Mapping[str, Any]) -> tuple[str, ...]:
-    """The names of apiKeys; every key's value (apiKey's too) checked without ever showing it."""
+# The length of the key the program generates where the stack sets neither apiKey nor apiKeys (fleet/program.py).
+GENERATED_KEY_LENGTH = 48
+
+
+def _api_keys(raw: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The names of apiKeys, and FleetSpec.api_keys_secret_bytes; every key's value (apiKey's too) checked without
+    ever showing it."""
     keys: dict[str, Any] = {}
     if "apiKeys" in raw:
         named = _decode(raw["apiKeys"])
@@ -571,7 +629,10 @@ def _api_keys(raw: Mapping[str, Any]) -> tuple[str, ...]:
     if len(set(keys.values())) < len(keys):
         raise ConfigError("apiKeys", SHOWN_SECRET, "two names have the same key: each key must be its own, so that "
                                                    "removing one revokes only that one")
-    return tuple(sorted(set(keys) - ({DEFAULT_KEY_NAME} if "apiKey" in raw else set())))
+    in_secret = sorted(keys.items()) or [(DEFAULT_KEY_NAME, "k" * GENERATED_KEY_LENGTH)]
+    sizes = tuple(len(json.dumps(dict(in_secret[:count]), sort_keys=True).encode())
+                  for count in range(1, len(in_secret) + 1))
+    return tuple(sorted(set(keys) - ({DEFAULT_KEY_NAME} if "apiKey" in raw else set()))), sizes
 
 
 def _cloud_options(cloud: str, value: Any) -> Mapping[str, Any]:

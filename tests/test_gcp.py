@@ -378,7 +378,7 @@ def test_a_domain_without_dns_zone_says_where_to_point_it(custom_plan):
     ({"gcp": {"project": "my-project-123", "network": "shared-vpc"}}, "gcp.subnetwork", "needs both network and subnetwork"),
     ({"gcp": {"project": "my-project-123", "network": "shared-vpc",
               "subnetwork": "projects/p/regions/us-east1/subnetworks/vms"}}, "gcp.subnetwork", "must be in the stack's region"),
-    ({"gcp": {"project": "my-project-123", "subnetCidr": "8.8.0.0/16"}}, "gcp.subnetCidr", "private network"),
+    ({"gcp": {"project": "my-project-123", "subnetCidr": "8.8.0.0/16"}}, "gcp.subnetCidr", "valid subnet ranges"),
     ({"gcp": {"project": "my-project-123", "image": "ubuntu"}}, "gcp.image", "global/images/family/"),
     ({"gcp": {"project": "my-project-123", "iapSsh": "yes"}}, "gcp.iapSsh", "true or false"),
     ({"tags": {"Team": "Platform"}}, "tags.Team", "lowercase letters, digits, _ and -"),

@@ -80,7 +80,7 @@ def test_a_good_config_parses_into_an_immutable_spec():
     ({"certificate": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}, "domain", "needs the domain"),
     ({"domain": "Not A Domain"}, "domain", "DNS name"),
     ({"dataDiskGb": "10"}, "dataDiskGb", "from 20 to 16384"),
-    ({"tags": {"team": "a;b"}}, "tags.team", "letters, digits"),
+    ({"tags": {"team": "a\nb"}}, "tags.team", "without control characters"),
 ])
 def test_bad_values_name_the_key_value_and_what_works(changes, key, words):
     error = error_of(**changes)
@@ -345,3 +345,130 @@ def test_a_costly_pick_is_called_out_with_the_cheaper_one():
     assert f"in {cheapest} it fits g2-standard-4 (1x L4) at ${gcp.price(g2, cheapest).usd_per_hour:.2f}/hour" in note
     cheap = parse()
     assert cheaper_elsewhere(cheap, size(cheap)) == []
+
+
+# The cloud's own limits on what the config fills (issue 20 §2): each cloud's parse_options, as the program runs it
+# before declaring anything.
+CLOUD_BASES = {
+    "aws": {"cloud": "aws", "region": "us-east-1"},
+    "gcp": {"cloud": "gcp", "region": "us-central1", "gcp": {"project": "my-project-123"}},
+    "azure": {"cloud": "azure", "region": "eastus"},
+}
+
+
+def cloud_options(cloud: str, secret_keys=(), **changes):
+    import components
+    from fleet.sizing import size
+
+    base = {k: v for k, v in CLOUD_BASES[cloud].items() if k not in changes}
+    spec = parse(secret_keys, **base, **changes)
+    return components.load(cloud).parse_options(spec, size(spec))
+
+
+def cloud_error(cloud: str, secret_keys=(), **changes) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        cloud_options(cloud, secret_keys, **changes)
+    return caught.value
+
+
+def named_keys(count: int, length: int) -> dict[str, str]:
+    return {f"dev{n:03d}": f"{n:03d}".ljust(length, "k") for n in range(count)}
+
+
+def fitting(keys: dict[str, str], limit: int) -> int:
+    """How many of the keys (by name) the program's secret holds within `limit` bytes."""
+    items = sorted(keys.items())
+    return max(n for n in range(len(items) + 1) if len(json.dumps(dict(items[:n]), sort_keys=True)) <= limit)
+
+
+@pytest.mark.parametrize("cloud, store, limit", [("aws", "Secrets Manager", 65_536), ("gcp", "Secret Manager", 65_536),
+                                                 ("azure", "Key Vault", 25_000)])
+def test_a_key_set_over_the_secret_store_limit_is_refused_with_the_count_that_fits(cloud, store, limit):
+    keys = named_keys(200, 512)  # ~104 KB: over every store's limit
+    error = cloud_error(cloud, ["apiKeys"], apiKeys=keys)
+    assert error.key == "apiKeys" and error.value == "200 keys"
+    assert f"one {store} secret, which holds at most {limit:,} bytes" in str(error)
+    assert f"{fitting(keys, limit)} of them fit" in str(error) and 0 < fitting(keys, limit) < 200
+    assert "kkkk" not in str(error)  # never a key
+
+
+def test_a_key_set_within_the_limit_plans_on_every_cloud_but_key_vault_is_smallest():
+    keys = named_keys(60, 512)  # ~32 KB: within 64 KiB, over Key Vault's 25 KB
+    assert fitting(keys, 25_000) < 60 == fitting(keys, 65_536)
+    cloud_options("aws", ["apiKeys"], apiKeys=keys)
+    cloud_options("gcp", ["apiKeys"], apiKeys=keys)
+    assert cloud_error("azure", ["apiKeys"], apiKeys=keys).key == "apiKeys"
+
+
+@pytest.mark.parametrize("cloud, tags", [
+    ("aws", {"k" * 128: "v" * 256}),  # AWS: keys of 128 characters, values of 256
+    ("aws", {"équipe": "plateforme données", "Team": "a+b=c@d:e/f"}),  # Unicode letters, spaces
+    ("azure", {"Cost Center": "a;b,c#d"}),  # Azure forbids only < > % & \ ? / in names
+    ("azure", {"k" * 128: "v" * 256}),
+    ("gcp", {"équipe": "données-2"}),  # GCP: international lowercase letters
+])
+def test_tags_each_cloud_takes(cloud, tags):
+    cloud_options(cloud, tags=tags)
+
+
+@pytest.mark.parametrize("cloud, tags, words", [
+    ("aws", {"k" * 129: "v"}, "at most 128 characters"),
+    ("aws", {"team": "a;b"}, "letters, digits, spaces and _ . : / = + - @"),
+    ("aws", {"AWS:team": "x"}, "AWS's own"),
+    ("azure", {"team/x": "x"}, "may not hold < > % & \\ ? /"),
+    ("azure", {"k" * 129: "v"}, "at most 128 characters"),
+    ("azure", {"Microsoft.owner": "x"}, "starting with microsoft, azure, windows"),
+    ("azure", {"Team": "a", "team": "b"}, "ignore case: Team is the same tag"),
+    ("gcp", {"Team": "x"}, "lowercase letters, digits, _ and -"),
+    ("gcp", {"team": "a" * 64}, "at most 63"),
+])
+def test_tags_each_cloud_refuses(cloud, tags, words):
+    error = cloud_error(cloud, tags=tags)
+    assert error.key.startswith("tags.") and words in str(error), str(error)
+
+
+def test_cidrs_as_each_cloud_takes_them():
+    assert cloud_options("gcp", gcp={"project": "my-project-123", "subnetCidr": "100.64.0.0/16"}).subnet_cidr \
+        == "100.64.0.0/16"  # shared address space: a valid GCP subnet range
+    assert cloud_error("gcp", gcp={"project": "my-project-123", "subnetCidr": "fd00::/16"}).key == "gcp.subnetCidr"
+    assert cloud_error("gcp", gcp={"project": "my-project-123", "subnetCidr": "8.8.0.0/16"}).key == "gcp.subnetCidr"
+    assert cloud_error("aws", aws={"vpcCidr": "fd00::/16"}).key == "aws.vpcCidr"  # the VPC is IPv4
+    assert cloud_error("azure", azure={"vnetCidr": "fd00::/16"}).key == "azure.vnetCidr"
+    error = error_of(allowedCidrs=["203.0.113.0/24", "198.51.100.0/24", "203.0.113.0/24"])
+    assert (error.key, error.value) == ("allowedCidrs", "203.0.113.0/24") and "listed twice" in str(error)
+
+
+def test_a_punycode_top_level_domain_is_a_domain():
+    assert parse(domain="code.xn--p1ai", dnsZone="Z0123456789ABC").domain == "code.xn--p1ai"
+    assert parse(domain="xn--80ak6aa92e.xn--e1a4c").domain == "xn--80ak6aa92e.xn--e1a4c"
+    assert error_of(domain="code.xn--").key == "domain"
+
+
+def test_vllm_args_that_would_overflow_the_user_data_are_a_config_error():
+    error = error_of(vllmArgs=["--hf-overrides=" + json.dumps({"x": "y" * 4100})])
+    assert (error.key, error.value) == ("vllmArgs", "4124 characters") and "at most 4096 characters" in str(error)
+
+
+def test_the_longest_vllm_args_fit_the_smallest_user_data_limit(tmp_path):
+    """EC2's 16 KB of compressed user-data is the smallest limit (Azure 64 KB compressed, GCP 256 KiB plain): the
+    longest vllmArgs the spec takes, of random text that compresses worst, still plan on AWS."""
+    import gzip
+    import random
+
+    from components.aws.fleet import USER_DATA_MAX_BYTES
+    from components.azure.fleet import CUSTOM_DATA_MAX_BYTES
+
+    assert USER_DATA_MAX_BYTES < CUSTOM_DATA_MAX_BYTES
+    alphabet = [chr(c) for c in range(32, 127) if chr(c) not in '"\\']
+    text = "".join(random.Random(20).choice(alphabet) for _ in range(4096 - len('--hf-overrides={"x": ""}')))
+    config = {"cloud": "aws", "region": "us-east-1", "model": "codellama/CodeLlama-70b-Instruct-hf",
+              "allowedCidrs": ["203.0.113.0/24"], "vllmArgs": ["--hf-overrides=" + json.dumps({"x": text})],
+              "officeHours": {"timezone": "America/New_York", "days": "Mon-Fri", "start": "08:00", "end": "19:00"}}
+    assert len(config["vllmArgs"][0]) == 4096
+    path = tmp_path / "Pulumi.longest.yaml"
+    path.write_text(json.dumps({"config": {f"vllm-fleet:{k}": v for k, v in config.items()}}))  # JSON is YAML
+    result = run_plan(path)
+    assert result.returncode == 0, result.stderr
+    user_data = json.loads(result.stdout)["userData"]
+    assert text[:200] in user_data
+    assert len(gzip.compress(user_data.encode(), mtime=0)) <= USER_DATA_MAX_BYTES - 1024  # with room to grow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,12 @@ OPTIONS = {
                "e.g. a newer one than the catalog's (default: catalog/gpu-instances.yaml aws.image)",
     "amiId": "an AMI of your own instead (Ubuntu 22.04 with the NVIDIA driver and cloud-init)",
 }
+# https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html: a SecretString's bytes.
+SECRET_VALUE_MAX_BYTES = 65_536
+# https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html: keys of 1-128 and values of 0-256 Unicode
+# characters: letters, numbers, spaces and _ . : / = + - @; aws: (any case) is AWS's own prefix.
+TAG_KEY_MAX, TAG_VALUE_MAX = 128, 256
+TAG_PUNCTUATION = "_.:/=+-@"
 # A security group holds at most 60 inbound rules (an adjustable quota; each CIDR is one rule):
 # https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html
 SECURITY_GROUP_INBOUND_RULES = 60
@@ -48,6 +55,21 @@ def _ids(key: str, value: Any, prefix: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _tag_text(text: str) -> bool:
+    return all(c.isalnum() or c == " " or unicodedata.category(c) == "Zs" or c in TAG_PUNCTUATION for c in text)
+
+
+def _tags(spec: FleetSpec) -> None:
+    for key, value in spec.tags.items():
+        if key.lower().startswith("aws:") or value.lower().startswith("aws:"):
+            raise ConfigError(f"tags.{key}", value, "tag names and values starting with aws: are AWS's own; choose "
+                                                    "another")
+        if not (len(key) <= TAG_KEY_MAX and len(value) <= TAG_VALUE_MAX and _tag_text(key) and _tag_text(value)):
+            raise ConfigError(f"tags.{key}", value, f"AWS tag names (at most {TAG_KEY_MAX} characters) and values (at "
+                                                    f"most {TAG_VALUE_MAX}) hold letters, digits, spaces and "
+                                                    f"{' '.join(TAG_PUNCTUATION)}")
+
+
 def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
     options = spec.cloud_section(OPTIONS, "an AWS option")
     vpc_id = options.get("vpcId")
@@ -61,11 +83,11 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
         raise ConfigError("aws.vpcId", None, "subnet ids need the vpcId they belong to")
     cidr = options.get("vpcCidr", "10.80.0.0/16")
     try:
-        network = ipaddress.ip_network(str(cidr))
+        network = ipaddress.IPv4Network(str(cidr))  # the VPC the stack creates is IPv4-only
         if not 16 <= network.prefixlen <= 20:
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError("aws.vpcCidr", cidr, "must be a network from /16 to /20, e.g. 10.80.0.0/16") from None
+        raise ConfigError("aws.vpcCidr", cidr, "must be an IPv4 network from /16 to /20, e.g. 10.80.0.0/16") from None
     zones = catalog.cloud("aws").raw["zones"][spec.region]
     az_count = options.get("azCount", 3)
     if not isinstance(az_count, int) or isinstance(az_count, bool) or not 2 <= az_count <= len(zones):
@@ -86,10 +108,8 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AwsOptions:
                                                    "22.04) 20260929'")
     if ami_id is not None and "amiName" in options:
         raise ConfigError("aws.amiName", ami_name, "set either amiId or amiName, not both")
-    for key in spec.tags:
-        if key.lower().startswith("aws:"):
-            raise ConfigError(f"tags.{key}", spec.tags[key], "tag names starting with aws: are AWS's own; choose "
-                                                             "another name")
+    _tags(spec)
+    spec.api_keys_fit(SECRET_VALUE_MAX_BYTES, "Secrets Manager")
     if len(spec.allowed_cidrs) > SECURITY_GROUP_INBOUND_RULES:
         raise ConfigError("allowedCidrs", f"{len(spec.allowed_cidrs)} ranges",
                           f"an AWS security group holds at most {SECURITY_GROUP_INBOUND_RULES} inbound rules, one a "

@@ -19,6 +19,12 @@ from fleet.spec import FleetSpec
 _PINNED = catalog.cloud("azure").raw["image"]
 DEFAULT_IMAGE = (_PINNED["publisher"], _PINNED["offer"], _PINNED["sku"], _PINNED["version"])
 
+# https://learn.microsoft.com/azure/key-vault/secrets/about-secrets: a secret value is at most 25 KB (25k bytes).
+SECRET_VALUE_MAX_BYTES = 25_000
+# https://learn.microsoft.com/azure/azure-resource-manager/management/tag-resources: names of at most 512 characters
+# (128 on storage accounts, which the stack creates), values of 256; these prefixes are Azure's.
+TAG_NAME_MAX, TAG_VALUE_MAX = 128, 256
+TAG_RESERVED_PREFIXES = ("microsoft", "azure", "windows")
 OPTIONS = {
     "resourceGroupName": "an existing resource group to deploy into (default: vllm-fleet-<stack name>, which the deployer creates)",
     "virtualNetworkId": "an existing virtual network (resource id) to add this stack's two subnets to; needs "
@@ -163,6 +169,24 @@ def _model_storage(spec: FleetSpec, options: Mapping[str, Any]) -> str | None:
     return account_id
 
 
+def _tags(spec: FleetSpec) -> None:
+    names: dict[str, str] = {}
+    for key, value in spec.tags.items():
+        if re.search(r"[<>%&\\?/]", key):
+            raise ConfigError(f"tags.{key}", value, "Azure tag names may not hold < > % & \\ ? /: use - or _ instead, "
+                                                    f"e.g. {re.sub(r'[<>%&?/]', '-', key)}")
+        if key.lower().startswith(TAG_RESERVED_PREFIXES):
+            raise ConfigError(f"tags.{key}", value, f"Azure keeps tag names starting with "
+                                                    f"{', '.join(TAG_RESERVED_PREFIXES)} for itself; choose another")
+        if len(key) > TAG_NAME_MAX or len(value) > TAG_VALUE_MAX:
+            raise ConfigError(f"tags.{key}", value, f"Azure tag names take at most {TAG_NAME_MAX} characters (the "
+                                                    f"storage account's limit) and values {TAG_VALUE_MAX}")
+        if key.lower() in names:
+            raise ConfigError(f"tags.{key}", value, f"Azure tag names ignore case: {names[key.lower()]} is the same "
+                                                    f"tag")
+        names[key.lower()] = key
+
+
 def parse_options(spec: FleetSpec, sizing: Sizing) -> AzureOptions:
     options = spec.cloud_section(OPTIONS, "an Azure option")
     group = options.get("resourceGroupName")
@@ -178,10 +202,8 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AzureOptions:
         raise ConfigError("onDemandBase", spec.on_demand_base,
                           "is not supported on Azure: a Uniform scale set runs all spot or all regular VMs; set 0, or "
                           "spot: false for regular VMs only")
-    for key in spec.tags:
-        if re.search(r"[<>%&\\?/]", key):
-            raise ConfigError(f"tags.{key}", spec.tags[key], "Azure tag names may not hold < > % & \\ ? /: use - or "
-                                                             f"_ instead, e.g. {re.sub(r'[<>%&?/]', '-', key)}")
+    _tags(spec)
+    spec.api_keys_fit(SECRET_VALUE_MAX_BYTES, "Key Vault")
     certificate_vault_id = _tls_options(spec, options)
     _dns_zone(spec)
     return AzureOptions(

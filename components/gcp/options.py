@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -30,8 +31,17 @@ _SUBNETWORK = re.compile(rf"^{_NAME}$|{_SELF_LINK_PREFIX}projects/[^/]+/regions/
 _IMAGE = re.compile(rf"{_SELF_LINK_PREFIX}projects/[^/]+/global/images/(family/)?{_NAME}$")
 _CERTIFICATE = re.compile(rf"{_SELF_LINK_PREFIX}projects/[^/]+/global/sslCertificates/{_NAME}$")
 _DNS_ZONE = re.compile(rf"^{_NAME}$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# https://cloud.google.com/resource-manager/docs/labels-overview#requirements: keys of 1-63 and values of 0-63
+# characters: lowercase letters (international ones too), digits, _ and -; a key starts with a letter; each at most
+# 128 bytes.
+LABEL_MAX, LABEL_MAX_BYTES = 63, 128
+# https://cloud.google.com/vpc/docs/subnets#valid-ranges: the IPv4 ranges a subnet may use (besides privately used
+# public ranges, which the stack does not offer).
+SUBNET_RANGES = tuple(ipaddress.IPv4Network(r) for r in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24",
+    "192.88.99.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4"))
+# https://cloud.google.com/secret-manager/quotas: a secret version's payload is at most 64 KiB.
+SECRET_VALUE_MAX_BYTES = 65_536
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,23 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
+def _label_letter(c: str) -> bool:
+    return unicodedata.category(c) in ("Ll", "Lo")
+
+
+def _label_text(text: str) -> bool:
+    return (len(text) <= LABEL_MAX and len(text.encode()) <= LABEL_MAX_BYTES
+            and all(_label_letter(c) or unicodedata.category(c).startswith("N") or c in "_-" for c in text))
+
+
 def _labels(spec: FleetSpec) -> dict[str, str]:
     for key, value in spec.tags.items():
-        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+        if not (_label_text(key) and key and _label_letter(key[0]) and _label_text(value)):
             suggestion = f"{label_value(key).lstrip('0123456789_-') or 'tag'}: {label_value(value)}"
             raise ConfigError(f"tags.{key}", value,
                               f"on GCP tags become labels: a key starts with a lowercase letter, and keys and values "
-                              f"hold only lowercase letters, digits, _ and - (at most 63), e.g. {suggestion}")
+                              f"hold only lowercase letters, digits, _ and - (international letters too; at most 63), "
+                              f"e.g. {suggestion}")
     return {**spec.resource_tags, "vllm-fleet-stack": label_value(spec.stack)}
 
 
@@ -89,6 +109,7 @@ def _zones(spec: FleetSpec, sizing: Sizing, requested: Any) -> tuple[str, ...]:
 
 def parse_options(spec: FleetSpec, sizing: Sizing) -> GcpOptions:
     options = spec.cloud_section(OPTIONS, "a GCP option")
+    spec.api_keys_fit(SECRET_VALUE_MAX_BYTES, "Secret Manager")
     project = options.get("project")
     if project is None:
         raise ConfigError("gcp.project", None,
@@ -115,11 +136,13 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> GcpOptions:
             raise ConfigError("gcp.subnetCidr", options["subnetCidr"], "only applies to a new network (without network)")
     cidr = options.get("subnetCidr", "10.90.0.0/20")
     try:
-        block = ipaddress.ip_network(str(cidr))
-        if not (block.is_private and 16 <= block.prefixlen <= 24):
+        block = ipaddress.IPv4Network(str(cidr))  # the subnetwork the stack creates is IPv4-only
+        if not (any(block.subnet_of(valid) for valid in SUBNET_RANGES) and 16 <= block.prefixlen <= 24):
             raise ValueError
     except (TypeError, ValueError):
-        raise ConfigError("gcp.subnetCidr", cidr, "must be a private network from /16 to /24, e.g. 10.90.0.0/20") from None
+        raise ConfigError("gcp.subnetCidr", cidr, f"must be a private IPv4 network from /16 to /24 within GCP's "
+                                                  f"valid subnet ranges ({', '.join(map(str, SUBNET_RANGES))}), e.g. "
+                                                  f"10.90.0.0/20") from None
     image = options.get("image")
     if image is not None and not (isinstance(image, str) and _IMAGE.match(image)):
         raise ConfigError("gcp.image", image,
