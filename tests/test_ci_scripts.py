@@ -179,31 +179,30 @@ def program_copy(tmp_path: Path, name: str) -> Path:
     return root
 
 
-def report_of(tmp_path, monkeypatch, head_root: Path, base_root: Path, environment: dict) -> tuple[int, str]:
+def report_of(tmp_path, monkeypatch, head_root: Path, base_root: Path | None, environment: dict,
+              part: str = "plan") -> tuple[int, str]:
     monkeypatch.setattr(preview_report, "ROOT", head_root)
     for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "AWS_PREVIEW_ROLE_ARN", "PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL",
                  "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    out = tmp_path / "comment.md"
-    status = preview_report.main(["--stack", "codellama-prod", "--base-root", str(base_root), "--out", str(out)])
+    out = tmp_path / f"{part}.md"
+    bases = ["--base-root", str(base_root)] if base_root else []
+    status = preview_report.main(["--part", part, "--stack", "codellama-prod", *bases, "--out", str(out)])
     return status, out.read_text()
 
 
-def test_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, capsys):
+def test_plan_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, capsys):
     base, head = program_copy(tmp_path, "base"), program_copy(tmp_path, "head")
     stack = head / "stacks" / "Pulumi.codellama-prod.yaml"
     stack.write_text(stack.read_text().replace("max: 4", "max: 4\n  vllm-fleet:accelerator: L40S:8"))
-    fake_pulumi(tmp_path, monkeypatch, json.dumps({"steps": [
-        preview_step("update", "aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "a"}, {"instanceType": "b"},
-                     name="codellama-prod-gpu"),
-        preview_step("create", "aws:route53/record:Record", name="endpoint")],
-        "diagnostics": [{"severity": "warning", "message": "from the real preview"}]}))
+    args = fake_pulumi(tmp_path, monkeypatch, "{}")
+    # The offline plan's job has neither an OIDC token nor a state backend: whatever it is given, it asks no cloud.
     status, report = report_of(tmp_path, monkeypatch, head, base, {
         "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token", "AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::1:role/p",
         "PULUMI_ACCESS_TOKEN": "pul-secret-token"})
-    assert status == 0
+    assert status == 0 and not args.exists()
     assert report.startswith(preview_report.marker("codellama-prod"))
     assert ("**This change replaces every GPU VM of the stack** (user-data (vLLM release, model, serving "
             "arguments), instance type)") in report
@@ -211,19 +210,46 @@ def test_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, ca
     assert "| g6e.12xlarge × 1/1/4 | g6e.48xlarge × 1/1/4 |" in report
     assert "against main 0 added, 0 removed, 1 changed" in report
     assert "- changed: `aws:ec2/launchTemplate:LaunchTemplate` codellama-prod-gpu (description, instanceType" in report
-    assert "**`pulumi preview`** (with the policy pack): 1 to create, 1 to update, 0 to replace, 0 to delete" in report
     assert "**Policy pack** (`policies/`): all policies pass" in report
-    assert "- from the real preview" in report and "CNAME" in report
+    assert ("**`pulumi preview`** runs in the job `pulumi preview codellama-prod` once a reviewer approves the "
+            "environment vllm-fleet-preview") in report
     assert "pul-secret-token" not in report + capsys.readouterr().out
 
 
-def test_report_without_credentials_and_without_change(tmp_path, monkeypatch):
+def test_pulumi_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, capsys):
+    head = program_copy(tmp_path, "head")
+    args = fake_pulumi(tmp_path, monkeypatch, json.dumps({"steps": [
+        preview_step("update", "aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "a"}, {"instanceType": "b"},
+                     name="codellama-prod-gpu"),
+        preview_step("create", "aws:route53/record:Record", name="endpoint")],
+        "diagnostics": [{"severity": "warning", "message": "from the real preview"}]}))
+    status, report = report_of(tmp_path, monkeypatch, head, None, {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token", "AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::1:role/p",
+        "PULUMI_ACCESS_TOKEN": "pul-secret-token"}, part="pulumi")
+    assert status == 0
+    assert args.read_text().split() == ["preview", "--json", "--non-interactive", "--policy-pack", "policies",
+                                        "--stack", "codellama-prod"]
+    assert report.startswith(preview_report.marker("codellama-prod", "pulumi"))
+    assert "**This change replaces every GPU VM of the stack** (instance type)" in report
+    assert "**`pulumi preview`** (with the policy pack): 1 to create, 1 to update, 0 to replace, 0 to delete" in report
+    assert "- from the real preview" in report and "CNAME" not in report
+    assert "pul-secret-token" not in report + capsys.readouterr().out
+
+
+def test_plan_report_without_change(tmp_path, monkeypatch):
     base, head = program_copy(tmp_path, "base"), program_copy(tmp_path, "head")
-    status, report = report_of(tmp_path, monkeypatch, head, base, {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://token"})
+    status, report = report_of(tmp_path, monkeypatch, head, base, {})
     assert status == 0
     assert "replaces every GPU VM" not in report
     assert "$2,633 | $2,633 (no change)" in report
-    assert ("**`pulumi preview`** not run: no aws identity for previews: set the repository variables "
+
+
+def test_pulumi_report_without_credentials(tmp_path, monkeypatch):
+    head = program_copy(tmp_path, "head")
+    status, report = report_of(tmp_path, monkeypatch, head, None, {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://token"},
+                               part="pulumi")
+    assert status == 0
+    assert ("**`pulumi preview`** not run: no aws identity for the preview job: set the variables "
             "AWS_PREVIEW_ROLE_ARN (docs/ci.md)") in report
 
 
@@ -243,14 +269,16 @@ def test_report_of_a_removed_stack(tmp_path, monkeypatch):
     status, report = report_of(tmp_path, monkeypatch, head, base, {})
     assert status == 0
     assert "`stacks/Pulumi.codellama-prod.yaml` is removed.** Merging does not destroy the stack" in report
+    status, report = report_of(tmp_path, monkeypatch, head, None, {}, part="pulumi")
+    assert status == 0 and "not run: the stack file is removed" in report
 
 
 def test_policy_violations_are_listed(prod):
     head = copy.deepcopy(prod)
     head["diagnostics"].append({"severity": "error", "message": "[imdsv2-required] gpu: IMDSv2"})
     ok = preview_report.Outcome("ok", prod)
-    report = preview_report.render("s", "aws", "r", preview_report.Outcome("failed", head, "policy violation"),
-                                   ok, preview_report.Outcome("skipped", reason="r"), {}, {})
+    report = preview_report.render_plan("s", "aws", "r", preview_report.Outcome("failed", head, "policy violation"),
+                                        ok, {}, {})
     assert "**Policy pack** (`policies/`): 1 violations\n- [imdsv2-required] gpu: IMDSv2" in report
 
 
@@ -261,7 +289,13 @@ def test_credentials_name_what_is_missing():
     assert cloud_credentials.missing("gcp", "deploy", full) is None
     assert "forks" in cloud_credentials.missing("gcp", "deploy", {**full, "ACTIONS_ID_TOKEN_REQUEST_URL": ""})
     assert "GCP_PREVIEW_SERVICE_ACCOUNT" in cloud_credentials.missing("gcp", "preview", full)
-    assert "PULUMI_ACCESS_TOKEN" in cloud_credentials.missing("gcp", "deploy", {**full, "PULUMI_BACKEND_URL": ""})
+    assert "GCP_DRIFT_SERVICE_ACCOUNT" in cloud_credentials.missing("gcp", "drift", full)
+    no_backend = {**full, "PULUMI_BACKEND_URL": "", "GCP_PREVIEW_SERVICE_ACCOUNT": "p", "GCP_DRIFT_SERVICE_ACCOUNT": "d"}
+    assert "PULUMI_ACCESS_TOKEN of the stack's environment" in cloud_credentials.missing("gcp", "deploy", no_backend)
+    assert "PULUMI_PREVIEW_ACCESS_TOKEN of the environment vllm-fleet-preview" in cloud_credentials.missing(
+        "gcp", "preview", no_backend)
+    assert "PULUMI_DRIFT_ACCESS_TOKEN of the environment vllm-fleet-drift" in cloud_credentials.missing(
+        "gcp", "drift", no_backend)
 
 
 def test_a_deploy_without_credentials_fails(monkeypatch, capsys):
@@ -304,6 +338,9 @@ def test_a_stacks_comment_is_created_once_then_edited():
 def test_the_comment_body_carries_its_marker_and_fits():
     body = pr_comment.body_of("s", "x" * 70000)
     assert body.startswith(preview_report.marker("s")) and len(body) < 65536
+    # The offline plan and the real preview have a comment each: neither edits the other's.
+    assert pr_comment.body_of("s", "x", "pulumi").startswith(preview_report.marker("s", "pulumi"))
+    assert preview_report.marker("s", "pulumi") != preview_report.marker("s")
 
 
 def test_drift_issue_is_opened_updated_and_closed():

@@ -1,6 +1,8 @@
 """The GitHub Actions workflows of .github/, offline: GitHub's workflow schema (check-jsonschema), zizmor's security
 audits (offline mode), and the properties docs/ci.md promises: triggers, least-privilege permissions, OIDC logins,
-an environment and a lock per stack, the policy pack, `make check` after `pulumi up`, actions pinned to commits."""
+the environments and secrets of the contract with deployer/ (the OIDC subjects each job presents are exactly the
+ones deployer.github trusts), no secret in a pull request's job outside the approved environment, a lock per
+stack, the policy pack, `make check` after `pulumi up`, actions pinned to commits."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ sys.path.insert(0, str(ROOT / ".github" / "scripts"))
 
 import affected_stacks  # noqa: E402 (after the path)
 import preview_report  # noqa: E402
+from deployer import github as deployer_github  # noqa: E402
 
 GITHUB = ROOT / ".github"
 WORKFLOW_FILES = sorted((GITHUB / "workflows").glob("*.yml"))
@@ -94,6 +97,7 @@ def test_no_workflow_runs_untrusted_code_with_privileges():
 def test_permissions_are_none_by_default_and_least_per_job():
     allowed = {
         ("preview", "stacks"): {"contents": "read"},
+        ("preview", "plan"): {"contents": "read", "pull-requests": "write"},
         ("preview", "preview"): {"contents": "read", "id-token": "write", "pull-requests": "write"},
         ("deploy", "stacks"): {"contents": "read"},
         ("deploy", "deploy"): {"contents": "read", "id-token": "write"},
@@ -117,7 +121,7 @@ def test_cloud_logins_are_oidc_only():
     assert set(azure["with"]) == {"client-id", "tenant-id", "subscription-id"}
     for step, cloud in ((aws, "aws"), (gcp, "gcp"), (azure, "azure")):
         assert step["if"] == f"inputs.cloud == '{cloud}'"
-    for workflow, job, mode in (("preview", "preview", "PREVIEW"), ("drift", "drift", "PREVIEW"),
+    for workflow, job, mode in (("preview", "preview", "PREVIEW"), ("drift", "drift", "DRIFT"),
                                 ("deploy", "deploy", "DEPLOY")):
         login, = [s for s in jobs(workflow)[job]["steps"] if s.get("uses") == "./.github/actions/cloud-login"]
         assert login["with"]["aws-role-arn"] == f"${{{{ vars.AWS_{mode}_ROLE_ARN }}}}"
@@ -136,8 +140,6 @@ def test_deploy_runs_in_the_stacks_environment_holding_the_stacks_lock():
     others = [json.dumps(job.get("concurrency")) + json.dumps(WORKFLOWS[name].get("concurrency"))
               for name in ("preview", "drift") for job in jobs(name).values()]
     assert not [text for text in others if "vllm-fleet-stack-" in text]
-    assert WORKFLOWS["preview"]["concurrency"] == {
-        "group": "vllm-fleet-preview-${{ github.event.pull_request.number }}", "cancel-in-progress": True}
     assert jobs("drift")["drift"]["concurrency"]["group"] == "vllm-fleet-drift-${{ matrix.stack }}"
 
 
@@ -154,15 +156,22 @@ def test_deploy_is_pulumi_up_with_the_policy_pack_then_make_check():
 
 
 def test_previews_run_the_policy_pack_offline_and_in_pulumi_preview():
-    steps = jobs("preview")["preview"]["steps"]
-    report = next(step for step in steps if "preview_report.py" in step.get("run", ""))
-    assert "--base-root .preview-base" in report["run"]
-    base, = [s for s in steps_using(steps, "actions/checkout") if s["with"].get("path") == ".preview-base"]
+    plan, preview = jobs("preview")["plan"], jobs("preview")["preview"]
+    report = next(step for step in plan["steps"] if "preview_report.py" in step.get("run", ""))
+    assert "--part plan" in report["run"] and "--base-root .preview-base" in report["run"]
+    base, = [s for s in steps_using(plan["steps"], "actions/checkout") if s["with"].get("path") == ".preview-base"]
     assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
-    source = (GITHUB / "scripts" / "preview_report.py").read_text()
-    assert '"--policy-pack", "policies"' in source
-    comment = next(step for step in steps if "pr_comment.py" in step.get("run", ""))
+    comment = next(step for step in plan["steps"] if "pr_comment.py" in step.get("run", ""))
     assert "github.event.pull_request.head.repo.full_name == github.repository" in comment["if"]
+    assert "--part plan" in comment["run"]
+    real = next(step for step in preview["steps"] if "preview_report.py" in step.get("run", ""))
+    assert "--part pulumi" in real["run"]
+    assert '"--policy-pack", "policies"' in (GITHUB / "scripts" / "preview_report.py").read_text()
+    # Forks get no OIDC token nor the environment's secret: their pull requests do not start the real preview.
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in preview["if"]
+    # A newer push replaces a preview waiting for approval; none is stopped mid-way (it would leave its lock).
+    assert preview["concurrency"]["cancel-in-progress"] is False
+    assert "concurrency" not in WORKFLOWS["preview"]
 
 
 def test_actions_are_pinned_to_commit_shas_with_their_version():
@@ -200,11 +209,115 @@ def test_no_expression_in_a_shell_script_and_no_secret_on_a_command_line():
 
 def test_secrets_reach_only_the_steps_that_use_them():
     for name in WORKFLOWS:
-        for job in jobs(name).values():
+        for job_name, job in jobs(name).items():
             assert "secrets." not in json.dumps(job.get("env", {})), f"{name}: a secret in a job's env"
+            secret = SECRETS.get((name, job_name))
             for step in job["steps"]:
-                if "secrets.PULUMI_ACCESS_TOKEN" in json.dumps(step):
-                    assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+                if "secrets." in json.dumps(step):
+                    # The CLI reads PULUMI_ACCESS_TOKEN; each job sets it from its own environment's secret.
+                    assert step["env"] == {**step["env"], "PULUMI_ACCESS_TOKEN": f"${{{{ secrets.{secret} }}}}"}, \
+                        f"{name}.{job_name}: {step.get('name')}"
+
+
+# --- the contract with deployer/ (docs/ci.md, the trust model) ---------------------------------------------------
+# (workflow, job) -> the environment the job runs in (the contract's names, checked against deployer.github's below)
+# and the only secret it reads (a secret of that environment).
+ENVIRONMENTS = {("preview", "preview"): "vllm-fleet-preview", ("drift", "drift"): "vllm-fleet-drift",
+                ("deploy", "deploy"): "${{ matrix.stack }}"}
+SECRETS = {("preview", "preview"): "PULUMI_PREVIEW_ACCESS_TOKEN", ("drift", "drift"): "PULUMI_DRIFT_ACCESS_TOKEN",
+           ("deploy", "deploy"): "PULUMI_ACCESS_TOKEN"}
+SECRET = re.compile(r"secrets\.(\w+)")
+STACKS = sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+def environment_of(job: dict) -> str | None:
+    environment = job.get("environment")
+    return environment.get("name") if isinstance(environment, dict) else environment
+
+
+def test_environments_and_their_secrets_are_the_contracts():
+    assert deployer_github.PREVIEW_ENVIRONMENT == "vllm-fleet-preview"
+    assert deployer_github.DRIFT_ENVIRONMENT == "vllm-fleet-drift"
+    for name in WORKFLOWS:
+        for job_name, job in jobs(name).items():
+            assert environment_of(job) == ENVIRONMENTS.get((name, job_name)), f"{name}.{job_name}"
+            expected = {SECRETS[name, job_name]} if (name, job_name) in SECRETS else set()
+            assert set(SECRET.findall(json.dumps(job))) == expected, f"{name}.{job_name}"
+
+
+def test_no_pull_request_job_reads_a_secret_outside_the_approved_environment():
+    for name, workflow in WORKFLOWS.items():
+        if "pull_request" not in workflow["on"]:
+            continue
+        for job_name, job in workflow["jobs"].items():
+            if SECRET.search(json.dumps(job)) or job.get("permissions", {}).get("id-token") == "write":
+                # The one environment whose required reviewers (deployer/) approve each run.
+                assert environment_of(job) == ENVIRONMENTS["preview", "preview"], f"{name}.{job_name}"
+    # The offline plan runs the pull request's code for every pull request: nothing to steal there.
+    plan = jobs("preview")["plan"]
+    assert not SECRET.search(json.dumps(plan)) and "id-token" not in plan["permissions"] and "environment" not in plan
+
+
+def test_every_job_with_an_oidc_token_runs_in_a_contract_environment():
+    for name in WORKFLOWS:
+        for job_name, job in jobs(name).items():
+            if job.get("permissions", {}).get("id-token") == "write":
+                assert environment_of(job) == ENVIRONMENTS.get((name, job_name)), f"{name}.{job_name}"
+
+
+def refs_of(workflow: dict, job: dict) -> set[str]:
+    """The git refs a job of this workflow can run on, as its OIDC token's `ref` claim: from the triggers, narrowed
+    by a job condition on github.ref."""
+    only_main = "github.ref == 'refs/heads/main'" in (job.get("if") or "")
+    refs = set()
+    for trigger, spec in workflow["on"].items():
+        if trigger == "pull_request":
+            refs.add("refs/pull/*/merge")  # GitHub's merge ref of the pull request
+        elif trigger == "push":
+            refs |= {f"refs/heads/{branch}" for branch in spec["branches"]}
+        elif trigger == "schedule":
+            refs.add("refs/heads/main")  # schedules run on the default branch
+        elif trigger == "workflow_dispatch":
+            refs.add("refs/heads/*")  # whichever branch the person picks
+        else:
+            raise AssertionError(f"no OIDC ref known for the trigger {trigger}")
+    return {ref for ref in refs if ref == "refs/heads/main"} if only_main else refs
+
+
+def subjects_of(repository: str, name: str, job: dict) -> set[str]:
+    """The OIDC `sub` claims a job presents, with the repository's customised claim (repo, context, ref)."""
+    assert deployer_github.OIDC_CLAIM_KEYS == ("repo", "context", "ref")
+    environment = environment_of(job)
+    environments = STACKS if environment == "${{ matrix.stack }}" else [environment]
+    assert "${{" not in "".join(environments), environment
+    return {f"repo:{repository}:environment:{env}:ref:{ref}" for env in environments
+            for ref in refs_of(WORKFLOWS[name], job)}
+
+
+def test_the_oidc_subjects_of_the_workflows_are_exactly_what_the_deployer_trusts():
+    repository = "my-org/vllm-fleet"
+    presented = {name: set() for name in ("preview", "drift", "deploy")}
+    for name in WORKFLOWS:
+        for job in jobs(name).values():
+            if job.get("permissions", {}).get("id-token") == "write":
+                presented[name] |= subjects_of(repository, name, job)
+    github = deployer_github.GitHub(repository=repository, default_branch="main", environments=tuple(STACKS))
+    assert presented == {
+        "preview": {github.preview_subject_pattern},
+        "drift": {github.drift_subject},
+        "deploy": {github.deploy_subject(stack) for stack in STACKS},
+    }
+    assert github.preview_subject_pattern == \
+        "repo:my-org/vllm-fleet:environment:vllm-fleet-preview:ref:refs/pull/*/merge"
+
+
+def test_zizmor_auditor_finds_no_secret_outside_an_environment():
+    environment = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
+    result = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "json", "--persona",
+                             "auditor", "--config", str(GITHUB / "zizmor.yml"), str(GITHUB)],
+                            capture_output=True, text=True, timeout=120, env=environment, cwd=ROOT)
+    findings = [f for f in json.loads(result.stdout or "[]") if f["ident"] == "secrets-outside-env"]
+    assert not findings, [f["locations"][0]["symbolic"]["key"] for f in findings]
 
 
 def test_checkouts_never_keep_the_token():
