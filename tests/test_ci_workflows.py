@@ -20,6 +20,8 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / ".github" / "scripts"))
 
 import affected_stacks  # noqa: E402 (after the path)
+import deploy  # noqa: E402
+import drift_check  # noqa: E402
 import preview_report  # noqa: E402
 from deployer import github as deployer_github  # noqa: E402
 
@@ -102,7 +104,7 @@ def test_permissions_are_none_by_default_and_least_per_job():
         ("deploy", "stacks"): {"contents": "read"},
         ("deploy", "deploy"): {"contents": "read", "id-token": "write"},
         ("drift", "stacks"): {"contents": "read"},
-        ("drift", "drift"): {"contents": "read", "id-token": "write", "issues": "write"},
+        ("drift", "drift"): {"actions": "read", "contents": "read", "id-token": "write", "issues": "write"},
         ("vm-lock", "vm-lock"): {"contents": "read", "issues": "write"},
     }
     for name, workflow in WORKFLOWS.items():
@@ -143,16 +145,60 @@ def test_deploy_runs_in_the_stacks_environment_holding_the_stacks_lock():
     assert jobs("drift")["drift"]["concurrency"]["group"] == "vllm-fleet-drift-${{ matrix.stack }}"
 
 
-def test_deploy_is_pulumi_up_with_the_policy_pack_then_make_check():
-    steps = jobs("deploy")["deploy"]["steps"]
-    up, = steps_using(steps, "pulumi/actions")
-    assert up["with"]["command"] == "up" and up["with"]["policyPacks"] == "policies"
-    assert up["with"]["stack-name"] == "${{ matrix.stack }}" and up["with"]["suppress-outputs"] is True
+def test_deploy_is_pulumi_up_of_mains_tip_with_the_policy_pack_then_the_post_deploy_check():
+    deploy_job = jobs("deploy")["deploy"]
+    steps = deploy_job["steps"]
+    checkout, = steps_using(steps, "actions/checkout")
+    assert checkout["with"]["ref"] == "refs/heads/main"  # main as it is when the job starts, not the run's commit
+    up = next(step for step in steps if "deploy.py up" in step.get("run", ""))
+    assert up["id"] == "up" and up["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    assert deploy.up_command("s") == ["pulumi", "up", "--yes", "--non-interactive", "--policy-pack", "policies",
+                                      "--suppress-outputs", "--stack", "s"]
     check = next(step for step in steps if "post_deploy_check.py" in step.get("run", ""))
-    assert steps.index(check) > steps.index(up)
-    assert "continue-on-error" not in check and "if" not in check
+    assert steps.index(check) > steps.index(up) and "continue-on-error" not in check
+    assert check["if"] == "steps.up.outputs.deployed == 'true'"  # a run that left the deploy to a newer one
     source = (GITHUB / "scripts" / "post_deploy_check.py").read_text()
     assert '["make", "check", f"URL={target.url}", f"MODEL={target.model}"]' in source
+    # Steps' own limits below the job's: a hung `pulumi up` still leaves the cleanup its time.
+    assert up["timeout-minutes"] + check["timeout-minutes"] + 15 < deploy_job["timeout-minutes"]
+
+
+def test_a_stopped_deploy_is_cleaned_up():
+    steps = jobs("deploy")["deploy"]["steps"]
+    cleanup = next(step for step in steps if "deploy.py cleanup" in step.get("run", ""))
+    assert steps.index(cleanup) == len(steps) - 1
+    assert cleanup["if"] == ("(cancelled() || failure()) && (steps.up.outcome == 'failure' || "
+                             "steps.up.outcome == 'cancelled')")
+    assert cleanup["env"] == {"PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}
+
+
+def test_only_main_deploys_and_a_dispatch_from_a_branch_takes_no_place_in_a_stacks_lock():
+    # The job's condition keeps a dispatch from a branch out of the concurrency group, where it would replace a
+    # deploy of main waiting there and then be refused by the environment (main only).
+    assert "github.ref == 'refs/heads/main'" in jobs("deploy")["deploy"]["if"]
+    changed = next(step for step in jobs("deploy")["stacks"]["steps"] if step.get("id") == "changed")
+    assert changed["run"].startswith('if [ "$GITHUB_REF" != refs/heads/main ]; then')
+    assert "github.ref == 'refs/heads/main'" in jobs("drift")["drift"]["if"]
+
+
+def test_no_stack_output_reaches_a_step_output():
+    # pulumi/actions writes every stack output, decrypted secrets too, to $GITHUB_OUTPUT: it only installs the CLI.
+    for path in WORKFLOW_FILES + ACTION_FILES:
+        document = load(path)
+        all_steps = [s for job in document.get("jobs", {}).values() for s in job["steps"]] or document["runs"]["steps"]
+        for step in steps_using(all_steps, "pulumi/actions"):
+            assert set(step["with"]) == {"pulumi-version"}, path.name
+    # The step outputs the scripts write and the workflows read: names of stacks, flags and the endpoint only.
+    written = set(re.findall(r'set_output\("(\w+)"', "".join(p.read_text() for p in (GITHUB / "scripts").glob("*.py"))))
+    assert written == {"stacks", "count", "available", "deployed", "endpoint"}
+    read = set(re.findall(r"steps\.\w+\.outputs\.(\w+)", "".join(p.read_text() for p in WORKFLOW_FILES)))
+    assert read <= written
+
+
+def test_the_drift_check_knows_the_jobs_that_lock_a_stack():
+    for workflow, job_name in drift_check.LOCKING_JOBS:
+        names = [job["name"] for job in WORKFLOWS[workflow.removesuffix(".yml")]["jobs"].values()]
+        assert job_name.format(stack="${{ matrix.stack }}") in names
 
 
 def test_previews_run_the_policy_pack_offline_and_in_pulumi_preview():
