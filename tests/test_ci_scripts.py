@@ -801,6 +801,10 @@ def test_the_check_waits_for_the_roll_and_fails_on_a_rollback(capsys):
     assert post_deploy_check.wait_for_roll("aws", AWS_GROUP, SINCE, 600, run, clock, clock.sleep, 60) == 1
     assert "VMs of before, which accept the keys of before, may still serve" in capsys.readouterr().out
     clock = Clock()
+    run, _ = recorded_cli({"gcloud": [(1, None)]})  # a CLI that keeps failing: asked again, named at the deadline
+    assert post_deploy_check.wait_for_roll("gcp", GCP_GROUP, SINCE, 120, run, clock, clock.sleep, 60) == 1
+    assert "gcloud compute instance-groups managed failed: ERROR: (ResourceNotFound)" in capsys.readouterr().out
+    clock = Clock()
     run, _ = recorded_cli({"gcloud": [(0, {"status": {"isStable": False, "versionTarget": {"isReached": False}}})]})
     assert post_deploy_check.wait_for_roll("gcp", GCP_GROUP, SINCE, 300, run, clock, clock.sleep, 60) == 1
     assert clock.now == 300 and "is not done after 300 s" in capsys.readouterr().out

@@ -143,20 +143,39 @@ def _time(text: str) -> dt.datetime:
 
 
 def roll_state(cloud: str, group: Mapping[str, str], since: dt.datetime, run: Run = run_cli) -> tuple[str, str]:
-    """("done" | "rolling" | "failed", what the cloud says) of the roll that the deploy at `since` started."""
+    """("done" | "rolling" | "failed", what the cloud says) of the roll that the deploy at `since` started. A CLI
+    that fails is asked again (until the deadline, which names its error)."""
+    try:
+        return _roll_state(cloud, group, since, run)
+    except CliError as error:
+        return "rolling", str(error)
+
+
+class CliError(Exception):
+    pass
+
+
+def _answer(run: Run, command: list[str]) -> Any:
+    result = run(command)
+    if result.returncode != 0:
+        raise CliError(f"{' '.join(command[:4])} failed: {result.stderr.strip()[-300:]}")
+    return json.loads(result.stdout)
+
+
+def _roll_state(cloud: str, group: Mapping[str, str], since: dt.datetime, run: Run) -> tuple[str, str]:
     if cloud == "aws":
-        answer = run(["aws", "autoscaling", "describe-instance-refreshes", "--region", group["region"],
-                      "--auto-scaling-group-name", group["name"], "--output", "json"])
-        refreshes = [r for r in json.loads(answer.stdout)["InstanceRefreshes"] if _time(r["StartTime"]) >= since]
+        answer = _answer(run, ["aws", "autoscaling", "describe-instance-refreshes", "--region", group["region"],
+                               "--auto-scaling-group-name", group["name"], "--output", "json"])
+        refreshes = [r for r in answer["InstanceRefreshes"] if _time(r["StartTime"]) >= since]
         if not refreshes:
             return "done", "no instance refresh since the deploy: the VMs did not change"
         refresh = max(refreshes, key=lambda r: _time(r["StartTime"]))
         return AWS_REFRESH[refresh["Status"]], (f"instance refresh {refresh['Status']} "
                                                 f"{refresh.get('PercentageComplete', 0)}% {refresh.get('StatusReason', '')}").strip()
     if cloud == "gcp":
-        answer = run(["gcloud", "compute", "instance-groups", "managed", "describe", group["name"], "--region",
-                      group["region"], "--project", group["project"], "--format", "json"])
-        status = json.loads(answer.stdout).get("status") or {}
+        answer = _answer(run, ["gcloud", "compute", "instance-groups", "managed", "describe", group["name"],
+                               "--region", group["region"], "--project", group["project"], "--format", "json"])
+        status = answer.get("status") or {}
         reached = (status.get("versionTarget") or {}).get("isReached")
         stable = status.get("isStable")
         return ("done" if stable and reached else "rolling"), f"isStable {stable}, versionTarget.isReached {reached}"
@@ -166,9 +185,9 @@ def roll_state(cloud: str, group: Mapping[str, str], since: dt.datetime, run: Ru
     if running.get("startTime") and _time(running["startTime"]) >= since and AZURE_UPGRADE[running["code"]] != "done":
         return AZURE_UPGRADE[running["code"]], f"rolling upgrade {running['code']}"
     # No upgrade since the deploy yet, or a completed one: every VM must run the scale set's latest model.
-    instances = run(["az", "vmss", "list-instances", "--resource-group", group["resourceGroup"], "--name",
-                     group["name"], "--output", "json"])
-    behind = [vm.get("name") for vm in json.loads(instances.stdout) if not vm.get("latestModelApplied")]
+    instances = _answer(run, ["az", "vmss", "list-instances", "--resource-group", group["resourceGroup"], "--name",
+                              group["name"], "--output", "json"])
+    behind = [vm.get("name") for vm in instances if not vm.get("latestModelApplied")]
     return ("rolling" if behind else "done"), (f"{len(behind)} VMs not on the latest model" if behind
                                                else "every VM on the latest model")
 
