@@ -1,6 +1,8 @@
 """The scripts the workflows run (.github/scripts), offline: which stacks a change affects, the preview report
 (costs, changes, GPU VM replacement, policy violations, warnings) from real offline plans and a stand-in
-`pulumi`, the comment and issue kept one per stack, the post-deploy check's retries, the drift check."""
+`pulumi`, the comment and issue kept one per stack, the deploy (main's tip, no stack output in a step output, the
+cleanup of a stopped one), the post-deploy check (the roll per cloud from recorded CLI answers, retries, revoked
+keys refused by a real HTTP server), the drift check (a lock nobody holds is reported)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(ROOT / ".github" / "scripts"))
 
 import affected_stacks  # noqa: E402 (after the path)
 import cloud_credentials  # noqa: E402
+import deploy  # noqa: E402
 import drift_check  # noqa: E402
 import plan_diff  # noqa: E402
 import post_deploy_check  # noqa: E402
@@ -179,31 +182,30 @@ def program_copy(tmp_path: Path, name: str) -> Path:
     return root
 
 
-def report_of(tmp_path, monkeypatch, head_root: Path, base_root: Path, environment: dict) -> tuple[int, str]:
+def report_of(tmp_path, monkeypatch, head_root: Path, base_root: Path | None, environment: dict,
+              part: str = "plan") -> tuple[int, str]:
     monkeypatch.setattr(preview_report, "ROOT", head_root)
     for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "AWS_PREVIEW_ROLE_ARN", "PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL",
                  "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    out = tmp_path / "comment.md"
-    status = preview_report.main(["--stack", "codellama-prod", "--base-root", str(base_root), "--out", str(out)])
+    out = tmp_path / f"{part}.md"
+    bases = ["--base-root", str(base_root)] if base_root else []
+    status = preview_report.main(["--part", part, "--stack", "codellama-prod", *bases, "--out", str(out)])
     return status, out.read_text()
 
 
-def test_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, capsys):
+def test_plan_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, capsys):
     base, head = program_copy(tmp_path, "base"), program_copy(tmp_path, "head")
     stack = head / "stacks" / "Pulumi.codellama-prod.yaml"
     stack.write_text(stack.read_text().replace("max: 4", "max: 4\n  vllm-fleet:accelerator: L40S:8"))
-    fake_pulumi(tmp_path, monkeypatch, json.dumps({"steps": [
-        preview_step("update", "aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "a"}, {"instanceType": "b"},
-                     name="codellama-prod-gpu"),
-        preview_step("create", "aws:route53/record:Record", name="endpoint")],
-        "diagnostics": [{"severity": "warning", "message": "from the real preview"}]}))
+    args = fake_pulumi(tmp_path, monkeypatch, "{}")
+    # The offline plan's job has neither an OIDC token nor a state backend: whatever it is given, it asks no cloud.
     status, report = report_of(tmp_path, monkeypatch, head, base, {
         "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token", "AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::1:role/p",
         "PULUMI_ACCESS_TOKEN": "pul-secret-token"})
-    assert status == 0
+    assert status == 0 and not args.exists()
     assert report.startswith(preview_report.marker("codellama-prod"))
     assert ("**This change replaces every GPU VM of the stack** (user-data (vLLM release, model, serving "
             "arguments), instance type)") in report
@@ -211,19 +213,46 @@ def test_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, ca
     assert "| g6e.12xlarge × 1/1/4 | g6e.48xlarge × 1/1/4 |" in report
     assert "against main 0 added, 0 removed, 1 changed" in report
     assert "- changed: `aws:ec2/launchTemplate:LaunchTemplate` codellama-prod-gpu (description, instanceType" in report
-    assert "**`pulumi preview`** (with the policy pack): 1 to create, 1 to update, 0 to replace, 0 to delete" in report
     assert "**Policy pack** (`policies/`): all policies pass" in report
-    assert "- from the real preview" in report and "CNAME" in report
+    assert ("**`pulumi preview`** runs in the job `pulumi preview codellama-prod` once a reviewer approves the "
+            "environment vllm-fleet-preview") in report
     assert "pul-secret-token" not in report + capsys.readouterr().out
 
 
-def test_report_without_credentials_and_without_change(tmp_path, monkeypatch):
+def test_pulumi_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatch, capsys):
+    head = program_copy(tmp_path, "head")
+    args = fake_pulumi(tmp_path, monkeypatch, json.dumps({"steps": [
+        preview_step("update", "aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "a"}, {"instanceType": "b"},
+                     name="codellama-prod-gpu"),
+        preview_step("create", "aws:route53/record:Record", name="endpoint")],
+        "diagnostics": [{"severity": "warning", "message": "from the real preview"}]}))
+    status, report = report_of(tmp_path, monkeypatch, head, None, {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token", "AWS_PREVIEW_ROLE_ARN": "arn:aws:iam::1:role/p",
+        "PULUMI_ACCESS_TOKEN": "pul-secret-token"}, part="pulumi")
+    assert status == 0
+    assert args.read_text().split() == ["preview", "--json", "--non-interactive", "--policy-pack", "policies",
+                                        "--stack", "codellama-prod"]
+    assert report.startswith(preview_report.marker("codellama-prod", "pulumi"))
+    assert "**This change replaces every GPU VM of the stack** (instance type)" in report
+    assert "**`pulumi preview`** (with the policy pack): 1 to create, 1 to update, 0 to replace, 0 to delete" in report
+    assert "- from the real preview" in report and "CNAME" not in report
+    assert "pul-secret-token" not in report + capsys.readouterr().out
+
+
+def test_plan_report_without_change(tmp_path, monkeypatch):
     base, head = program_copy(tmp_path, "base"), program_copy(tmp_path, "head")
-    status, report = report_of(tmp_path, monkeypatch, head, base, {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://token"})
+    status, report = report_of(tmp_path, monkeypatch, head, base, {})
     assert status == 0
     assert "replaces every GPU VM" not in report
     assert "$2,633 | $2,633 (no change)" in report
-    assert ("**`pulumi preview`** not run: no aws identity for previews: set the repository variables "
+
+
+def test_pulumi_report_without_credentials(tmp_path, monkeypatch):
+    head = program_copy(tmp_path, "head")
+    status, report = report_of(tmp_path, monkeypatch, head, None, {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://token"},
+                               part="pulumi")
+    assert status == 0
+    assert ("**`pulumi preview`** not run: no aws identity for the preview job: set the variables "
             "AWS_PREVIEW_ROLE_ARN (docs/ci.md)") in report
 
 
@@ -243,14 +272,16 @@ def test_report_of_a_removed_stack(tmp_path, monkeypatch):
     status, report = report_of(tmp_path, monkeypatch, head, base, {})
     assert status == 0
     assert "`stacks/Pulumi.codellama-prod.yaml` is removed.** Merging does not destroy the stack" in report
+    status, report = report_of(tmp_path, monkeypatch, head, None, {}, part="pulumi")
+    assert status == 0 and "not run: the stack file is removed" in report
 
 
 def test_policy_violations_are_listed(prod):
     head = copy.deepcopy(prod)
     head["diagnostics"].append({"severity": "error", "message": "[imdsv2-required] gpu: IMDSv2"})
     ok = preview_report.Outcome("ok", prod)
-    report = preview_report.render("s", "aws", "r", preview_report.Outcome("failed", head, "policy violation"),
-                                   ok, preview_report.Outcome("skipped", reason="r"), {}, {})
+    report = preview_report.render_plan("s", "aws", "r", preview_report.Outcome("failed", head, "policy violation"),
+                                        ok, {}, {})
     assert "**Policy pack** (`policies/`): 1 violations\n- [imdsv2-required] gpu: IMDSv2" in report
 
 
@@ -261,7 +292,13 @@ def test_credentials_name_what_is_missing():
     assert cloud_credentials.missing("gcp", "deploy", full) is None
     assert "forks" in cloud_credentials.missing("gcp", "deploy", {**full, "ACTIONS_ID_TOKEN_REQUEST_URL": ""})
     assert "GCP_PREVIEW_SERVICE_ACCOUNT" in cloud_credentials.missing("gcp", "preview", full)
-    assert "PULUMI_ACCESS_TOKEN" in cloud_credentials.missing("gcp", "deploy", {**full, "PULUMI_BACKEND_URL": ""})
+    assert "GCP_DRIFT_SERVICE_ACCOUNT" in cloud_credentials.missing("gcp", "drift", full)
+    no_backend = {**full, "PULUMI_BACKEND_URL": "", "GCP_PREVIEW_SERVICE_ACCOUNT": "p", "GCP_DRIFT_SERVICE_ACCOUNT": "d"}
+    assert "PULUMI_ACCESS_TOKEN of the stack's environment" in cloud_credentials.missing("gcp", "deploy", no_backend)
+    assert "PULUMI_PREVIEW_ACCESS_TOKEN of the environment vllm-fleet-preview" in cloud_credentials.missing(
+        "gcp", "preview", no_backend)
+    assert "PULUMI_DRIFT_ACCESS_TOKEN of the environment vllm-fleet-drift" in cloud_credentials.missing(
+        "gcp", "drift", no_backend)
 
 
 def test_a_deploy_without_credentials_fails(monkeypatch, capsys):
@@ -304,6 +341,9 @@ def test_a_stacks_comment_is_created_once_then_edited():
 def test_the_comment_body_carries_its_marker_and_fits():
     body = pr_comment.body_of("s", "x" * 70000)
     assert body.startswith(preview_report.marker("s")) and len(body) < 65536
+    # The offline plan and the real preview have a comment each: neither edits the other's.
+    assert pr_comment.body_of("s", "x", "pulumi").startswith(preview_report.marker("s", "pulumi"))
+    assert preview_report.marker("s", "pulumi") != preview_report.marker("s")
 
 
 def test_drift_issue_is_opened_updated_and_closed():
@@ -356,14 +396,22 @@ def test_checks_give_up_at_the_stacks_time_to_serve(capsys):
     assert "checks still fail after 600 s" in capsys.readouterr().out
 
 
-def test_the_api_key_is_masked_before_anything_is_printed(monkeypatch, capsys):
-    monkeypatch.setattr(post_deploy_check, "stack_outputs", lambda stack: OUTPUTS)
-    monkeypatch.setattr(post_deploy_check, "check_until_served", lambda target, interval: 0)
+def test_every_key_is_masked_before_anything_is_printed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
     monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
-    assert post_deploy_check.main(["--stack", "s"]) == 0
+    post_deploy_check.record_file("s").write_text(json.dumps(
+        {"startedAt": "2026-12-07T10:00:00+00:00", "apiKeys": {"alice": "sk-alice-old"}}))
+    states = {True: exported({"default": "sk-very-secret"}), False: exported(None)}
+    monkeypatch.setattr(post_deploy_check, "export", lambda stack, show_secrets=False: states[show_secrets])
+    monkeypatch.setattr(post_deploy_check, "stack_outputs", lambda stack: OUTPUTS)
+    monkeypatch.setattr(post_deploy_check, "wait_for_roll", lambda *args, **kwargs: print("sk-very-secret") or 0)
+    monkeypatch.setattr(post_deploy_check, "check_until_served", lambda target, interval: 0)
+    monkeypatch.setattr(post_deploy_check, "revoked_keys_refused", lambda target, keys: 0)
+    assert post_deploy_check.main(["--stack", "s", "--cloud", "aws", "--region", "us-east-1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "::add-mask::sk-very-secret"
-    assert not [line for line in lines[1:] if "sk-very-secret" in line]
+    masks = [line for line in lines if line.startswith("::add-mask::")]
+    assert lines[:len(masks)] == masks
+    assert set(masks) == {"::add-mask::sk-alice-old", "::add-mask::sk-very-secret"}
     assert "endpoint=https://e" in lines
 
 
@@ -395,7 +443,6 @@ def test_drift_is_what_refresh_found_changed():
 @pytest.mark.parametrize("document, stderr, status, expected", [
     ({"steps": [{**preview_step("delete", "aws:ec2/eip:Eip", name="ip")}]}, "", 0, "opened"),
     ({"steps": [preview_step("same", "aws:ec2/vpc:Vpc")]}, "", 0, "closed"),
-    (None, "error: [409] Conflict: Another update is currently in progress.", 255, None),
 ])
 def test_the_drift_check_keeps_the_issue(tmp_path, monkeypatch, document, stderr, status, expected):
     fake_pulumi(tmp_path, monkeypatch, json.dumps(document) if document else "", stderr, status)
@@ -452,3 +499,374 @@ def test_a_vm_lock_check_that_cannot_ask_the_index_fails_without_touching_the_is
                         lambda: subprocess.CompletedProcess([], 2, "", "vm-lock-check could not ask the index"))
     monkeypatch.setattr(vm_lock_issue.GitHub, "from_environment", classmethod(lambda cls: pytest.fail("asked")))
     assert vm_lock_issue.main() == 1
+
+
+# --- a lock on the drift check -------------------------------------------------------------------------------------
+def recorded_github(answers: dict[str, object]):
+    """GitHub's REST answers by path (query left off), as recorded from the API's documented responses."""
+    calls = []
+
+    def send(method, path, body):
+        calls.append((method, path, body))
+        if method != "GET":
+            return {}
+        return answers[path.split("?")[0]]
+    return send, calls
+
+
+RUNS = {"/repos/o/r/actions/workflows/deploy.yml/runs": {"total_count": 1, "workflow_runs": [
+            {"id": 71, "html_url": "https://github.com/o/r/actions/runs/71", "status": "in_progress"}]},
+        "/repos/o/r/actions/workflows/preview.yml/runs": {"total_count": 0, "workflow_runs": []}}
+
+
+def job(name, status="in_progress"):
+    return {"id": 9, "name": name, "status": status, "html_url": f"https://github.com/o/r/actions/runs/71/job/{name}"}
+
+
+@pytest.mark.parametrize("stderr", ["error: [409] Conflict: Another update is currently in progress.",
+                                    "error: the stack is currently locked by 1 lock(s). Either wait for the other "
+                                    "process(es) to end or delete the lock file with `pulumi cancel`."])
+@pytest.mark.parametrize("jobs, status, issue", [
+    ([job("deploy s")], 0, False),  # a deploy holds it: checked on the next run
+    ([job("deploy other"), job("deploy s", "completed")], 1, True),  # nobody holds it: reported, job fails
+])
+def test_a_locked_stack_is_skipped_while_a_job_holds_it_and_reported_when_none_does(
+        tmp_path, monkeypatch, capsys, stderr, jobs, status, issue):
+    fake_pulumi(tmp_path, monkeypatch, "", stderr, 255)
+    send, calls = recorded_github({**RUNS, "/repos/o/r/actions/runs/71/jobs": {"total_count": len(jobs), "jobs": jobs},
+                                   "/repos/o/r/issues": []})
+    monkeypatch.setattr(drift_check.GitHub, "from_environment", classmethod(lambda cls: GitHub("o/r", "t", send=send)))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    assert drift_check.main(["--stack", "s"]) == status
+    opened = [body for method, path, body in calls if method == "POST" and path == "/repos/o/r/issues"]
+    if issue:
+        assert opened[0]["title"] == "Drift check blocked: vllm-fleet stack s is locked"
+        assert drift_check.marker("s") in opened[0]["body"] and "pulumi cancel -s s" in opened[0]["body"]
+        assert "no deploy or preview of it runs" in capsys.readouterr().out
+    else:
+        assert opened == [] and "locked by a running job" in capsys.readouterr().out
+
+
+# --- the deploy: main's tip, no output to a step output, the cleanup ------------------------------------------------
+SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret in an exported state
+
+
+def secret(value):
+    return {SIG: "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(value)}
+
+
+def exported(keys: dict[str, str] | None, cloud: str = "aws", pending=()) -> dict:
+    """The shape of `pulumi stack export [--show-secrets]`: the apiKeys secret and the VMs' group of a stack."""
+    secret_type, path = {"aws": ("aws:secretsmanager/secretVersion:SecretVersion", "secretString"),
+                         "gcp": ("gcp:secretmanager/secretVersion:SecretVersion", "secretData"),
+                         "azure": ("azure-native:keyvault:Secret", "properties.value")}[cloud]
+    inputs: dict = {}
+    if keys is not None:
+        *parents, leaf = path.split(".")
+        node = inputs
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = secret(json.dumps(keys, sort_keys=True))
+    group = {"aws": {"outputs": {"name": "s-gpu"}},
+             "gcp": {"outputs": {"name": "s-gpu", "region": "us-central1", "project": "p"}},
+             "azure": {"outputs": {"name": "s-gpu"}, "inputs": {"resourceGroupName": "s-rg"}}}[cloud]
+    return {"version": 3, "deployment": {
+        "resources": [
+            {"urn": "urn:pulumi:s::vllm-fleet::pulumi:pulumi:Stack::vllm-fleet-s", "type": "pulumi:pulumi:Stack"},
+            {"urn": f"urn:pulumi:s::vllm-fleet::vllm-fleet:{cloud}:Fleet${secret_type}::s-apiKeys",
+             "type": secret_type, "inputs": inputs},
+            {"urn": f"urn:pulumi:s::vllm-fleet::vllm-fleet:{cloud}:Fleet${post_deploy_check.GROUPS[cloud]}::s-gpu",
+             "type": post_deploy_check.GROUPS[cloud], **group}],
+        "pending_operations": list(pending)}}
+
+
+def recorded_pulumi(tmp_path: Path, monkeypatch, answers: dict[str, tuple[str, int]]) -> Path:
+    """A `pulumi` on PATH that gives each subcommand ("up", "cancel", "stack-export") its recorded answer."""
+    bin_dir, answer_dir = tmp_path / "bin", tmp_path / "answers"
+    bin_dir.mkdir()
+    answer_dir.mkdir()
+    for name, (stdout, status) in answers.items():
+        (answer_dir / f"{name}.out").write_text(stdout)
+        (answer_dir / f"{name}.rc").write_text(str(status))
+    script = bin_dir / "pulumi"
+    script.write_text(f'#!/bin/sh\nkey="$1"; [ "$1" = stack ] && key="$1-$2"\necho "$@" >> {tmp_path}/args\n'
+                      f'cat {answer_dir}/$key.out\nexit $(cat {answer_dir}/$key.rc)\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return tmp_path / "args"
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A git checkout of main as the deploy job makes it; GITHUB_OUTPUT and the summary as files."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "main")
+    monkeypatch.setattr(deploy, "ROOT", repo)
+    monkeypatch.setattr(post_deploy_check, "ROOT", repo)
+    for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        (tmp_path / name).write_text("")
+        monkeypatch.setenv(name, str(tmp_path / name))
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    head = git(repo, "rev-parse", "HEAD")
+    monkeypatch.setenv("GITHUB_SHA", head)
+    return head
+
+
+def github_with(tip: str, comparison: dict | None = None):
+    answers = {"/repos/o/r/git/ref/heads/main": {"ref": "refs/heads/main", "object": {"sha": tip, "type": "commit"}}}
+    if comparison is not None:
+        answers[f"/repos/o/r/compare/{comparison.pop('base')}...{tip}"] = comparison
+    send, calls = recorded_github(answers)
+    return GitHub("o/r", "t", send=send), calls
+
+
+UP_LOG = "Updating (s)\n + 3 created\nOutputs:\n    apiKey: [secret]\nResources: 3 created\n"
+
+
+def test_a_deploy_of_mains_tip_runs_pulumi_up_and_writes_no_stack_output(tmp_path, monkeypatch, checkout, capsys):
+    args = recorded_pulumi(tmp_path, monkeypatch, {
+        "stack-export": (json.dumps(exported({"default": "sk-before", "alice": "sk-alice"})), 0), "up": (UP_LOG, 0)})
+    github, _ = github_with(checkout)
+    record = post_deploy_check.record_file("s")
+    assert deploy.up("s", github, record) == 0
+    assert args.read_text().splitlines() == ["stack export --stack s --show-secrets",
+                                             "up --yes --non-interactive --policy-pack policies --suppress-outputs "
+                                             "--stack s"]
+    # The one step output: whether it deployed. No output of the stack, no key.
+    assert (tmp_path / "GITHUB_OUTPUT").read_text() == "deployed=true\n"
+    out = capsys.readouterr().out
+    assert "::add-mask::sk-before" in out and "::add-mask::sk-alice" in out
+    assert json.loads(record.read_text())["apiKeys"] == {"default": "sk-before", "alice": "sk-alice"}
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("comparison, deploys", [
+    ({"status": "ahead", "files": [{"filename": "stacks/Pulumi.s.yaml", "status": "modified"}]}, False),
+    ({"status": "ahead", "files": [{"filename": "fleet/x.py", "previous_filename": "docs/x.md",
+                                    "status": "renamed"}]}, False),
+    ({"status": "ahead", "files": [{"filename": "docs/ci.md", "status": "modified"},
+                                   {"filename": "stacks/Pulumi.other.yaml", "status": "modified"}]}, True),
+    ({"status": "ahead", "files": [{"filename": f"docs/{i}.md", "status": "added"} for i in range(300)]}, False),
+    ({"status": "diverged", "files": []}, False),
+])
+def test_a_deploy_of_a_main_that_moved_on(tmp_path, monkeypatch, checkout, capsys, comparison, deploys):
+    args = recorded_pulumi(tmp_path, monkeypatch, {"stack-export": (json.dumps(exported({})), 0), "up": ("", 0)})
+    github, calls = github_with("f" * 40, {"base": checkout, **comparison})
+    assert deploy.up("s", github, post_deploy_check.record_file("s")) == 0
+    assert (tmp_path / "GITHUB_OUTPUT").read_text() == f"deployed={'true' if deploys else 'false'}\n"
+    assert ("up --yes" in (args.read_text() if args.exists() else "")) == deploys
+    out = capsys.readouterr().out
+    if deploys:
+        assert "with no change to s: deploying" in out
+    else:
+        assert f"::notice::main moved on from {checkout[:12]} to ffffffffffff, which changes s" in out
+        assert "which changes s" in (tmp_path / "GITHUB_STEP_SUMMARY").read_text()
+
+
+def test_a_deploy_started_for_an_older_commit_says_it_deploys_the_tip(tmp_path, monkeypatch, checkout, capsys):
+    recorded_pulumi(tmp_path, monkeypatch, {"stack-export": (json.dumps(exported({})), 0), "up": ("", 0)})
+    monkeypatch.setenv("GITHUB_SHA", "a" * 40)
+    assert deploy.up("s", github_with(checkout)[0], post_deploy_check.record_file("s")) == 0
+    assert f"started for aaaaaaaaaaaa; main is at {checkout[:12]} now" in capsys.readouterr().out
+
+
+def test_a_failed_pulumi_up_says_so(tmp_path, monkeypatch, checkout):
+    recorded_pulumi(tmp_path, monkeypatch, {"stack-export": (json.dumps(exported({})), 0), "up": ("error", 255)})
+    assert deploy.up("s", github_with(checkout)[0], post_deploy_check.record_file("s")) == 255
+    assert (tmp_path / "GITHUB_OUTPUT").read_text() == "deployed=false\n"
+
+
+PENDING = [{"resource": {"urn": "urn:pulumi:s::vllm-fleet::vllm-fleet:aws:Fleet$aws:autoscaling/group:Group::s-gpu",
+                         "type": "aws:autoscaling/group:Group"}, "type": "creating"},
+           {"resource": {"urn": "urn:pulumi:s::vllm-fleet::vllm-fleet:aws:Fleet$aws:lb/listener:Listener::s-https",
+                         "type": "aws:lb/listener:Listener", "id": "arn:l"}, "type": "updating"}]
+
+
+@pytest.mark.parametrize("cancel, pending, status", [
+    (("Stack s update cancelled.", 0), [], 0),
+    (("Stack s update cancelled.", 0), PENDING, 1),
+    (("error: the stack has no update in progress", 255), [], 1),
+])
+def test_the_cleanup_of_a_stopped_deploy(tmp_path, monkeypatch, checkout, capsys, cancel, pending, status):
+    args = recorded_pulumi(tmp_path, monkeypatch, {"cancel": cancel,
+                                                   "stack-export": (json.dumps(exported({}, pending=pending)), 0)})
+    assert deploy.main(["cleanup", "--stack", "s"]) == status
+    assert args.read_text().splitlines() == ["cancel --yes --stack s", "stack export --stack s"]
+    out = capsys.readouterr().out
+    if pending:
+        assert "::error::s: interrupted while creating urn:pulumi:s::vllm-fleet::vllm-fleet:aws:Fleet$aws:" \
+               "autoscaling/group:Group::s-gpu" in out
+        summary = (tmp_path / "GITHUB_STEP_SUMMARY").read_text()
+        assert "**s has 2 pending operations**" in summary and "--import-pending-creates <urn> <id>" in summary
+    elif cancel[1]:
+        assert "::warning::pulumi cancel -s s exited 255" in out
+
+
+# --- the post-deploy check: the roll, then every revoked key refused ------------------------------------------------
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_the_keys_and_the_group_are_read_from_the_exported_state(cloud):
+    state = exported({"default": "sk-1", "bob": "sk-2"}, cloud)
+    assert post_deploy_check.api_keys_in_state(state) == {"default": "sk-1", "bob": "sk-2"}
+    assert post_deploy_check.api_keys_in_state(exported(None, cloud)) == {}
+    assert post_deploy_check.group_in_state(state, cloud, "us-east-1") == {
+        "aws": {"name": "s-gpu", "region": "us-east-1"},
+        "gcp": {"name": "s-gpu", "region": "us-central1", "project": "p"},
+        "azure": {"name": "s-gpu", "resourceGroup": "s-rg"}}[cloud]
+
+
+def test_the_roll_statuses_are_each_clouds_own():
+    import botocore.session
+    from azure.mgmt.compute.models import RollingUpgradeStatusCode
+
+    model = botocore.session.get_session().get_service_model("autoscaling")
+    assert set(post_deploy_check.AWS_REFRESH) == set(model.shape_for("InstanceRefreshStatus").enum)
+    assert {"Status", "StartTime", "PercentageComplete", "StatusReason"} <= set(model.shape_for("InstanceRefresh").members)
+    assert set(post_deploy_check.AZURE_UPGRADE) == {code.value for code in RollingUpgradeStatusCode}
+    import googleapiclient
+    compute = json.loads((Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" /
+                          "compute.v1.json").read_text())["schemas"]
+    assert {"isStable", "versionTarget"} <= set(compute["InstanceGroupManagerStatus"]["properties"])
+    assert "isReached" in compute["InstanceGroupManagerStatusVersionTarget"]["properties"]
+
+
+SINCE = post_deploy_check._time("2026-12-07T10:00:00Z")
+
+
+def recorded_cli(answers: dict[str, list[tuple[int, object]]]):
+    """Each CLI command (by its first words) answers its recorded answers in turn, the last one again."""
+    calls = []
+
+    def run(command):
+        calls.append(command)
+        key = next(k for k in answers if " ".join(command).startswith(k))
+        status, answer = answers[key][0] if len(answers[key]) == 1 else answers[key].pop(0)
+        return subprocess.CompletedProcess(command, status, json.dumps(answer) if answer is not None else "",
+                                           "" if status == 0 else "ERROR: (ResourceNotFound) not found")
+    return run, calls
+
+
+def refresh(status, start="2026-12-07T10:01:00Z", percent=50):
+    return {"InstanceRefreshId": "r1", "AutoScalingGroupName": "s-gpu", "Status": status, "StartTime": start,
+            "PercentageComplete": percent, "InstancesToUpdate": 1}
+
+
+AWS_GROUP = {"name": "s-gpu", "region": "us-east-1"}
+GCP_GROUP = {"name": "s-gpu", "region": "us-central1", "project": "p"}
+AZURE_GROUP = {"name": "s-gpu", "resourceGroup": "s-rg"}
+
+
+@pytest.mark.parametrize("cloud, group, answers, expected", [
+    ("aws", AWS_GROUP, {"aws autoscaling": [(0, {"InstanceRefreshes": [refresh("InProgress")]})]}, "rolling"),
+    ("aws", AWS_GROUP, {"aws autoscaling": [(0, {"InstanceRefreshes": [
+        refresh("Successful", "2026-12-06T10:00:00Z", 100), refresh("RollbackSuccessful")]})]}, "failed"),
+    ("aws", AWS_GROUP, {"aws autoscaling": [(0, {"InstanceRefreshes": [refresh("Successful", percent=100)]})]}, "done"),
+    # The last refresh was an earlier deploy's: this one did not change the VMs.
+    ("aws", AWS_GROUP, {"aws autoscaling": [(0, {"InstanceRefreshes": [
+        refresh("Failed", "2026-12-01T10:00:00Z")]})]}, "done"),
+    ("gcp", GCP_GROUP, {"gcloud": [(0, {"name": "s-gpu", "status": {
+        "isStable": False, "versionTarget": {"isReached": False}}})]}, "rolling"),
+    ("gcp", GCP_GROUP, {"gcloud": [(0, {"name": "s-gpu", "status": {
+        "isStable": True, "versionTarget": {"isReached": False}}})]}, "rolling"),
+    ("gcp", GCP_GROUP, {"gcloud": [(0, {"name": "s-gpu", "status": {
+        "isStable": True, "versionTarget": {"isReached": True}}})]}, "done"),
+    ("azure", AZURE_GROUP, {"az vmss rolling-upgrade": [(0, {"runningStatus": {
+        "code": "Faulted", "startTime": "2026-12-07T10:02:00Z", "lastAction": "Start"}})]}, "failed"),
+    ("azure", AZURE_GROUP, {"az vmss rolling-upgrade": [(0, {"runningStatus": {
+        "code": "RollingForward", "startTime": "2026-12-07T10:02:00Z", "lastAction": "Start"}})]}, "rolling"),
+    # No upgrade since the deploy (none at all: az says not found): the VMs' models tell.
+    ("azure", AZURE_GROUP, {"az vmss rolling-upgrade": [(1, None)], "az vmss list-instances": [
+        (0, [{"name": "s-gpu_0", "latestModelApplied": True}, {"name": "s-gpu_1", "latestModelApplied": False}])]},
+     "rolling"),
+    ("azure", AZURE_GROUP, {"az vmss rolling-upgrade": [(0, {"runningStatus": {
+        "code": "Completed", "startTime": "2026-12-07T10:02:00Z"}})], "az vmss list-instances": [
+        (0, [{"name": "s-gpu_0", "latestModelApplied": True}])]}, "done"),
+])
+def test_the_roll_as_each_cloud_reports_it(cloud, group, answers, expected):
+    run, calls = recorded_cli(answers)
+    assert post_deploy_check.roll_state(cloud, group, SINCE, run)[0] == expected
+    assert calls[0][:3] == {"aws": ["aws", "autoscaling", "describe-instance-refreshes"],
+                            "gcp": ["gcloud", "compute", "instance-groups"],
+                            "azure": ["az", "vmss", "rolling-upgrade"]}[cloud]
+
+
+def test_the_check_waits_for_the_roll_and_fails_on_a_rollback(capsys):
+    clock = Clock()
+    run, calls = recorded_cli({"aws autoscaling": [(0, {"InstanceRefreshes": [refresh("InProgress")]}),
+                                                   (0, {"InstanceRefreshes": [refresh("Successful", percent=100)]})]})
+    assert post_deploy_check.wait_for_roll("aws", AWS_GROUP, SINCE, 600, run, clock, clock.sleep, 60) == 0
+    assert clock.now == 60 and len(calls) == 2
+    run, _ = recorded_cli({"aws autoscaling": [(0, {"InstanceRefreshes": [refresh("RollbackSuccessful")]})]})
+    assert post_deploy_check.wait_for_roll("aws", AWS_GROUP, SINCE, 600, run, clock, clock.sleep, 60) == 1
+    assert "VMs of before, which accept the keys of before, may still serve" in capsys.readouterr().out
+    clock = Clock()
+    run, _ = recorded_cli({"gcloud": [(1, None)]})  # a CLI that keeps failing: asked again, named at the deadline
+    assert post_deploy_check.wait_for_roll("gcp", GCP_GROUP, SINCE, 120, run, clock, clock.sleep, 60) == 1
+    assert "gcloud compute instance-groups managed failed: ERROR: (ResourceNotFound)" in capsys.readouterr().out
+    clock = Clock()
+    run, _ = recorded_cli({"gcloud": [(0, {"status": {"isStable": False, "versionTarget": {"isReached": False}}})]})
+    assert post_deploy_check.wait_for_roll("gcp", GCP_GROUP, SINCE, 300, run, clock, clock.sleep, 60) == 1
+    assert clock.now == 300 and "is not done after 300 s" in capsys.readouterr().out
+
+
+def test_revoked_keys_are_the_removed_and_the_replaced_ones():
+    before = {"default": "sk-1", "alice": "sk-a", "bob": "sk-b"}
+    after = {"default": "sk-1", "bob": "sk-b2"}  # alice removed, bob given a new key
+    assert post_deploy_check.revoked(before, after) == {"alice": "sk-a", "bob": "sk-b"}
+    assert post_deploy_check.revoked(before, before) == {}
+
+
+@pytest.fixture
+def endpoint():
+    """A real HTTP server that, like vLLM with --api-key, answers /v1/models 401 to any key but its own."""
+    import http.server
+    import threading
+
+    accepted = {"sk-1"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            self.send_response(200 if self.path == "/v1/models" and key in accepted else 401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", accepted
+    server.shutdown()
+
+
+def test_each_revoked_key_must_be_refused(endpoint, capsys):
+    url, accepted = endpoint
+    target = post_deploy_check.target_of({**OUTPUTS, "endpoint": url})
+    assert post_deploy_check.revoked_keys_refused(target, {"alice": "sk-a", "bob": "sk-b"}) == 0
+    assert "every revoked key is refused (401): alice, bob" in capsys.readouterr().out
+    accepted.add("sk-b")  # an old VM still serving bob's key of before
+    assert post_deploy_check.revoked_keys_refused(target, {"alice": "sk-a", "bob": "sk-b"}) == 1
+    out = capsys.readouterr().out
+    assert "::error::the revoked API key 'bob' is still accepted" in out and "sk-b" not in out
+
+
+def test_the_post_deploy_check_runs_roll_then_make_check_then_the_revoked_keys(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    post_deploy_check.record_file("s").write_text(json.dumps(
+        {"startedAt": "2026-12-07T10:00:00+00:00", "apiKeys": {"default": "sk-old", "alice": "sk-a"}}))
+    states = {True: exported({"default": "sk-new"}, "gcp"), False: exported(None, "gcp")}
+    monkeypatch.setattr(post_deploy_check, "export", lambda stack, show_secrets=False: states[show_secrets])
+    monkeypatch.setattr(post_deploy_check, "stack_outputs",
+                        lambda stack: {**OUTPUTS, "apiKey": "sk-new", "replicas": {"desired": 2}})
+    done = []
+    monkeypatch.setattr(post_deploy_check, "wait_for_roll", lambda cloud, group, since, seconds, interval:
+                        done.append(("roll", cloud, group["name"], since.hour, seconds)) or 0)
+    monkeypatch.setattr(post_deploy_check, "check_until_served", lambda target, interval: done.append("check") or 0)
+    monkeypatch.setattr(post_deploy_check, "revoked_keys_refused",
+                        lambda target, keys: done.append(("revoked", sorted(keys))) or 0)
+    assert post_deploy_check.main(["--stack", "s", "--cloud", "gcp", "--region", "us-central1"]) == 0
+    assert done == [("roll", "gcp", "s-gpu", 10, 7200), "check", ("revoked", ["alice", "default"])]
+    out = capsys.readouterr().out
+    assert {"::add-mask::sk-old", "::add-mask::sk-a", "::add-mask::sk-new"} <= set(out.splitlines())

@@ -11,8 +11,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "vllm-fleet"
-# What Pulumi Cloud answers an operation on a stack while another one (a deploy) runs on it.
-PULUMI_BUSY = r"another update is currently in progress|\[409\] Conflict"
+# What Pulumi answers an operation on a stack that another one (a deploy) holds: Pulumi Cloud's 409, a self-managed
+# backend's lock object.
+PULUMI_BUSY = r"another update is currently in progress|\[409\] Conflict|the stack is currently locked by"
 
 
 def stack_file(root: Path, stack: str) -> Path:

@@ -1,8 +1,14 @@
-"""The preview of one stack for a pull request: the offline plan and the policy pack of the head and of the base
-(what is deployed once main is), and `pulumi preview` with the policy pack where the cloud is reachable; written
-as the markdown of the stack's pull-request comment and the job summary.
+"""The preview of one stack for a pull request, in two parts that run in two jobs (preview.yml):
 
-    python .github/scripts/preview_report.py --stack codellama-prod --base-root base --out comment.md
+- `--part plan`: the offline plan and the policy pack of the head and of the base (what is deployed once main is).
+  It runs the pull request's code, so its job has no secret and no OIDC token: it reaches nothing.
+- `--part pulumi`: `pulumi preview` with the policy pack, against the stack's state and cloud. Its job runs in the
+  environment vllm-fleet-preview, which a reviewer approves, with the preview identity.
+
+Each is written as the markdown of its own pull-request comment of the stack, and to the job summary.
+
+    python .github/scripts/preview_report.py --part plan --stack codellama-prod --base-root base --out comment.md
+    python .github/scripts/preview_report.py --part pulumi --stack codellama-prod --out comment.md
 
 Exits 1 when the head's offline plan fails (config error, policy violation) or `pulumi preview` fails, after
 writing the report; 0 otherwise.
@@ -31,9 +37,15 @@ LISTED = 25  # resources named per list; the rest are counted
 PULUMI_TIMEOUT_SECONDS = 1800
 
 
-def marker(stack: str) -> str:
-    """The hidden line that finds this stack's comment again (one comment per stack, edited in place)."""
-    return f"<!-- vllm-fleet-preview stack={stack} -->"
+PARTS = ("plan", "pulumi")
+# Where the real preview is, for the offline plan's comment.
+PULUMI_PREVIEW_JOB = ("runs in the job `pulumi preview {stack}` once a reviewer approves the environment "
+                      "vllm-fleet-preview (its own comment)")
+
+
+def marker(stack: str, part: str = "plan") -> str:
+    """The hidden line that finds this stack's comment of this part again (edited in place on every push)."""
+    return f"<!-- vllm-fleet-{'preview' if part == 'plan' else 'pulumi-preview'} stack={stack} -->"
 
 
 @dataclass
@@ -130,25 +142,40 @@ def _names(urns: list[str]) -> str:
     return shown + (f" and {len(urns) - LISTED} more" if len(urns) > LISTED else "")
 
 
-def render(stack: str, cloud: str, region: str, head: Outcome, base: Outcome, preview: Outcome,
-           head_config: Mapping[str, Any], base_config: Mapping[str, Any]) -> str:
-    lines = [marker(stack), f"### vllm-fleet preview: `{stack}` ({cloud or 'unknown cloud'}, {region or '?'})", ""]
+def _title(stack: str, cloud: str, region: str, what: str) -> str:
+    return f"### vllm-fleet {what}: `{stack}` ({cloud or 'unknown cloud'}, {region or '?'})"
+
+
+def _replacement(reasons: list[str], head: Outcome | None) -> list[str]:
+    if not reasons:
+        return []
+    serve = (((head.document if head else None) or {}).get("outputs", {}).get("timeToServe") or {}).get("seconds")
+    return [f"**This change replaces every GPU VM of the stack** ({', '.join(reasons)}): each VM is "
+            f"recreated and loads the model again, one after the other while the others keep serving"
+            + (f" (about {round(serve / 60)} minutes a VM)." if serve else "."), ""]
+
+
+def _warnings(*documents: dict[str, Any] | None) -> list[str]:
+    warnings: list[str] = []
+    for document in documents:
+        found = plan_diff.diagnostics(document or {}, "warning") + list(
+            (document or {}).get("outputs", {}).get("warnings") or [])
+        warnings += [warning for warning in found if warning not in warnings]
+    return ["", "**Warnings**", *(f"- {warning}" for warning in warnings)] if warnings else []
+
+
+def render_plan(stack: str, cloud: str, region: str, head: Outcome, base: Outcome,
+                head_config: Mapping[str, Any], base_config: Mapping[str, Any]) -> str:
+    """The offline plan's comment: costs, changes against main, VM replacement, the policy pack, warnings."""
+    lines = [marker(stack), _title(stack, cloud, region, "offline plan"), ""]
     if head.status == "missing":
         lines += [f"**`stacks/Pulumi.{stack}.yaml` is removed.** Merging does not destroy the stack: its resources "
                   f"keep running (and costing) until `pulumi destroy -s {stack}`.", ""]
         return "\n".join(lines)
 
-    reasons = []
-    if head.ok and base.ok:
-        reasons = plan_diff.vm_replacement_offline(base.document, head.document, base_config, head_config)
-    if preview.ok:
-        reasons += [r for r in plan_diff.vm_replacement_preview(preview.document) if r not in reasons]
-    if reasons:
-        serve = ((head.document or {}).get("outputs", {}).get("timeToServe") or {}).get("seconds")
-        lines += [f"**This change replaces every GPU VM of the stack** ({', '.join(reasons)}): each VM is "
-                  f"recreated and loads the model again, one after the other while the others keep serving"
-                  + (f" (about {round(serve / 60)} minutes a VM)." if serve else "."), ""]
-
+    reasons = plan_diff.vm_replacement_offline(base.document, head.document, base_config, head_config) \
+        if head.ok and base.ok else []
+    lines += _replacement(reasons, head)
     lines += _cost_rows(base, head) + [""]
 
     if not head.ok:
@@ -173,9 +200,16 @@ def render(stack: str, cloud: str, region: str, head: Outcome, base: Outcome, pr
     lines += ["", "**Policy pack** (`policies/`): " + (
         f"{len(violations)} violations" if violations else "all policies pass" if head.document else "not run")]
     lines += [f"- {violation}" for violation in violations]
+    lines += ["", f"**`pulumi preview`** {PULUMI_PREVIEW_JOB.format(stack=stack)}."]
+    lines += _warnings(head.document)
+    return "\n".join(lines) + "\n"
 
-    lines += [""]
+
+def render_pulumi(stack: str, cloud: str, region: str, preview: Outcome) -> str:
+    """The real preview's comment: what it creates, updates, replaces and deletes, VM replacement, warnings."""
+    lines = [marker(stack, "pulumi"), _title(stack, cloud, region, "pulumi preview"), ""]
     if preview.ok:
+        lines += _replacement(plan_diff.vm_replacement_preview(preview.document), None)
         operations = plan_diff.preview_operations(preview.document)
         lines.append("**`pulumi preview`** (with the policy pack): " + ", ".join(
             f"{len(urns)} to {op}" for op, urns in operations.items()))
@@ -184,40 +218,42 @@ def render(stack: str, cloud: str, region: str, head: Outcome, base: Outcome, pr
         lines.append(f"**`pulumi preview` failed**: {preview.reason}")
     else:
         lines.append(f"**`pulumi preview`** not run: {preview.reason}")
-
-    warnings = plan_diff.diagnostics(head.document or {}, "warning")
-    warnings += [w for w in (head.document or {}).get("outputs", {}).get("warnings") or [] if w not in warnings]
-    warnings += [w for w in plan_diff.diagnostics(preview.document or {}, "warning") if w not in warnings]
-    if warnings:
-        lines += ["", "**Warnings**", *(f"- {warning}" for warning in warnings)]
+    lines += _warnings(preview.document)
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=PARTS, required=True)
     parser.add_argument("--stack", required=True)
-    parser.add_argument("--base-root", required=True, type=Path, help="a checkout of the pull request's base")
+    parser.add_argument("--base-root", type=Path, help="a checkout of the pull request's base (--part plan)")
     parser.add_argument("--out", required=True, type=Path, help="where to write the comment's markdown")
     args = parser.parse_args(argv)
+    if args.part == "plan" and not args.base_root:
+        parser.error("--part plan needs --base-root")
 
-    head, base = offline_plan(ROOT, args.stack), offline_plan(args.base_root, args.stack)
     head_config = stack_config(stack_file(ROOT, args.stack))
-    base_config = stack_config(stack_file(args.base_root, args.stack))
-    config = head_config or base_config
-    reason = missing(config.get("cloud", ""), "preview", os.environ)
-    if head.status == "missing":
-        preview = Outcome("skipped", reason="the stack file is removed")
-    elif reason:
-        preview = Outcome("skipped", reason=reason)
+    if args.part == "plan":
+        head, base = offline_plan(ROOT, args.stack), offline_plan(args.base_root, args.stack)
+        base_config = stack_config(stack_file(args.base_root, args.stack))
+        config = head_config or base_config
+        report = render_plan(args.stack, config.get("cloud", ""), config.get("region", ""), head, base,
+                             head_config, base_config)
+        failed = head.status == "failed"
     else:
-        preview = pulumi_preview(args.stack)
-
-    report = render(args.stack, config.get("cloud", ""), config.get("region", ""), head, base, preview,
-                    head_config, base_config)
+        reason = missing(head_config.get("cloud", ""), "preview", os.environ)
+        if not head_config:
+            preview = Outcome("skipped", reason="the stack file is removed")
+        elif reason:
+            preview = Outcome("skipped", reason=reason)
+        else:
+            preview = pulumi_preview(args.stack)
+        report = render_pulumi(args.stack, head_config.get("cloud", ""), head_config.get("region", ""), preview)
+        failed = preview.status == "failed"
     args.out.write_text(report)
     add_summary(report)
     print(report)
-    return 1 if head.status == "failed" or preview.status == "failed" else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
