@@ -32,6 +32,14 @@ from .endpoint import Endpoint, EndpointError, add_arguments, from_arguments
 MAX_TOKENS = 16
 
 
+# Odd spellings of paths that vLLM serves without the key (or of the API), which the load balancer must refuse
+# itself, however it reads them: dot segments, encoded dots and slashes, `//`, `;` and backslashes
+# (components/edge_model.py). (method, request-target as sent, byte for byte.)
+ODD_PATHS = [("POST", "/v1/../invocations"), ("POST", "/v1/%2e%2e/invocations"), ("POST", "/v1//../tokenize"),
+             ("GET", "/v1/./models"), ("GET", "/v1/models;x"), ("GET", "/v1%2fmodels"), ("GET", "\\v1\\models"),
+             ("GET", "/v1/models/.."), ("GET", "/v1/%2E%2E/metrics"), ("GET", "/v1/models%5c..%5c..%5cmetrics")]
+
+
 class CheckFailed(Exception):
     pass
 
