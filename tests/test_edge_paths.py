@@ -66,3 +66,35 @@ def test_readings_combine_every_normalisation_in_any_order():
     assert "/invocations" in path_readings("/v1/%252e%252e/invocations")  # decoded twice
     assert "/v1/models" in path_readings("\\v1\\models")
     assert path_readings("/v1/models?x=/../y") == {"/v1/models"}
+
+
+def test_make_check_sends_each_odd_spelling_byte_for_byte_and_tells_vllms_refusals_from_the_edges():
+    """fleet.check's `paths` check: the request line a server receives holds the spelling as written (no client
+    quoting or dot resolution), and a refusal is the load balancer's only when it is not one of vLLM's own."""
+    import socket
+    import threading
+
+    from fleet.check import answered_by_vllm, raw_request
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = []
+
+    def serve() -> None:
+        for _ in ODD_PATHS:
+            connection, _ = listener.accept()
+            with connection:
+                received.append(connection.recv(65536).split(b"\r\n", 1)[0].decode())
+                connection.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 22\r\nConnection: close\r\n\r\n"
+                                   b'{"detail":"Not Found"}')
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    answers = [raw_request(url, method, target, timeout=10) for method, target in ODD_PATHS]
+    thread.join(10)
+    listener.close()
+    assert received == [f"{method} {target} HTTP/1.1" for method, target in ODD_PATHS]
+    assert all(answered_by_vllm(*answer) for answer in answers)  # FastAPI's 404: vLLM answered
+    assert answered_by_vllm(401, '{"error":"Unauthorized"}') and answered_by_vllm(200, "{}")
+    assert not answered_by_vllm(404, "<html>Google 404</html>") and not answered_by_vllm(502, "<html>502</html>")
+    assert not answered_by_vllm(404, '{"error": {"message": "not found", "code": 404}}')  # the ALB's own answer
