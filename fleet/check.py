@@ -44,9 +44,11 @@ ODD_PATHS = [("POST", "/v1/../invocations"), ("POST", "/v1/%2e%2e/invocations"),
              ("GET", "/v1/models/.."), ("GET", "/v1/%2E%2E/metrics"), ("GET", "/v1/models%5c..%5c..%5cmetrics")]
 
 
-# What vLLM itself answers a request without the key: its API-key middleware's 401 and FastAPI's 404/405. A
-# refusal with one of these came from vLLM, not from the load balancer.
+# What vLLM itself answers a request without the key: its API-key middleware's 401 and FastAPI's 404/405, and
+# uvicorn's 400 for a request-target it cannot parse (`\v1\models`). A refusal with one of these came from vLLM's
+# server, not from the load balancer.
 VLLM_REFUSALS = ({"error": "Unauthorized"}, {"detail": "Not Found"}, {"detail": "Method Not Allowed"})
+UVICORN_INVALID_REQUEST = "Invalid HTTP request received."
 
 
 class CheckFailed(Exception):
@@ -92,7 +94,7 @@ def raw_request(url: str, method: str, target: str, timeout: float) -> tuple[int
 
 def answered_by_vllm(status: int, body: str) -> bool:
     """Whether a response came from vLLM: anything but a refusal, or one of vLLM's own refusals."""
-    if status < 400:
+    if status < 400 or (status == 400 and body.strip() == UVICORN_INVALID_REQUEST):
         return True
     try:
         return json.loads(body) in VLLM_REFUSALS

@@ -96,5 +96,6 @@ def test_make_check_sends_each_odd_spelling_byte_for_byte_and_tells_vllms_refusa
     assert received == [f"{method} {target} HTTP/1.1" for method, target in ODD_PATHS]
     assert all(answered_by_vllm(*answer) for answer in answers)  # FastAPI's 404: vLLM answered
     assert answered_by_vllm(401, '{"error":"Unauthorized"}') and answered_by_vllm(200, "{}")
+    assert answered_by_vllm(400, "Invalid HTTP request received.")  # uvicorn, for a target it cannot parse
     assert not answered_by_vllm(404, "<html>Google 404</html>") and not answered_by_vllm(502, "<html>502</html>")
     assert not answered_by_vllm(404, '{"error": {"message": "not found", "code": 404}}')  # the ALB's own answer
