@@ -182,7 +182,7 @@ def test_no_route_answers_without_the_key_through_any_stacks_load_balancer(stack
                 if public(method, arrives_as):
                     assert status == 200
                 else:
-                    # 400: uvicorn refuses a request-target it cannot parse (`\\v1\\models`) before any route
+                    # 400: uvicorn refuses a request-target it cannot parse (`\v1\models`) before any route
                     assert status in (400, 401, 404), (
                         f"{name}: {method} {path} passes the load balancer (as {passed}) and vLLM answers "
                         f"{method} {arrives_as} with {status} without the key")
