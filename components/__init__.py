@@ -12,9 +12,10 @@ Each module provides:
 - `offline_invoke(token, args, region)` and `offline_state(type, name, inputs, region)`: what the cloud's data
   sources and computed outputs return under the offline plan's mocks, as in the stack's region (a state with an
   "id" gives the resource that id);
-- `edge_answer(resources, method, path)`: what the planned load balancer answers a request itself (a status), or
-  None where it may pass it on to vLLM; a model of the cloud's documented rule matching (components/edge_model.py),
-  which the serving proof runs every route of the real vLLM through.
+- `edge_answers(resources, method, path)`: what the planned load balancer answers a request itself (a status), or
+  None where it passes it on to vLLM, for each reading of the path its rules may match, and `edge_answer`, the
+  strictest of them; a model of the cloud's documented rule matching (components/edge_model.py), which the serving
+  proof runs every route of the real vLLM through.
 
 Apart from the program, for `make wake` (fleet/wake.py): the module `components.<cloud>.wake` with
 `wake_commands(spec, target, start, end, scale_down)`, the cloud CLI commands that start an office-hours fleet.

@@ -6,7 +6,8 @@ non-zero exit status if any fails. The first thing to run after `pulumi up`, and
 
 Checks: /health answers; /v1/models refuses a request without the key (401) and lists the model with it; a
 completion, a chat completion and a streamed completion (several chunks) come back; /invocations and /metrics,
-which vLLM serves without the key, are refused by the load balancer (any 4xx/5xx of its own). --direct: the URL is
+which vLLM serves without the key, are refused by the load balancer (any 4xx/5xx of its own), and so are odd
+spellings of paths (ODD_PATHS: dot segments, %, //, ;, backslashes), each sent byte for byte. --direct: the URL is
 a vLLM server itself (a VM through a tunnel, a local server), with no load balancer in front, so those answer
 there (/metrics with Prometheus text).
 """
@@ -14,10 +15,13 @@ there (/metrics with Prometheus text).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +34,21 @@ from .endpoint import Endpoint, EndpointError, add_arguments, from_arguments
 # Every request asks for exactly this many tokens (vLLM's ignore_eos): a model that stops early cannot make a
 # streamed reply look like a single chunk.
 MAX_TOKENS = 16
+
+
+# Odd spellings of paths that vLLM serves without the key (or of the API), which the load balancer must refuse
+# itself, however it reads them: dot segments, encoded dots and slashes, `//`, `;` and backslashes
+# (components/edge_model.py). (method, request-target as sent, byte for byte.)
+ODD_PATHS = [("POST", "/v1/../invocations"), ("POST", "/v1/%2e%2e/invocations"), ("POST", "/v1//../tokenize"),
+             ("GET", "/v1/./models"), ("GET", "/v1/models;x"), ("GET", "/v1%2fmodels"), ("GET", "\\v1\\models"),
+             ("GET", "/v1/models/.."), ("GET", "/v1/%2E%2E/metrics"), ("GET", "/v1/models%5c..%5c..%5cmetrics")]
+
+
+# What vLLM itself answers a request without the key: its API-key middleware's 401 and FastAPI's 404/405, and
+# uvicorn's 400 for a request-target it cannot parse (`\v1\models`). A refusal with one of these came from vLLM's
+# server, not from the load balancer.
+VLLM_REFUSALS = ({"error": "Unauthorized"}, {"detail": "Not Found"}, {"detail": "Method Not Allowed"})
+UVICORN_INVALID_REQUEST = "Invalid HTTP request received."
 
 
 class CheckFailed(Exception):
@@ -57,6 +76,32 @@ def http_get(url: str, timeout: float, body: dict | None = None) -> tuple[int, s
         return error.code, error.read().decode(errors="replace")
 
 
+def raw_request(url: str, method: str, target: str, timeout: float) -> tuple[int, str]:
+    """Status and body of a request without any key whose request-target is `target` byte for byte (urllib would
+    quote or resolve it): the odd spellings must reach the load balancer as written."""
+    parts = urllib.parse.urlsplit(url)
+    connection = (http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                              context=ssl.create_default_context())
+                  if parts.scheme == "https" else http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout))
+    try:
+        body = b"{}" if method == "POST" else None
+        connection.request(method, target, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def answered_by_vllm(status: int, body: str) -> bool:
+    """Whether a response came from vLLM: anything but a refusal, or one of vLLM's own refusals."""
+    if status < 400 or (status == 400 and body.strip() == UVICORN_INVALID_REQUEST):
+        return True
+    try:
+        return json.loads(body) in VLLM_REFUSALS
+    except ValueError:
+        return False
+
+
 class Checks:
     def __init__(self, endpoint: Endpoint, *, direct: bool, timeout: float) -> None:
         self.endpoint = endpoint
@@ -70,7 +115,7 @@ class Checks:
     def all(self) -> list[tuple[str, Callable[[], str]]]:
         return [("health", self.health), ("auth", self.auth), ("models", self.models),
                 ("completion", self.completion), ("chat", self.chat), ("streaming", self.streaming),
-                ("edge", self.edge), ("metrics", self.metrics)]
+                ("edge", self.edge), ("paths", self.paths), ("metrics", self.metrics)]
 
     def health(self) -> str:
         status, body = http_get(self.endpoint.url + serving.HEALTH_PATH, self.timeout)
@@ -137,6 +182,19 @@ class Checks:
             raise CheckFailed(f"POST /invocations without the key answered {status}: the load balancer must refuse "
                               f"every path but {serving.PUBLIC_API_PREFIX} and {serving.HEALTH_PATH}")
         return f"POST /invocations without the key -> {status}: refused at the load balancer"
+
+    def paths(self) -> str:
+        """Odd spellings (ODD_PATHS) must be refused by the load balancer itself, whatever vLLM would answer."""
+        answers = {f"{method} {target}": raw_request(self.endpoint.url, method, target, self.timeout)
+                   for method, target in ODD_PATHS}
+        if self.direct:
+            return f"{len(answers)} odd spellings sent to the server itself (--direct: no load balancer to refuse them)"
+        reached = [f"{request} -> {status}" for request, (status, body) in answers.items()
+                   if answered_by_vllm(status, body)]
+        if reached:
+            raise CheckFailed(f"{len(reached)} of {len(answers)} odd spellings reached vLLM: {'; '.join(reached)}")
+        statuses = sorted({status for status, _ in answers.values()})
+        return f"{len(answers)} odd spellings (dot segments, %, //, ;, \\) -> {statuses}: refused at the load balancer"
 
     def metrics(self) -> str:
         status, body = http_get(self.endpoint.url + "/metrics", self.timeout)

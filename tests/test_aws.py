@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+from components.edge_model import API_PATH
 from conftest import config_of, run_plan, stacks_of, write_files
 
 AWS_STACKS = stacks_of("aws")
@@ -98,7 +99,7 @@ def test_load_balancer_health_checks_and_timeouts(stack, plan_of):
     assert len(listeners) == 1
     # Only the API and /health are forwarded; the listener itself answers everything else with a 404
     (api,) = plan.resources("aws:lb/listenerRule:ListenerRule")
-    assert api["conditions"] == [{"pathPattern": {"values": ["/v1/*", "/health"]}}]
+    assert api["conditions"] == [{"pathPattern": {"regexValues": [API_PATH]}}]
     [target_group_name] = plan.named("aws:lb/targetGroup:TargetGroup")
     [forward] = api["actions"]
     assert forward["type"] == "forward" and forward["targetGroupArn"].endswith(f":{target_group_name}")

@@ -77,10 +77,12 @@ AWS_RULES: list[Rule] = [
          or within(i["healthCheck"]["interval"], 5, 300, "interval") or within(i["healthCheck"]["timeout"], 2, 120,
          "timeout") or within(i["healthCheck"]["healthyThreshold"], 2, 10, "healthy")
          or within(i["healthCheck"]["unhealthyThreshold"], 2, 10, "unhealthy")),
-    # Listener rules: priority 1-50000; a path-pattern condition holds at most 3 values of at most 128 characters
+    # Listener rules: priority 1-50000; a path-pattern condition holds at most 3 values (patterns or regular
+    # expressions) of at most 128 characters
     each("aws:lb/listenerRule:ListenerRule", lambda s, i: within(i["priority"], 1, 50000, "priority") or next(
-        (f"path-pattern {c['pathPattern']['values']}" for c in i["conditions"] if "pathPattern" in c and (
-            len(c["pathPattern"]["values"]) > 3 or max(map(len, c["pathPattern"]["values"])) > 128)), None)),
+        (f"path-pattern {values}" for c in i["conditions"] if "pathPattern" in c
+         for values in [c["pathPattern"].get("values", []) + c["pathPattern"].get("regexValues", [])]
+         if len(values) > 3 or max(map(len, values)) > 128), None)),
     # FixedResponseActionConfig: 2XX/4XX/5XX, five content types, a body of at most 1024 characters
     each("aws:lb/listener:Listener", lambda s, i: next(
         (f"fixed response {a['fixedResponse']}" for a in i["defaultActions"] if a["type"] == "fixed-response" and (

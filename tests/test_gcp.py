@@ -9,6 +9,7 @@ import re
 import pytest
 import yaml
 
+from components.edge_model import API_PATH
 from conftest import PlannedStack, config_of, run_plan, stacks_of, write_files
 
 GCP_STACKS = stacks_of("gcp")
@@ -224,7 +225,7 @@ def test_backend_service_streams_long_generations_behind_cloud_armor(stack, plan
     # Every path but the API and /health (vLLM answers /invocations, /metrics... without the key) is refused at
     # the edge, ahead of the allow rules
     assert not_api["action"] == "deny(404)" and not_api["priority"] < min(rule["priority"] for rule in allows)
-    assert not_api["match"]["expr"]["expression"] == "!(request.path.startsWith('/v1/') || request.path == '/health')"
+    assert not_api["match"]["expr"]["expression"] == f"!request.path.matches('{API_PATH}')"
     assert sorted(r for rule in allows for r in rule["match"]["config"]["srcIpRanges"]) == sorted(
         config_of(stack)["allowedCidrs"])
     assert all(rule["action"] == "allow" for rule in allows)

@@ -7,10 +7,10 @@ answers the offline plan).
 """
 
 from .component import Fleet
-from .edge import edge_answer
+from .edge import edge_answer, edge_answers
 from .offline import offline_invoke, offline_state
 from .options import OPTIONS, AwsOptions, parse_options
 
 USER_DATA = ("aws:ec2/launchTemplate:LaunchTemplate", "userData", "base64+gzip")
 
-__all__ = ["Fleet", "edge_answer", "OPTIONS", "AwsOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]
+__all__ = ["Fleet", "edge_answer", "edge_answers", "OPTIONS", "AwsOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]

@@ -14,7 +14,7 @@ import pulumi
 from pulumi_aws import acm, iam, lb, route53, scheduler
 
 from components.base import FleetComponent
-from components.edge_model import Resources, of_type, path_readings, strictest
+from components.edge_model import API_PATH, Resources, of_type, path_readings, strictest_of
 from fleet import serving
 from fleet.schedule import Moment, closed_answer
 from fleet.spec import FleetSpec
@@ -83,12 +83,13 @@ def listeners(fleet: FleetComponent, spec: FleetSpec, alb, target_group):
     return "https", api_rule
 
 def pass_the_api(fleet: FleetComponent, spec: FleetSpec, listener, target_group):
-    """The one rule that forwards to vLLM: the API and the health check (two of the three values a condition may
-    hold); the listener's default answers everything else. With office hours its action is the schedules'
-    (closed_outside_hours): a `pulumi up` at night must not open it."""
+    """The one rule that forwards to vLLM: paths of the API's shape and the health check (edge_model.API_PATH, a
+    regular expression: a path-pattern wildcard would let `/v1/../invocations` through); the listener's default
+    answers everything else. With office hours its action is the schedules' (closed_outside_hours): a `pulumi up`
+    at night must not open it."""
     return lb.ListenerRule(fleet.child("openai-api"), listener_arn=listener.arn, priority=API_RULE_PRIORITY,
                            conditions=[lb.ListenerRuleConditionArgs(path_pattern=lb.ListenerRuleConditionPathPatternArgs(
-                               values=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS]))],
+                               regex_values=[API_PATH]))],
                            actions=[lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)],
                            # With the actions ignored, a new target group would not reach the rule, and the old
                            # one's delete fail (ResourceInUse): a new target group replaces the rule instead, first
@@ -150,9 +151,12 @@ def issued_certificate(fleet: FleetComponent, spec: FleetSpec):
 
 
 # --- the model of this edge (components/edge_model.py) ----------------------------------------------------
-def _pattern(value: str) -> re.Pattern[str]:
-    """A path-pattern value: case-sensitive; `*` matches any characters (`/` included), `?` exactly one."""
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value) + r"\Z")
+def _matches(path_pattern: dict[str, Any], path: str) -> bool:
+    """A path-pattern condition of regular expressions: one of them matches the path. AWS does not say whether it
+    must match the whole path: a search, which the fleet's anchored expressions make the same."""
+    if set(path_pattern) != {"regexValues"}:
+        raise ValueError(f"no model of the path-pattern condition {path_pattern}")
+    return any(re.search(value, path) for value in path_pattern["regexValues"])
 
 
 def _action(action: dict[str, Any]) -> int | None:
@@ -163,10 +167,11 @@ def _action(action: dict[str, Any]) -> int | None:
     raise ValueError(f"no model of the listener action {action['type']!r}")
 
 
-def edge_answer(resources: Resources, method: str, path: str) -> int | None:
+def edge_answers(resources: Resources, method: str, path: str) -> dict[str, int | None]:
     """The listener's rules in priority order, then its default action (Elastic Load Balancing: "Rules are evaluated
     in priority order, from the lowest value to the highest value. The default rule is evaluated last"); a
-    path-pattern condition matches the path without the query string, case-sensitively."""
+    path-pattern condition matches the path without the query string, case-sensitively. AWS does not say whether
+    that path is decoded or normalised first: every reading of it."""
     [listener] = of_type(resources, LISTENER)
     rules = sorted(of_type(resources, LISTENER_RULE), key=lambda rule: rule["priority"])
 
@@ -175,11 +180,13 @@ def edge_answer(resources: Resources, method: str, path: str) -> int | None:
             conditions = rule["conditions"]
             if any(set(condition) - {"pathPattern"} for condition in conditions):
                 raise ValueError(f"no model of the listener rule conditions {conditions}")
-            if all(any(_pattern(value).match(reading) for value in condition["pathPattern"]["values"])
-                   for condition in conditions):
+            if all(_matches(condition["pathPattern"], reading) for condition in conditions):
                 [action] = rule["actions"]
                 return _action(action)
         [default] = listener["defaultActions"]
         return _action(default)
 
-    return strictest(answer(reading) for reading in path_readings(path))
+    return {reading: answer(reading) for reading in path_readings(path)}
+
+
+edge_answer = strictest_of(edge_answers)

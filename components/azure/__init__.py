@@ -18,10 +18,10 @@ which Azure stacks refuse) and standby pools; moving to it is a change of its ow
 """
 
 from .component import Fleet
-from .edge import edge_answer
+from .edge import edge_answer, edge_answers
 from .offline import offline_invoke, offline_state
 from .options import OPTIONS, AzureOptions, parse_options
 
 USER_DATA = ("azure-native:compute:VirtualMachineScaleSet", "virtualMachineProfile.osProfile.customData", "base64+gzip")
 
-__all__ = ["Fleet", "edge_answer", "OPTIONS", "AzureOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]
+__all__ = ["Fleet", "edge_answer", "edge_answers", "OPTIONS", "AzureOptions", "USER_DATA", "offline_invoke", "offline_state", "parse_options"]

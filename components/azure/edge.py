@@ -6,13 +6,14 @@ office hours, the gateway's 502 (no VM serves) shows a page that says when the e
 from __future__ import annotations
 
 import html
+import re
 
 import pulumi
 import pulumi_random
 from pulumi_azure_native import authorization, dns, managedidentity, network, storage
 
 from components.base import FleetComponent
-from components.edge_model import Resources, of_type, path_readings, strictest
+from components.edge_model import API_PATH, Resources, of_type, path_readings, strictest_of
 from fleet import serving
 from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
@@ -23,6 +24,13 @@ from .options import _DNS_ZONE_ID, _SECRET_ID, AzureOptions
 # How long the gateway waits for a response; a streamed answer keeps it busy, a long non-streamed one does not.
 GATEWAY_REQUEST_TIMEOUT_SECONDS = 1200
 VLLM_POOL, REFUSED_POOL = "vllm", "refused"
+# Path rules match only prefixes: a rewrite on the API's rule sends a request whose path is not of the API's shape
+# (edge_model.API_PATH) to this path instead, and the path map is evaluated again ("reroute"), so it lands in the
+# refused pool. The server variable request_uri is "the full original request URI (with arguments)": the path as
+# sent, whatever the gateway may decode or resolve for its path map.
+NOT_API_SHAPE, REFUSED_PATH = "not-the-api-shape", "/refused"
+REQUEST_URI = "var_request_uri"
+API_REQUEST_URI = API_PATH.removesuffix("$") + "([?].*)?$"  # request_uri has the query string too
 GATEWAY = "azure-native:network:ApplicationGateway"
 SCALE_SET = "azure-native:compute:VirtualMachineScaleSet"
 # The gateway's own answer to a request routed to a pool without members.
@@ -143,7 +151,16 @@ def gateway(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, group
             path_rules=[network.ApplicationGatewayPathRuleArgs(
                 name="openai-api", paths=[f"{serving.PUBLIC_API_PREFIX}*", *serving.PUBLIC_PATHS],
                 backend_address_pool=part("backendAddressPools", VLLM_POOL),
-                backend_http_settings=part("backendHttpSettingsCollection", "vllm"))])],
+                backend_http_settings=part("backendHttpSettingsCollection", "vllm"),
+                rewrite_rule_set=part("rewriteRuleSets", NOT_API_SHAPE))])],
+        rewrite_rule_sets=[network.ApplicationGatewayRewriteRuleSetArgs(name=NOT_API_SHAPE, rewrite_rules=[
+            network.ApplicationGatewayRewriteRuleArgs(
+                name=NOT_API_SHAPE, rule_sequence=100,
+                conditions=[network.ApplicationGatewayRewriteRuleConditionArgs(
+                    variable=REQUEST_URI, pattern=API_REQUEST_URI, ignore_case=False, negate=True)],
+                action_set=network.ApplicationGatewayRewriteRuleActionSetArgs(
+                    url_configuration=network.ApplicationGatewayUrlConfigurationArgs(
+                        modified_path=REFUSED_PATH, reroute=True)))])],
         request_routing_rules=[network.ApplicationGatewayRequestRoutingRuleArgs(
             name="vllm", rule_type="PathBasedRouting", priority=100, http_listener=part("httpListeners", scheme),
             url_path_map=part("urlPathMaps", "vllm"))],
@@ -168,22 +185,51 @@ def _path_rule_matches(pattern: str, path: str) -> bool:
     return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
 
 
-def edge_answer(resources: Resources, method: str, path: str) -> int | None:
-    """The listener's routing rule: its URL path map's rules in order, else the map's default pool. A pool the
-    scale set's VMs belong to passes the request on; any other pool has no members: the gateway answers 502."""
+def _rerouted_path(rewrite_set: dict, request_uri: str) -> str | None:
+    """The path a rewrite set's rules send the request to for the path map's second look, if one does: rules in
+    their sequence; a condition on request_uri (the request-target as sent) holds when its regular expression
+    matches (a search: the fleet's are anchored), or when it does not with `negate`."""
+    for rule in sorted(rewrite_set["rewriteRules"], key=lambda rule: rule["ruleSequence"]):
+        for condition in rule["conditions"]:
+            if condition["variable"] != REQUEST_URI or condition.get("ignoreCase"):
+                raise ValueError(f"no model of the rewrite condition {condition}")
+        if all((re.search(c["pattern"], request_uri) is not None) != c.get("negate", False)
+               for c in rule["conditions"]):
+            url = rule["actionSet"]["urlConfiguration"]
+            if not url.get("reroute"):
+                raise ValueError(f"no model of the URL rewrite {url}")
+            return url["modifiedPath"]
+    return None
+
+
+def edge_answers(resources: Resources, method: str, path: str) -> dict[str, int | None]:
+    """The listener's routing rule: its URL path map's rules in order, else the map's default pool; a rule's rewrite
+    set may reroute the request, and the map is evaluated again with the new path. A pool the scale set's VMs
+    belong to passes the request on; any other pool has no members: the gateway answers 502. Microsoft does not say
+    whether the path map sees the path decoded or normalised: every reading of it."""
     [gateway] = of_type(resources, GATEWAY)
     [routing] = gateway["requestRoutingRules"]
     if routing["ruleType"] != "PathBasedRouting":
         raise ValueError(f"no model of the routing rule type {routing['ruleType']!r}")
     [path_map] = [m for m in gateway["urlPathMaps"] if routing["urlPathMap"]["id"].endswith(f"/urlPathMaps/{m['name']}")]
+    rewrite_sets = {s["name"]: s for s in gateway.get("rewriteRuleSets", [])}
     served = {pool["id"] for scale_set in of_type(resources, SCALE_SET)
               for nic in scale_set["virtualMachineProfile"]["networkProfile"]["networkInterfaceConfigurations"]
               for ip in nic["ipConfigurations"] for pool in ip.get("applicationGatewayBackendAddressPools", [])}
 
-    def answer(reading: str) -> int | None:
-        pool = next((rule["backendAddressPool"]["id"] for rule in path_map["pathRules"]
-                     if any(_path_rule_matches(pattern, reading) for pattern in rule["paths"])),
-                    path_map["defaultBackendAddressPool"]["id"])
-        return None if pool in served else EMPTY_POOL_STATUS
+    def pool_of(reading: str, rewrite: bool) -> str:
+        for rule in path_map["pathRules"]:
+            if any(_path_rule_matches(pattern, reading) for pattern in rule["paths"]):
+                if rewrite and "rewriteRuleSet" in rule:
+                    rewrite_set = rewrite_sets[rule["rewriteRuleSet"]["id"].rsplit("/rewriteRuleSets/", 1)[1]]
+                    rerouted = _rerouted_path(rewrite_set, path)
+                    if rerouted is not None:
+                        return pool_of(rerouted, rewrite=False)  # the second look applies no rewrite again
+                return rule["backendAddressPool"]["id"]
+        return path_map["defaultBackendAddressPool"]["id"]
 
-    return strictest(answer(reading) for reading in path_readings(path))
+    return {reading: None if pool_of(reading, rewrite=True) in served else EMPTY_POOL_STATUS
+            for reading in path_readings(path)}
+
+
+edge_answer = strictest_of(edge_answers)

@@ -7,11 +7,11 @@ the offline plan).
 """
 
 from .component import Fleet
-from .edge import edge_answer
+from .edge import edge_answer, edge_answers
 from .offline import offline_invoke, offline_state
 from .options import OPTIONS, GcpOptions, label_value, parse_options
 
 USER_DATA = ("gcp:compute/instanceTemplate:InstanceTemplate", "metadata.user-data", "text")
 
-__all__ = ["Fleet", "edge_answer", "OPTIONS", "GcpOptions", "USER_DATA", "label_value", "offline_invoke", "offline_state",
+__all__ = ["Fleet", "edge_answer", "edge_answers", "OPTIONS", "GcpOptions", "USER_DATA", "label_value", "offline_invoke", "offline_state",
            "parse_options"]

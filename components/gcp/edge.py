@@ -12,8 +12,8 @@ import pulumi
 from pulumi_gcp import compute, dns, storage
 
 from components.base import FleetComponent
-from components.edge_model import Resources, of_type, path_readings, strictest
-from fleet import iam_names, serving
+from components.edge_model import API_PATH, Resources, of_type, path_readings, strictest_of
+from fleet import iam_names
 from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
 
@@ -38,14 +38,13 @@ CLOSED_OBJECT = "vllm-fleet-closed.json"
 def security_policy(fleet: FleetComponent, spec: FleetSpec):
     chunks = [spec.allowed_cidrs[i:i + ARMOR_RANGES_PER_RULE]
               for i in range(0, len(spec.allowed_cidrs), ARMOR_RANGES_PER_RULE)]
-    # Only the API (and /health) reach vLLM, which serves /invocations, /tokenize, /metrics and more without the API
-    # key: every other path is refused first, whoever asks. request.path is the path as sent, without the query.
-    public = [f"request.path.startsWith('{serving.PUBLIC_API_PREFIX}')",
-              *(f"request.path == '{path}'" for path in serving.PUBLIC_PATHS)]
+    # Only paths of the API's shape (and /health) reach vLLM, which serves /invocations, /tokenize, /metrics and
+    # more without the API key: every other path is refused first, whoever asks. request.path is without the query;
+    # API_PATH needs no escaping in a CEL string (no quotes, no backslashes).
     not_served = compute.SecurityPolicyRuleArgs(
         action="deny(404)", priority=NOT_SERVED_PRIORITY, description="only the OpenAI API is served",
         match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
-            expression=f"!({' || '.join(public)})")))
+            expression=f"!request.path.matches('{API_PATH}')")))
     rules = [not_served] + [compute.SecurityPolicyRuleArgs(
         action="allow", priority=1000 + index, description="allowedCidrs",
         match=compute.SecurityPolicyRuleMatchArgs(
@@ -126,26 +125,20 @@ def closed_answer_policy(fleet: FleetComponent, spec: FleetSpec):
 
 
 # --- the model of this edge (components/edge_model.py) ----------------------------------------------------
-_TOKEN = re.compile(r"\s*(?:(?P<op>\|\||&&|!|\(|\))|request\.path\.(?P<method>startsWith|endsWith|contains)\('(?P<arg>[^']*)'\)"
-                    r"|request\.path == '(?P<equal>[^']*)')")
+_TOKEN = re.compile(r"\s*(?:(?P<op>\|\||&&|!|\(|\))|request\.path\.matches\('(?P<regex>[^'\\]*)'\))")
 
 
 def _evaluate(expression: str, path: str) -> bool:
-    """A Cloud Armor expression of the forms this file writes: request.path.startsWith/endsWith/contains('...'),
-    request.path == '...', joined with !, &&, || and parentheses (CEL's precedence). Anything else raises."""
+    """A Cloud Armor expression of the form this file writes: request.path.matches('...') (a string literal without
+    escapes) joined with !, &&, || and parentheses (CEL's precedence). matches is RE2's unanchored search; the
+    fleet's expressions anchor themselves and use only what RE2 and Python's re read alike. Anything else raises."""
     tokens, position = [], 0
     while position < len(expression.rstrip()):
         match = _TOKEN.match(expression, position)
         if not match:
             raise ValueError(f"no model of the Cloud Armor expression {expression!r} at {position}")
         position = match.end()
-        if match["op"]:
-            tokens.append(match["op"])
-        elif match["method"]:
-            tokens.append(getattr(str, {"startsWith": "startswith", "endsWith": "endswith",
-                                        "contains": "__contains__"}[match["method"]])(path, match["arg"]))
-        else:
-            tokens.append(path == match["equal"])
+        tokens.append(match["op"] or re.search(match["regex"], path) is not None)
 
     def disjunction(i: int) -> tuple[bool, int]:
         value, i = conjunction(i)
@@ -180,10 +173,11 @@ def _evaluate(expression: str, path: str) -> bool:
     return value
 
 
-def edge_answer(resources: Resources, method: str, path: str) -> int | None:
+def edge_answers(resources: Resources, method: str, path: str) -> dict[str, int | None]:
     """Cloud Armor's rules in priority order, lowest first, for a client in allowedCidrs (a src_ip_ranges rule
     matches it unless it names other ranges than the stack's; "*" matches anyone); the first match decides: allow
-    passes the request on, deny(N) answers N."""
+    passes the request on, deny(N) answers N. Google does not say whether request.path is decoded or normalised:
+    every reading of it."""
     [policy] = of_type(resources, SECURITY_POLICY)
     rules = sorted(policy["rules"], key=lambda rule: rule["priority"])
 
@@ -202,4 +196,7 @@ def edge_answer(resources: Resources, method: str, path: str) -> int | None:
                 return int(re.fullmatch(r"deny\((\d{3})\)", rule["action"])[1])
         raise ValueError("a Cloud Armor policy ends with a rule that matches everyone")
 
-    return strictest(answer(reading) for reading in path_readings(path))
+    return {reading: answer(reading) for reading in path_readings(path)}
+
+
+edge_answer = strictest_of(edge_answers)

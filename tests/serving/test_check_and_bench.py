@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from fleet.check import ODD_PATHS
 from stack_on_cpu import ServedStack, serve_stack_on_cpu
 from vllm_server import REPO_ROOT
 
@@ -46,7 +47,7 @@ def results_of(output: str) -> dict[str, str]:
     return {words[1]: words[0] for words in map(str.split, output.splitlines()) if words[:1] in (["PASS"], ["FAIL"])}
 
 
-CHECKS = ["health", "auth", "models", "completion", "chat", "streaming", "edge", "metrics"]
+CHECKS = ["health", "auth", "models", "completion", "chat", "streaming", "edge", "paths", "metrics"]
 
 
 def test_check_passes_against_the_stack_served_on_cpu(stack):
@@ -54,7 +55,7 @@ def test_check_passes_against_the_stack_served_on_cpu(stack):
                       "--model", stack.served_model_name, "--direct")
     assert result.returncode == 0, result.stdout
     assert results_of(result.stdout) == dict.fromkeys(CHECKS, "PASS"), result.stdout
-    assert "OK: all 8 checks passed" in result.stdout
+    assert "OK: all 9 checks passed" in result.stdout
 
 
 def test_check_takes_the_openai_base_url_and_key_and_finds_the_model(stack):
@@ -70,9 +71,9 @@ def test_check_fails_with_a_wrong_key(stack):
     assert result.returncode == 1, result.stdout
     assert results_of(result.stdout) == {"health": "PASS", "auth": "PASS", "models": "FAIL", "completion": "FAIL",
                                          "chat": "FAIL", "streaming": "FAIL", "edge": "PASS",
-                                         "metrics": "PASS"}, result.stdout
+                                         "paths": "PASS", "metrics": "PASS"}, result.stdout
     assert "FAIL  models     401: the endpoint refuses the API key" in result.stdout
-    assert "FAILED: 4 of 8 checks (models, completion, chat, streaming)" in result.stdout
+    assert "FAILED: 4 of 9 checks (models, completion, chat, streaming)" in result.stdout
 
 
 def test_check_fails_when_invocations_and_metrics_reach_the_public(stack):
@@ -81,6 +82,9 @@ def test_check_fails_when_invocations_and_metrics_reach_the_public(stack):
     result = run_tool("fleet.check", "--url", stack.base_url, "--api-key", stack.api_key)
     assert result.returncode == 1, result.stdout
     assert results_of(result.stdout)["edge"] == results_of(result.stdout)["metrics"] == "FAIL"
+    # vLLM answers every odd spelling itself (401 or 404): no load balancer refused them
+    assert results_of(result.stdout)["paths"] == "FAIL"
+    assert f"{len(ODD_PATHS)} of {len(ODD_PATHS)} odd spellings reached vLLM" in result.stdout
     assert "POST /invocations without the key answered 200" in result.stdout
     assert "GET /metrics answers anyone without the key" in result.stdout
 
