@@ -18,6 +18,9 @@ ALB_ZONE_IDS = {
 }
 
 
+IAM_ARN_KINDS = {"aws:iam/role:Role": "role", "aws:iam/instanceProfile:InstanceProfile": "instance-profile"}
+
+
 def _digest(*parts: Any, length: int = 17) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:length]
 
@@ -40,6 +43,8 @@ def offline_invoke(token: str, args: Mapping[str, Any], region: str) -> dict[str
 def offline_state(type_: str, name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
     service = type_.split(":")[1].split("/")[0]
     state: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{OFFLINE_ACCOUNT}:{name}", "name": inputs.get("name", name)}
+    if type_ in IAM_ARN_KINDS:  # IAM is global: its ARNs have no region, and name the kind of entity
+        state["arn"] = f"arn:aws:iam::{OFFLINE_ACCOUNT}:{IAM_ARN_KINDS[type_]}/{name}"
     if type_ == "aws:lb/loadBalancer:LoadBalancer":
         state.update(dnsName=f"{name}-1234567890.{region}.elb.amazonaws.com", zoneId=ALB_ZONE_IDS[region],
                      arnSuffix=f"app/{name}/0123456789abcdef")
