@@ -10,7 +10,7 @@ from __future__ import annotations
 import pulumi
 
 from fleet.catalog import InstanceType
-from fleet.schedule import StandbyPool, lead_minutes
+from fleet.schedule import OfficeHours, StandbyPool, lead_minutes
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -61,6 +61,12 @@ class FleetComponent(pulumi.ComponentResource):
         a new VM's whole time to serve."""
         budget = sizing.time_to_serve
         return lead_minutes(budget.warm_seconds if self.standby_pool else budget.seconds)
+
+    def office_schedule(self, sizing: Sizing) -> OfficeHours | None:
+        """The stack's office hours where they leave time off once the scale-up lead is applied; None where the
+        fleet serves around the clock (no officeHours, or windows that cover the whole week)."""
+        hours = self.spec.office_hours
+        return hours if hours and not hours.always_on(self.scale_up_lead_minutes(sizing)) else None
 
     def warn(self, message: str) -> None:
         """Shown by `pulumi preview/up` and kept in the stack's `warnings` output."""
