@@ -11,7 +11,7 @@ import pulumi
 
 from fleet import iam_names
 from fleet.catalog import InstanceType
-from fleet.schedule import StandbyPool, lead_minutes
+from fleet.schedule import OfficeHours, StandbyPool, lead_minutes
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -67,6 +67,12 @@ class FleetComponent(pulumi.ComponentResource):
         """How many VMs beyond `vms` a rolling replacement of them runs at its peak, by the cloud's update policy:
         what the quota must hold besides the fleet."""
         raise NotImplementedError(f"{type(self).__name__} does not say how its rolling replacement surges")
+
+    def office_schedule(self, sizing: Sizing) -> OfficeHours | None:
+        """The stack's office hours where they leave time off once the scale-up lead is applied; None where the
+        fleet serves around the clock (no officeHours, or windows that cover the whole week)."""
+        hours = self.spec.office_hours
+        return hours if hours and not hours.always_on(self.scale_up_lead_minutes(sizing)) else None
 
     def warn(self, message: str) -> None:
         """Shown by `pulumi preview/up` and kept in the stack's `warnings` output."""

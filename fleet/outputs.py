@@ -63,7 +63,7 @@ def _scheduled_month(spec: FleetSpec, hourly: float, pool: StandbyPool | None, l
     pool_cost = 0.0
     if pool:
         stopped_vm_hours = pool.stopped_in_hours * open_hours + pool.stopped_off_hours * closed_hours
-        refills = hours.openings_per_week * WEEKS_PER_MONTH * pool.refilled_per_opening
+        refills = hours.openings_per_week(lead_minutes) * WEEKS_PER_MONTH * pool.refilled_per_opening
         pool_cost = (pool.disk_usd_per_vm_month / HOURS_PER_MONTH * stopped_vm_hours
                      + hourly * refills * pool.refill_seconds / 3600)
     always_on = hourly * spec.replicas.desired * HOURS_PER_MONTH
@@ -92,7 +92,7 @@ def office_hours(spec: FleetSpec, fleet: FleetComponent, lead_minutes: int) -> d
         "offHoursReplicas": hours.off_hours_replicas,
         "scaleUpMinutesEarly": lead_minutes,
         "scaleUpAt": [m.describe() for m in hours.openings(lead_minutes)],
-        "scaleDownAt": [m.describe() for m in hours.closings()],
+        "scaleDownAt": [m.describe() for m in hours.closings(lead_minutes)],
         "standbyPool": {"kind": pool.kind, "stoppedInHours": pool.stopped_in_hours,
                         "stoppedOffHours": pool.stopped_off_hours,
                         "diskUsdPerStoppedVmMonth": round(pool.disk_usd_per_vm_month, 2), "note": pool.note}

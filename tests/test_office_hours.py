@@ -32,7 +32,9 @@ def hours(value, replicas_min=1):
     ({**BERLIN, "timezone": "Europe/Berln"}, "officeHours.timezone", "did you mean Europe/Berlin"),
     ({**BERLIN, "timezone": "CET+1"}, "officeHours.timezone", "an IANA time zone"),
     ({**BERLIN, "days": "Mon-Fir"}, "officeHours.days", "did you mean Fri"),
-    ({**BERLIN, "days": "Fri-Mon"}, "officeHours.days", "runs forwards within a week"),
+    ({**BERLIN, "days": "Mon\u2013Fri"}, "officeHours.days", "not an en or em dash"),
+    ({**BERLIN, "timezone": "localtime"}, "officeHours.timezone", "a file of the machine that plans"),
+    ({**BERLIN, "timezone": "/etc/localtime"}, "officeHours.timezone", "name the zone"),
     ({**BERLIN, "start": "19:00", "end": "08:00"}, "officeHours.end", "must be after start"),
     ({**BERLIN, "start": "8:00"}, "officeHours.start", 'HH:MM, from 00:00 to 24:00: write 08:00'),
     ({**BERLIN, "end": "25:00"}, "officeHours.end", 'HH:MM, from 00:00 to 24:00, e.g. 08:00'),
@@ -61,12 +63,85 @@ def test_days_and_windows_in_every_form():
     assert two.off_hours_replicas == 1
 
 
+def test_day_ranges_that_wrap_the_week_mean_what_they_say():
+    assert hours({**BERLIN, "days": "Fri-Mon"}).windows[0].days == (0, 4, 5, 6)
+    assert hours({**BERLIN, "days": "Sun-Thu"}).windows[0].days == (0, 1, 2, 3, 6)
+    assert hours({**BERLIN, "days": "Sat-Sun"}).windows[0].days == (5, 6)
+    assert hours({**BERLIN, "days": "Wed-Wed"}).windows[0].days == (2,)
+    assert hours({**BERLIN, "days": "Tue-Mon"}).windows[0].days == (0, 1, 2, 3, 4, 5, 6)
+    # Friday night into Monday: the scale-down is Tuesday's 00:00, the scale-up Thursday night's.
+    weekend = hours({"timezone": "UTC", "days": "Fri-Mon", "start": "00:00", "end": "24:00"})
+    assert (weekend.openings(10), weekend.closings(10)) == ([Moment((3,), 1430)], [Moment((1,), 0)])
+
+
+@pytest.mark.parametrize("given, canonical", [
+    ("US/Eastern", "America/New_York"), ("UTC", "Etc/UTC"), ("Europe/Kiev", "Europe/Kyiv"),
+    ("Asia/Calcutta", "Asia/Kolkata"), ("Europe/Berlin", "Europe/Berlin"), ("America/Chicago", "America/Chicago")])
+def test_time_zone_links_and_aliases_become_their_canonical_zone(given, canonical):
+    office = hours({**BERLIN, "timezone": given})
+    assert office.timezone == canonical and office.describe().endswith(f"({canonical})")
+
+
+def test_localtime_is_refused_naming_the_zone_it_is_on_this_machine(monkeypatch):
+    from fleet import schedule
+
+    monkeypatch.setattr(schedule.Path, "resolve", lambda self: schedule.Path("/usr/share/zoneinfo/US/Central"))
+    with pytest.raises(ConfigError) as caught:
+        hours({**BERLIN, "timezone": "localtime"})
+    assert caught.value.key == "officeHours.timezone" and "(America/Chicago on this machine)" in str(caught.value)
+
+
+def test_windows_that_touch_or_overlap_once_the_lead_is_applied_are_one_stretch():
+    """The overnight split, adjacent windows and a gap shorter than the lead: one scale-up and one scale-down, never
+    a close at or after the next window's scale-up."""
+    def two(first, second, days="Mon-Fri"):
+        return hours({"timezone": "UTC", "windows": [{"days": days, "start": first[0], "end": first[1]},
+                                                     {"days": days, "start": second[0], "end": second[1]}]})
+
+    overnight = two(("22:00", "24:00"), ("00:00", "06:00"), days="Mon-Sun")
+    assert overnight.openings(30) == [Moment(tuple(range(7)), 21 * 60 + 30)]
+    assert overnight.closings(30) == [Moment(tuple(range(7)), 6 * 60)]
+    adjacent = two(("08:00", "12:00"), ("12:00", "18:00"))
+    assert (adjacent.openings(15), adjacent.closings(15)) == ([Moment(tuple(range(5)), 7 * 60 + 45)],
+                                                              [Moment(tuple(range(5)), 18 * 60)])
+    lunch = two(("08:00", "12:30"), ("13:30", "19:00"))
+    assert len(lunch.openings(60)) == 1 and len(lunch.closings(60)) == 1  # the lead fills the break
+    assert len(lunch.openings(55)) == 2 and lunch.closings(55)[0] == Moment(tuple(range(5)), 12 * 60 + 30)
+    # The API (no lead) closes for the lunch break and opens again; touching windows never close it.
+    assert [m.minute for m in lunch.closings(0)] == [12 * 60 + 30, 19 * 60]
+    assert adjacent.closings(0) == [Moment(tuple(range(5)), 18 * 60)]
+    assert lunch.hours_per_month(60) == pytest.approx(5 * 12 * WEEKS_PER_MONTH)  # the break is no extra lead
+
+
+def test_a_week_without_time_off_is_always_on_and_costs_as_much():
+    every_day = hours({"timezone": "UTC", "days": "Mon-Sun", "start": "00:00", "end": "24:00"})
+    assert every_day.always_on(0) and every_day.openings(15) == every_day.closings(15) == []
+    assert every_day.hours_per_month(15) == pytest.approx(24 * 7 * WEEKS_PER_MONTH)  # not 24.25 h a day
+    # Gaps shorter than the lead leave no time off either.
+    nearly = hours({"timezone": "UTC", "days": "Mon-Sun", "start": "00:20", "end": "24:00"})
+    assert not nearly.always_on(15) and nearly.always_on(20)
+
+
+def test_a_gcp_stretch_over_the_autumn_change_lasts_its_extra_hour():
+    """durationSec is absolute: a stretch that holds a daylight-saving change is cut where the change is over and
+    its first part lasts the extra hour of the night the clocks go back."""
+    night = {"windows": [{"days": "Mon-Sun", "start": "22:00", "end": "24:00"},
+                         {"days": "Mon-Sun", "start": "00:00", "end": "06:00"}]}
+    for zone in ("Europe/Berlin", "America/Chicago"):
+        stretches = hours({"timezone": zone, **night}).timed_stretches(30)
+        assert stretches == [(Moment((6,), 3 * 60), 3 * 3600), (Moment((5,), 21 * 60 + 30), (5.5 + 1) * 3600),
+                             (Moment((0, 1, 2, 3, 4, 6), 21 * 60 + 30), 8.5 * 3600)], zone
+    assert hours({"timezone": "Etc/UTC", **night}).timed_stretches(30) == [
+        (Moment(tuple(range(7)), 21 * 60 + 30), 8.5 * 3600)]
+    assert hours(BERLIN).timed_stretches(30) == [(Moment(tuple(range(5)), 7 * 60 + 30), 11.5 * 3600)]
+
+
 def test_scale_up_starts_early_by_the_time_to_serve_and_crosses_midnight_to_the_day_before():
     office = hours({"timezone": "UTC", "days": "Mon,Tue", "start": "00:30", "end": "09:00"})
     [opening] = office.openings(lead_minutes(45 * 60 + 1))  # 45 min and a second: 50 minutes early
     assert opening == Moment((0, 6), 23 * 60 + 40)  # Sunday and Monday at 23:40
     assert opening.cron == "40 23 * * 1,0"  # cron counts from Sunday, 0
-    [closing] = hours({"timezone": "UTC", "days": "Fri", "start": "10:00", "end": "24:00"}).closings()
+    [closing] = hours({"timezone": "UTC", "days": "Fri", "start": "10:00", "end": "24:00"}).closings(5)
     assert closing == Moment((5,), 0)  # Saturday 00:00
     assert Moment((0, 1, 2, 3, 4), 7 * 60 + 35).cron == "35 7 * * 1,2,3,4,5"
 

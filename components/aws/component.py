@@ -43,9 +43,10 @@ class Fleet(FleetComponent):
         if self.standby_pool:
             fleet.ready_hook(self, spec, sizing, group)
         scheme, api_rule = edge.listeners(self, spec, alb, target_group)
-        if spec.office_hours:
+        if self.office_schedule(sizing):
             fleet.office_hours(self, spec, sizing, group)
             edge.closed_outside_hours(self, spec, api_rule, target_group)
+        if spec.office_hours:
             self.wake_target = {"cloud": "aws", "region": spec.region, "group": group.name,
                                 "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn}
 

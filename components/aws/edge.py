@@ -108,7 +108,8 @@ def scheduler_cron(moment: Moment) -> str:
 def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, target_group) -> None:
     """When each window closes, the API's rule answers a fixed 503 that says when the endpoint serves (an ALB
     whose targets are stopped would answer 503 with an HTML page, or 502 while they drain); when it opens, the rule
-    forwards to vLLM again. EventBridge Scheduler calls ModifyRule itself, in the stack's time zone."""
+    forwards to vLLM again. EventBridge Scheduler calls ModifyRule itself, in the stack's time zone. Windows that
+    touch are one: an open and a close in the same minute would run in no defined order."""
     hours = spec.office_hours
     role = identity.service_role(
         fleet, spec, fleet.short_child("switch-api", ROLE_NAME_MAX - AUTONAME_SUFFIX), "scheduler.amazonaws.com",
@@ -132,7 +133,7 @@ def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, targe
                 input=pulumi.Output.json_dumps({"RuleArn": api_rule.arn, "Actions": actions})),
             opts=fleet.opts)
 
-    for index, moment in enumerate(hours.closings()):
+    for index, moment in enumerate(hours.closings(0)):
         switch(f"close-api-{index}", moment, closed)
     for index, moment in enumerate(hours.openings(0)):
         switch(f"open-api-{index}", moment, [{"Type": "forward", "TargetGroupArn": target_group.arn}])

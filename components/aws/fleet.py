@@ -183,7 +183,7 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
     # `pulumi up` must not set it back and terminate the VMs it added. With office hours the scheduled actions
     # own the sizes too (a `pulumi up` at night must not start the fleet); they carry the config's. The initial
     # lifecycle hook applies when the group is created; ready_hook keeps it on an existing group.
-    ignored = (["minSize", "maxSize", "desiredCapacity"] if spec.office_hours else
+    ignored = (["minSize", "maxSize", "desiredCapacity"] if fleet.office_schedule(sizing) else
                ["desiredCapacity"] if autoscaled else []) + (["initialLifecycleHooks"] if pool else [])
     return autoscaling.Group(
         fleet.child("gpu"),
@@ -244,7 +244,8 @@ def ready_hook(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) ->
 def office_hours(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) -> None:
     """Scheduled actions in the stack's time zone (AWS keeps them to local time across daylight-saving changes):
     the office-hours sizes early enough for the instances to serve when each window opens, offHoursReplicas when
-    it closes. A size left out of a scheduled action would be set to 0 by the provider: -1 keeps one unchanged."""
+    it closes. A size left out of a scheduled action would be set to 0 by the provider: -1 keeps one unchanged.
+    Stretches that touch are one (schedule.py): no two actions share a minute, whose order AWS does not define."""
     hours = spec.office_hours
     replicas = spec.replicas
     lead_minutes = fleet.scale_up_lead_minutes(sizing)
@@ -253,7 +254,7 @@ def office_hours(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) 
                              scheduled_action_name=f"vllm-fleet-open-{index}", recurrence=moment.cron,
                              time_zone=hours.timezone, min_size=replicas.min, max_size=replicas.max,
                              desired_capacity=replicas.desired, opts=fleet.opts)
-    for index, moment in enumerate(hours.closings()):
+    for index, moment in enumerate(hours.closings(lead_minutes)):
         autoscaling.Schedule(fleet.child(f"close-{index}"), autoscaling_group_name=group.name,
                              scheduled_action_name=f"vllm-fleet-close-{index}", recurrence=moment.cron,
                              time_zone=hours.timezone, min_size=hours.off_hours_replicas, max_size=-1,

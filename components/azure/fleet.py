@@ -170,7 +170,8 @@ def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
     """Always present: besides scaling on load it restores the minimum after spot evictions delete VMs. With office
     hours, recurring profiles in the stack's time zone (its Windows name: Azure's autoscale takes no IANA names)
     switch between the office-hours sizes, early enough for new VMs to serve when each window opens, and
-    offHoursReplicas when it closes; a profile holds until the next one starts."""
+    offHoursReplicas when it closes; a profile holds until the next one starts, so stretches that touch are one
+    (schedule.py): two profiles starting in the same minute have no defined order."""
     replicas = spec.replicas
     rules = []
     if replicas.min != replicas.max:
@@ -192,7 +193,7 @@ def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
     office = monitor.ScaleCapacityArgs(minimum=str(replicas.min), default=str(replicas.desired),
                                        maximum=str(replicas.max))
     profiles = [monitor.AutoscaleProfileArgs(name="replicas", rules=rules, capacity=office)]
-    hours = spec.office_hours
+    hours = fleet.office_schedule(sizing)
     if hours:
         zone = options.windows_time_zone
         lead_minutes = fleet.scale_up_lead_minutes(sizing)
@@ -209,7 +210,7 @@ def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
                      for index, moment in enumerate(hours.openings(lead_minutes))]
         profiles += [recurring(f"off-hours-{index}", moment,
                                monitor.ScaleCapacityArgs(minimum=off, default=off, maximum=off), [])
-                     for index, moment in enumerate(hours.closings())]
+                     for index, moment in enumerate(hours.closings(lead_minutes))]
     return monitor.AutoscaleSetting(
         fleet.child("replicas"), resource_group_name=group, location=spec.region, tags=fleet.tags,
         target_resource_uri=scale_set.id, enabled=True, profiles=profiles, opts=fleet.opts)

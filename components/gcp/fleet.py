@@ -191,20 +191,21 @@ def roll_minutes(spec: FleetSpec, sizing: Sizing, zones: int) -> int:
     return batches * math.ceil(delay_with_margin_seconds(sizing) / 60) + ROLL_START_MINUTES
 
 def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
-    hours = spec.office_hours
+    hours = fleet.office_schedule(sizing)
     lead_minutes = fleet.scale_up_lead_minutes(sizing)
-    if spec.replicas.min == spec.replicas.max and not hours:
+    if spec.replicas.min == spec.replicas.max and not spec.office_hours:
         return
     warmup = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
     schedules = None
     if hours:
         # A scaling schedule keeps at least replicas.desired VMs from `lead_minutes` before each window opens until
-        # it closes, in the stack's time zone; outside, the group may go down to offHoursReplicas.
+        # it closes, in the stack's time zone; outside, the group may go down to offHoursReplicas. Its duration is
+        # absolute seconds: a stretch over a daylight-saving change comes in two (OfficeHours.timed_stretches).
         schedules = [compute.RegionAutoscalerAutoscalingPolicyScalingScheduleArgs(
             name=f"office-hours-{index}", min_required_replicas=spec.replicas.desired, schedule=moment.cron,
-            time_zone=hours.timezone, duration_sec=(window.end - window.start + lead_minutes) * 60,
-            description=f"vllm-fleet {spec.stack}: {window.describe()}")
-            for index, (window, moment) in enumerate(zip(hours.windows, hours.openings(lead_minutes)))]
+            time_zone=hours.timezone, duration_sec=seconds,
+            description=f"vllm-fleet {spec.stack}: {', '.join(w.describe() for w in hours.windows)}")
+            for index, (moment, seconds) in enumerate(hours.timed_stretches(lead_minutes))]
     compute.RegionAutoscaler(
         fleet.child("gpu"), region=spec.region, target=group.id,
         autoscaling_policy=compute.RegionAutoscalerAutoscalingPolicyArgs(
