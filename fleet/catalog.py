@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import pulumi
 import yaml
 
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "catalog" / "gpu-instances.yaml"
@@ -37,6 +39,7 @@ class InstanceType:
     memory_gib: float
     usd_per_hour: float
     quota_groups: tuple[str, ...]
+    compute_capability: tuple[int, int]  # CUDA's (major, minor): which of vLLM's kernels the GPU runs
 
     @property
     def total_gpu_memory_gib(self) -> float:
@@ -144,6 +147,52 @@ class CloudCatalog:
         return list(found.values())
 
 
+class CatalogError(pulumi.RunError):
+    """A catalog file that does not say what sizing needs (a RunError: `pulumi up` prints the message alone)."""
+
+
+# The numbers of a catalog/models.yaml entry (fleet/spec.py ModelArch) and what each must be.
+MODEL_INTS = ("layers", "heads", "kv_heads", "head_dim", "max_len", "kv_lora_rank", "qk_rope_head_dim",
+              "sliding_window", "sliding_layers", "experts", "moe_intermediate_size", "quant_block", "hidden_size",
+              "vocab_size")
+MODEL_FLOATS = ("params_b", "active_params_b", "quantized_params_b", "weights_gb")
+MODEL_REQUIRED = ("params_b", "layers", "heads", "kv_heads", "head_dim", "max_len")
+
+
+def model_entry_problem(entry: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+    """What is wrong with a model's architecture numbers, as (key, value, what would work); None if nothing."""
+    for key in MODEL_INTS + MODEL_FLOATS:
+        value = entry.get(key)
+        if value is None:
+            if key in MODEL_REQUIRED:
+                return key, None, f"required, with {', '.join(MODEL_REQUIRED)}"
+            continue
+        kinds = (int,) if key in MODEL_INTS else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+            return key, value, ("a positive whole number" if key in MODEL_INTS
+                                else "a positive number of billions" if key.endswith("_b") else "a positive number")
+    if entry.get("heads") and entry.get("kv_heads") and entry["heads"] % entry["kv_heads"]:
+        return "kv_heads", entry["kv_heads"], f"must divide the {entry['heads']} attention heads"
+    if bool(entry.get("sliding_window")) != bool(entry.get("sliding_layers")):
+        return ("sliding_layers", entry.get("sliding_layers"),
+                "sliding_window and sliding_layers come together: the window and how many layers use it")
+    if entry.get("sliding_layers", 0) > entry.get("layers", 0):
+        return "sliding_layers", entry["sliding_layers"], f"at most the model's {entry.get('layers')} layers"
+    return None
+
+
+def check_model_entry(model: str, entry: Mapping[str, Any], source: str) -> None:
+    """A catalog entry must also say what sizes a 4-bit checkpoint's 16-bit embeddings (fleet/sizing.py)."""
+    problem = model_entry_problem(entry)
+    if (not problem and entry.get("quantization") in ("awq", "gptq") and not entry.get("weights_gb")
+            and not (entry.get("hidden_size") and entry.get("vocab_size"))):
+        problem = ("hidden_size", entry.get("hidden_size"), "a 4-bit checkpoint needs hidden_size and vocab_size (its "
+                   "embeddings and LM head stay 16 bit), or weights_gb")
+    if problem:
+        key, value, expected = problem
+        raise CatalogError(f"{source}: {model}: {key} = {value!r}: {expected}")
+
+
 @functools.cache
 def _load() -> dict[str, Any]:
     return yaml.safe_load(CATALOG_FILE.read_text())
@@ -156,6 +205,23 @@ def _prices() -> dict[str, Any]:
 
 def gpu_names() -> list[str]:
     return sorted(_load()["gpus"])
+
+
+def gpu_memory_gib(gpu: str) -> float:
+    return float(_load()["gpus"][gpu]["memory_gib"])
+
+
+# What vLLM needs free on a GPU besides its gpuMemoryUtilization share: it refuses to start when the memory free
+# after creating the CUDA context (torch, cuBLAS and NCCL workspaces: ~0.5-1 GiB) is less than that share
+# (vllm/v1/worker/utils.py: "Free memory on device ... is less than desired GPU memory utilization").
+CUDA_CONTEXT_GIB = 1.0
+
+
+def max_gpu_memory_utilization() -> tuple[float, str]:
+    """The largest gpuMemoryUtilization (two decimals) that leaves CUDA_CONTEXT_GIB free on the catalog's smallest
+    GPU, and that GPU."""
+    smallest = min(gpu_names(), key=gpu_memory_gib)
+    return math.floor((1 - CUDA_CONTEXT_GIB / gpu_memory_gib(smallest)) * 100) / 100, smallest
 
 
 def clouds() -> list[str]:
@@ -179,6 +245,7 @@ def cloud(name: str) -> CloudCatalog:
             memory_gib=entry["memory_gib"],
             usd_per_hour=entry["usd_per_hour"],
             quota_groups=tuple(entry["quotas"]),
+            compute_capability=tuple(gpus[entry["gpu"]]["compute_capability"]),
         )
         for itype, entry in section["instance_types"].items()
     }

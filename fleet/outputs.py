@@ -211,7 +211,7 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
             "kvCacheGib": round(sizing.kv_cache_gib, 1),
             "kvCacheTokens": sizing.kv_cache_tokens,
             "maxModelLen": spec.max_model_len,
-            "kvBytesPerToken": round(sizing.memory.kv_gib_per_token * 2**30),
+            "kvBytesPerToken": round(sizing.memory.gib_per_token * 2**30),
         },
         "capacity": capacity(spec, sizing),
         "timeToServe": time_to_serve(sizing),

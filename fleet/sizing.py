@@ -4,19 +4,30 @@ whose GPUs hold it, and how many requests a VM serves at once.
 What vLLM allocates on each VM (vLLM 0.32, the release the VMs run; GiB = 2^30 bytes):
 
     usable      = GPUs x GPU memory x gpuMemoryUtilization
-    weights     = params_b x 10^9 x bytes per parameter (2 for 16 bit, 1 for fp8, ~0.56 for 4-bit AWQ/GPTQ with
-                  their scales; an mxfp4 checkpoint stores its quantized_params_b experts at 4.25 bits and the rest
-                  at 16 bit; a checkpoint read from the hub is its safetensors size, weights_gb). A mixture of
-                  experts holds every expert: params_b is the total, not the active parameters.
+    weights     = params_b x 10^9 x bytes per parameter (2 for 16 bit, 1 for fp8; a checkpoint read from the hub
+                  is its safetensors size, weights_gb). A mixture of experts holds every expert: params_b is the
+                  total, not the active parameters.
+                  4-bit AWQ/GPTQ: 4 bits a parameter with a 16-bit scale and a 4-bit zero per group of 128, but
+                  the embeddings and the LM head (vocab_size x hidden_size each) stay 16 bit.
+                  mxfp4 (gpt-oss): the quantized_params_b experts at 4.25 bits, the rest 16 bit; vLLM's kernels
+                  pad the experts' shapes (vllm/model_executor/layers/fused_moe/oracle/mxfp4.py): Marlin (below
+                  compute capability 9.0, e.g. A100) pads hidden_size to 256 and each GPU's share of the
+                  intermediate size to 128 (gpt-oss: 2880 x 2880 -> 3072 x 2944); the OAI Triton kernels (9.0,
+                  H100) pad each GPU's intermediate share to 64.
+    download    = the checkpoint: the weights as stored (16 bit for load-time quantization fp8, which vLLM
+                  quantizes after reading them); what the data disk caches and the time to serve downloads.
     KV cache    = usable - weights - 1.5 GiB a GPU (CUDA context, NCCL buffers, activations, CUDA graphs)
     KV a token  = what one token takes in the KV cache of all the VM's GPUs together, at tensor parallel size tp:
-                  attention:  2 (K and V) x full-attention layers x max(kv_heads, tp) x head_dim x 2 bytes
-                              (vLLM splits the KV heads over the GPUs, and repeats them when tp exceeds them)
+                  attention:  2 (K and V) x layers x max(kv_heads, tp) x head_dim x 2 bytes (vLLM splits the KV
+                              heads over the GPUs, and repeats them when tp exceeds them)
                   MLA:        layers x (kv_lora_rank + qk_rope_head_dim) x 2 bytes x tp (one latent a token and
                               layer, no separate V, and every GPU holds all of it)
                   --kv-cache-dtype=fp8 in vllmArgs halves the 2 bytes.
-    a request   = KV a token x its tokens, rounded up to vLLM's 16-token blocks, plus for sliding-window layers
-                  (gpt-oss) their KV of at most sliding_window + 16 tokens, whatever the request's length
+    a request   = full-attention layers: their KV a token x its tokens, in vLLM's 16-token blocks; sliding-window
+                  layers (gpt-oss every other one, StarCoder2 all): min(sliding_window - 1 + tokens in flight,
+                  its tokens) in blocks, plus one block (vllm/v1/kv_cache_interface.py SlidingWindowSpec), where
+                  tokens in flight = 2 (async scheduling) x max_num_batched_tokens (2048; 8192 on GPUs of 70 GiB
+                  or more other than A100; or --max-num-batched-tokens of vllmArgs)
     requests    = floor(KV cache / a request), at most vLLM's max_num_seqs (256; 1024 on GPUs of 70 GiB or more
                   other than A100: vllm/engine/arg_utils.py), or --max-num-seqs of vllmArgs
 
@@ -37,10 +48,12 @@ from .errors import ConfigError
 from .spec import FleetSpec, ModelArch, Replicas
 
 GIB = 1024**3
-# Bytes per parameter as stored on the GPU. 4-bit AWQ/GPTQ carry group scales/zeros and keep embeddings and the
-# LM head in 16 bit, which comes to ~0.56 bytes per parameter on the checkpoints in catalog/models.yaml. MXFP4
-# (gpt-oss) is 4-bit values with one 8-bit scale per 32: 4.25 bits.
-BYTES_PER_PARAM = {None: 2.0, "fp8": 1.0, "awq": 0.56, "gptq": 0.56, "mxfp4": 4.25 / 8}
+# Bytes per parameter as stored on the GPU. 4-bit AWQ/GPTQ: 4 bits with a 16-bit scale and a 4-bit zero per group
+# of 128 (their embeddings and LM head stay 16 bit: embedding_params). MXFP4 (gpt-oss) is 4-bit values with one
+# 8-bit scale per 32: 4.25 bits.
+BYTES_PER_PARAM = {None: 2.0, "fp8": 1.0, "awq": (4 + 20 / 128) / 8, "gptq": (4 + 20 / 128) / 8, "mxfp4": 4.25 / 8}
+# The compute capability from which vLLM runs gpt-oss's mxfp4 experts on the OAI Triton kernels instead of Marlin.
+MXFP4_TRITON_CAPABILITY = (9, 0)
 KV_BYTES = 2  # the KV cache stays 16 bit unless vllmArgs asks for --kv-cache-dtype fp8
 # CUDA context, NCCL buffers, activations and CUDA graphs per GPU, measured as ~1-2 GiB on vLLM 0.x.
 OVERHEAD_GIB_PER_GPU = 1.5
@@ -50,7 +63,10 @@ BLOCK_TOKENS = 16
 # GPUs of 70 GiB or more other than A100, 256 on the others.
 MAX_NUM_SEQS, MAX_NUM_SEQS_LARGE_GPU = 256, 1024
 # ... and its max_num_batched_tokens for the OpenAI server (get_batch_defaults): 2048, 8192 on GPUs of 70 GiB or more
-# other than A100, 16384 on GPUs of 160 GiB or more.
+# other than A100, 16384 on GPUs of 160 GiB or more. Async scheduling (on by default) keeps two batches in flight,
+# whose tokens a sliding-window layer holds beyond its window (VllmConfig.max_in_flight_tokens).
+MAX_NUM_BATCHED_TOKENS, MAX_NUM_BATCHED_TOKENS_LARGE_GPU, MAX_NUM_BATCHED_TOKENS_HUGE_GPU = 2048, 8192, 16384
+BATCHES_IN_FLIGHT = 2
 # Without the capacity key, the plan warns when a VM holds fewer full-context requests than this.
 FEW_REQUESTS = 4
 MAX_REPLICAS = 100  # what the replicas key allows
@@ -67,19 +83,33 @@ ENGINE_START_SECONDS = 300  # CUDA and NCCL start, torch.compile and CUDA graph 
 
 @dataclass(frozen=True)
 class ModelMemory:
-    weights_gib: float
-    kv_gib_per_token: float  # in the KV cache of all the VM's GPUs together, at tensor_parallel_size
+    weights_gib: float  # on the GPUs
+    kv_gib_per_token: float  # of the full-attention layers, in the KV cache of all the VM's GPUs together
     max_model_len: int
     # Sliding-window layers: their KV of one token (all GPUs) and the window they keep of each request.
     window_gib_per_token: float = 0.0
     sliding_window: int = 0
     tensor_parallel_size: int = 1
+    in_flight_tokens: int = BATCHES_IN_FLIGHT * MAX_NUM_BATCHED_TOKENS  # vLLM's max_in_flight_tokens
+    download_gib: float = 0.0  # the checkpoint the VM downloads and caches (weights_gib where 0)
+
+    @property
+    def checkpoint_gib(self) -> float:
+        return self.download_gib or self.weights_gib
+
+    @property
+    def gib_per_token(self) -> float:
+        """What a token of a long request adds, every layer counted (sliding ones up to their window)."""
+        return self.kv_gib_per_token + self.window_gib_per_token
 
     def request_gib(self, tokens: int) -> float:
         """The KV cache one request of `tokens` tokens (prompt + completion) holds."""
-        blocks = math.ceil(tokens / BLOCK_TOKENS) * BLOCK_TOKENS
-        window = min(blocks, math.ceil((self.sliding_window + BLOCK_TOKENS) / BLOCK_TOKENS) * BLOCK_TOKENS)
-        return self.kv_gib_per_token * blocks + self.window_gib_per_token * (window if self.sliding_window else 0)
+        blocks = math.ceil(tokens / BLOCK_TOKENS)
+        window_blocks = 0
+        if self.sliding_window:
+            held = min(self.sliding_window - 1 + self.in_flight_tokens, tokens)
+            window_blocks = math.ceil(held / BLOCK_TOKENS) + 1  # the window may start inside a block
+        return (self.kv_gib_per_token * blocks + self.window_gib_per_token * window_blocks) * BLOCK_TOKENS
 
     @property
     def one_sequence_gib(self) -> float:
@@ -147,7 +177,8 @@ class Sizing:
 
     @property
     def kv_cache_tokens(self) -> int:
-        return int(self.kv_cache_gib / self.memory.kv_gib_per_token)
+        """Tokens the KV cache holds in every layer (a model whose layers all slide holds more in requests)."""
+        return int(self.kv_cache_gib / self.memory.gib_per_token)
 
     def requests_of(self, tokens: int) -> int:
         """Requests of `tokens` tokens one VM serves at once: as many as its KV cache holds, at most max_num_seqs."""
@@ -163,30 +194,75 @@ class Sizing:
         return self.requests_of(self.memory.max_model_len)
 
 
-def weights_gib(arch: ModelArch, quantization: str | None) -> float:
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def mxfp4_padding(arch: ModelArch, compute_capability: tuple[int, int] | None, tensor_parallel_size: int,
+                  expert_parallel: bool = False) -> float:
+    """How much larger vLLM's mxfp4 kernels make the experts than the checkpoint stores them on a GPU of
+    `compute_capability` (mxfp4_round_up_hidden_size_and_intermediate_size); 1 where unknown."""
+    if compute_capability is None or not (arch.hidden_size and arch.moe_intermediate_size):
+        return 1.0
+    # Tensor parallelism splits each expert's intermediate size over the GPUs; expert parallelism keeps it whole.
+    share = arch.moe_intermediate_size // (1 if expert_parallel else tensor_parallel_size)
+    if compute_capability >= MXFP4_TRITON_CAPABILITY:
+        hidden, padded_share = arch.hidden_size, _round_up(share, 64)
+    else:  # Marlin
+        hidden, padded_share = _round_up(arch.hidden_size, 256), _round_up(share, 128)
+    return hidden * padded_share / (arch.hidden_size * share)
+
+
+def embedding_params_b(arch: ModelArch) -> float:
+    """The input embeddings and the LM head (untied in every 4-bit checkpoint of the catalog), in billions."""
+    return 2 * arch.vocab_size * arch.hidden_size / 1e9
+
+
+def checkpoint_gib(arch: ModelArch, quantization: str | None) -> float:
+    """The checkpoint as stored: what the VM downloads and caches (load-time fp8 reads the 16-bit weights)."""
+    return weights_gib(arch, quantization if quantization == arch.quantization else None)
+
+
+def weights_gib(arch: ModelArch, quantization: str | None, compute_capability: tuple[int, int] | None = None,
+                tensor_parallel_size: int = 1, expert_parallel: bool = False) -> float:
     """The weights on the GPUs (all of them together): see the module's docstring."""
-    if arch.weights_gb and quantization == arch.quantization:
-        return arch.weights_gb * 1e9 / GIB  # the checkpoint's own size, from its safetensors metadata
-    if arch.quantized_params_b is not None and quantization == arch.quantization:
-        rest = arch.params_b - arch.quantized_params_b
-        return (arch.quantized_params_b * BYTES_PER_PARAM[quantization] + rest * BYTES_PER_PARAM[None]) * 1e9 / GIB
+    prequantized = quantization is not None and quantization == arch.quantization
+    if quantization == "mxfp4" and prequantized:
+        padding = mxfp4_padding(arch, compute_capability, tensor_parallel_size, expert_parallel)
+        experts = arch.quantized_params_b or 0.0
+        if arch.weights_gb:  # the checkpoint's own size, from its safetensors metadata
+            stored = arch.weights_gb * 1e9
+        else:
+            stored = (experts * BYTES_PER_PARAM["mxfp4"] + (arch.params_b - experts) * BYTES_PER_PARAM[None]) * 1e9
+        return (stored + experts * 1e9 * BYTES_PER_PARAM["mxfp4"] * (padding - 1)) / GIB
+    if arch.weights_gb and prequantized:
+        return arch.weights_gb * 1e9 / GIB
+    if quantization in ("awq", "gptq"):
+        embeddings = embedding_params_b(arch)
+        return ((arch.params_b - embeddings) * BYTES_PER_PARAM[quantization]
+                + embeddings * BYTES_PER_PARAM[None]) * 1e9 / GIB
     return arch.params_b * 1e9 * BYTES_PER_PARAM[quantization] / GIB
 
 
 def model_memory(arch: ModelArch, quantization: str | None, max_model_len: int, kv_fp8: bool = False,
-                 tensor_parallel_size: int = 1) -> ModelMemory:
-    """Weights and KV cache of the model at tensor parallel size `tensor_parallel_size` (see the module's
-    docstring for every formula)."""
+                 tensor_parallel_size: int = 1, compute_capability: tuple[int, int] | None = None,
+                 in_flight_tokens: int = BATCHES_IN_FLIGHT * MAX_NUM_BATCHED_TOKENS,
+                 expert_parallel: bool = False) -> ModelMemory:
+    """Weights and KV cache of the model at tensor parallel size `tensor_parallel_size` on GPUs of
+    `compute_capability` (None: no kernel's padding) with vLLM's `in_flight_tokens` (see the module's docstring for
+    every formula)."""
     tp = tensor_parallel_size
     element = (1 if kv_fp8 else KV_BYTES) / GIB
     if arch.mla:
         per_layer = (arch.kv_lora_rank + arch.qk_rope_head_dim) * element * tp
     else:
         per_layer = 2 * max(arch.kv_heads, tp) * arch.head_dim * element
-    full_layers = arch.layers - arch.sliding_layers
-    return ModelMemory(weights_gib(arch, quantization), per_layer * full_layers, max_model_len,
-                       window_gib_per_token=per_layer * arch.sliding_layers if arch.sliding_window else 0.0,
-                       sliding_window=arch.sliding_window, tensor_parallel_size=tp)
+    sliding_layers = arch.sliding_layers if arch.sliding_window else 0
+    return ModelMemory(weights_gib(arch, quantization, compute_capability, tp, expert_parallel),
+                       per_layer * (arch.layers - sliding_layers), max_model_len,
+                       window_gib_per_token=per_layer * sliding_layers, sliding_window=arch.sliding_window,
+                       tensor_parallel_size=tp, in_flight_tokens=in_flight_tokens,
+                       download_gib=checkpoint_gib(arch, quantization))
 
 
 def _tp_fits_heads(arch: ModelArch, tp: int) -> bool:
@@ -198,13 +274,40 @@ def expert_parallel(args: tuple[str, ...]) -> bool:
     return vllm_args.value_of(args, "enable_expert_parallel") is True
 
 
+def _large_gpu(instance: InstanceType) -> bool:
+    # vllm/engine/arg_utils.py get_batch_defaults: GPUs of 70 GiB or more, other than A100, get larger batches.
+    return instance.gpu_memory_gib >= 70 and not instance.gpu.startswith("A100")
+
+
+def default_batched_tokens(instance: InstanceType) -> int:
+    """vLLM's default max_num_batched_tokens for the OpenAI server on this instance's GPUs."""
+    if instance.gpu_memory_gib >= 160:
+        return MAX_NUM_BATCHED_TOKENS_HUGE_GPU
+    return MAX_NUM_BATCHED_TOKENS_LARGE_GPU if _large_gpu(instance) else MAX_NUM_BATCHED_TOKENS
+
+
 def max_num_seqs(instance: InstanceType, args: tuple[str, ...] = ()) -> int:
-    """vLLM's cap on requests in flight on one VM (its default for the GPU, or --max-num-seqs of vllmArgs)."""
+    """vLLM's cap on requests in flight on one VM (its default for the GPU, at most max_num_batched_tokens, or
+    --max-num-seqs of vllmArgs)."""
     given = vllm_args.value_of(args, "max_num_seqs")
     if given is not None:
         return int(given)
-    large = instance.gpu_memory_gib >= 70 and not instance.gpu.startswith("A100")
-    return MAX_NUM_SEQS_LARGE_GPU if large else MAX_NUM_SEQS
+    default = MAX_NUM_SEQS_LARGE_GPU if _large_gpu(instance) else MAX_NUM_SEQS
+    batched = vllm_args.value_of(args, "max_num_batched_tokens")
+    return min(default, int(batched)) if batched is not None else default
+
+
+def in_flight_tokens(instance: InstanceType, args: tuple[str, ...], max_model_len: int) -> int:
+    """vLLM's max_in_flight_tokens on the VM: the batches async scheduling keeps in flight (one with
+    --no-async-scheduling) x max_num_batched_tokens (its default for the GPU, at most max_num_seqs x max_model_len,
+    or --max-num-batched-tokens of vllmArgs)."""
+    given = vllm_args.value_of(args, "max_num_batched_tokens")
+    if given is not None:
+        batched = int(given)
+    else:
+        batched = min(default_batched_tokens(instance), max_num_seqs(instance, args) * max_model_len)
+    batches = 1 if vllm_args.value_of(args, "async_scheduling") is False else BATCHES_IN_FLIGHT
+    return batches * batched
 
 
 def batching_refusal(instance: InstanceType, spec: FleetSpec) -> str | None:
@@ -213,8 +316,7 @@ def batching_refusal(instance: InstanceType, spec: FleetSpec) -> str | None:
     seqs = vllm_args.value_of(spec.vllm_args, "max_num_seqs")
     if seqs is None or vllm_args.value_of(spec.vllm_args, "max_num_batched_tokens") is not None:
         return None
-    memory = instance.gpu_memory_gib
-    default = 16384 if memory >= 160 else 8192 if memory >= 70 and not instance.gpu.startswith("A100") else 2048
+    default = default_batched_tokens(instance)
     if vllm_args.value_of(spec.vllm_args, "performance_mode") == "throughput":
         default *= 2
     if vllm_args.value_of(spec.vllm_args, "enable_chunked_prefill") is False:
@@ -252,14 +354,14 @@ def _why_not(instance: InstanceType, spec: FleetSpec, memory: ModelMemory) -> st
 
 
 def _weights_disk_gb(memory: ModelMemory) -> int:
-    # The checkpoint on disk is about the weights' size; room for one more copy while a new revision downloads.
-    return int(math.ceil(memory.weights_gib * GIB / 1e9 * 2 + 20))
+    # The checkpoint on disk, with room for one more copy while a new revision downloads.
+    return int(math.ceil(memory.checkpoint_gib * GIB / 1e9 * 2 + 20))
 
 
 def time_to_serve(cloud: catalog.CloudCatalog, memory: ModelMemory, data_disk_gb: int) -> TimeToServe:
     disk = cloud.data_disk_mb_per_s(data_disk_gb)
     download_rate = min(HUB_MB_PER_S, disk)
-    weights_mb = memory.weights_gib * GIB / 1e6
+    weights_mb = memory.checkpoint_gib * GIB / 1e6  # downloaded, then read from the disk
     return TimeToServe(boot=BOOT_SECONDS, install=INSTALL_SECONDS,
                        download=math.ceil(weights_mb / download_rate),
                        load=math.ceil(weights_mb / disk) + ENGINE_START_SECONDS,
@@ -271,8 +373,11 @@ def kv_fp8(spec: FleetSpec) -> bool:
     return str(vllm_args.value_of(spec.vllm_args, "kv_cache_dtype") or "").startswith("fp8")
 
 
-def memory_at(spec: FleetSpec, tensor_parallel_size: int) -> ModelMemory:
-    return model_memory(spec.arch, spec.quantization, spec.max_model_len, kv_fp8(spec), tensor_parallel_size)
+def memory_at(spec: FleetSpec, instance: InstanceType) -> ModelMemory:
+    """The model's memory on one VM of `instance`, tensor parallel over all its GPUs."""
+    return model_memory(spec.arch, spec.quantization, spec.max_model_len, kv_fp8(spec), instance.gpu_count,
+                        instance.compute_capability, in_flight_tokens(instance, spec.vllm_args, spec.max_model_len),
+                        expert_parallel(spec.vllm_args))
 
 
 def _replicas_for(spec: FleetSpec, per_replica: int) -> int | None:
@@ -331,7 +436,7 @@ def options(spec: FleetSpec) -> list[Sizing]:
         raise ConfigError(key, value, f"{candidates[0].name if len(candidates) == 1 else 'no such instance type'}: "
                                       f"{reason}{spot_hint if len(candidates) > 1 else ''}")
     candidates = offered
-    memories = {it.name: memory_at(spec, it.gpu_count) for it in candidates}
+    memories = {it.name: memory_at(spec, it) for it in candidates}
     reasons = {it.name: _why_not(it, spec, memories[it.name]) for it in candidates}
     fitting = [it for it in candidates if reasons[it.name] is None]
     batching = {it.name: batching_refusal(it, spec) for it in fitting}
@@ -355,7 +460,7 @@ def options(spec: FleetSpec) -> list[Sizing]:
     needed_disk = _weights_disk_gb(memories[fitting[0].name])
     if spec.data_disk_gb is not None and spec.data_disk_gb < needed_disk:
         raise ConfigError("dataDiskGb", spec.data_disk_gb,
-                          f"must be at least {needed_disk} GB to cache {memories[fitting[0].name].weights_gib:.0f} "
+                          f"must be at least {needed_disk} GB to cache {memories[fitting[0].name].checkpoint_gib:.0f} "
                           f"GiB of weights")
     data_disk_gb = spec.data_disk_gb or max(needed_disk, cloud.min_data_disk_gb)
     tokens = spec.capacity.tokens_per_request if spec.capacity else spec.max_model_len

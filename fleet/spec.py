@@ -86,6 +86,10 @@ class ModelArch:
     weights_gb: float | None = None
     # The GPUs vLLM serves the model on, where it does not serve it on all (gpt-oss); None: any.
     gpus: tuple[str, ...] | None = None
+    # config.json's hidden_size and vocab_size: the 16-bit embeddings and LM head of a 4-bit checkpoint, and the
+    # expert shapes vLLM's mxfp4 kernels pad; 0 where not recorded.
+    hidden_size: int = 0
+    vocab_size: int = 0
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> ModelArch:
@@ -220,7 +224,7 @@ KEY_DOCS: dict[str, str] = {
     "dtype": "auto | bfloat16 | float16",
     "quantization": "none | awq | gptq | fp8",
     "maxModelLen": "context length to serve (default: the model's)",
-    "gpuMemoryUtilization": "fraction of GPU memory vLLM may use, 0.5-0.98 (default 0.9)",
+    "gpuMemoryUtilization": "fraction of GPU memory vLLM may use, 0.5-0.95 (default 0.9)",
     "accelerator": "GPU:count, e.g. A100-80GB:2 (default: the cheapest instance type that fits)",
     "instanceType": "an explicit instance type of the catalog (instead of accelerator)",
     "replicas": "{min, desired, max} VMs (default 1/1/1), targetRequestsPerMinute per VM for autoscaling (default 30)",
@@ -292,7 +296,10 @@ MODEL_INFO_KEYS = ("source", "base", "notes")
 def model_entries() -> dict[str, dict[str, Any]]:
     """catalog/models.yaml as written: architecture, `source` (where the numbers come from), `base` (the model a
     pre-quantized checkpoint quantizes) and `notes`."""
-    return yaml.safe_load(MODELS_FILE.read_text())["models"]
+    entries = yaml.safe_load(MODELS_FILE.read_text())["models"]
+    for model, entry in entries.items():
+        catalog.check_model_entry(model, entry, f"catalog/{MODELS_FILE.name}")
+    return entries
 
 
 @functools.cache
@@ -353,6 +360,9 @@ def _arch(model: str, is_bucket: bool, params: Any, revision: str | None = None)
         raise ConfigError("modelParams", params, "params_b is a number of billions; the others are whole numbers") from None
     if not (0 < arch.params_b < 100_000) or arch.heads % arch.kv_heads:
         raise ConfigError("modelParams", params, "all numbers must be positive and heads a multiple of kv_heads")
+    problem = catalog.model_entry_problem(params)
+    if problem:
+        raise ConfigError(f"modelParams.{problem[0]}", problem[1], problem[2])
     return arch
 
 
@@ -550,8 +560,12 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     quantization = _quantization(values.get("quantization"), model, arch, from_table)
     max_len = _int("maxModelLen", values.get("maxModelLen", arch.max_len), 128, arch.max_len)
     utilization = values.get("gpuMemoryUtilization", 0.9)
-    if isinstance(utilization, bool) or not isinstance(utilization, (int, float)) or not 0.5 <= utilization <= 0.98:
-        raise ConfigError("gpuMemoryUtilization", utilization, "must be a number from 0.5 to 0.98")
+    highest, smallest_gpu = catalog.max_gpu_memory_utilization()
+    if isinstance(utilization, bool) or not isinstance(utilization, (int, float)) or not 0.5 <= utilization <= highest:
+        raise ConfigError("gpuMemoryUtilization", utilization,
+                          f"must be a number from 0.5 to {highest}: vLLM needs ~{catalog.CUDA_CONTEXT_GIB:.0f} GiB "
+                          f"of each GPU free for the CUDA context besides its share, and the smallest GPU "
+                          f"({smallest_gpu}) has {catalog.gpu_memory_gib(smallest_gpu):.0f} GiB")
 
     gpu, count, instance_type = None, None, None
     if "accelerator" in values and "instanceType" in values:

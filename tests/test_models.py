@@ -5,6 +5,7 @@ files of tests/data/configs/, never the network) and make catalog-add."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,11 @@ def test_gpt_oss_mxfp4_weights_and_sliding_window_kv():
     assert memory.weights_gib == pytest.approx(60.8, abs=0.15)
     # only the 18 full-attention layers grow with the request: 18 x 2 x 8 x 64 x 2 = 36,864 bytes a token;
     # the 18 sliding layers keep 128 + 16 tokens of any request
+    # the 18 sliding layers keep their window (127 tokens) plus what two batches of 2048 tokens bring in flight,
+    # in 16-token blocks, plus one block: min(127 + 4096, 8192) -> 264 + 1 blocks (SlidingWindowSpec)
     assert memory.kv_gib_per_token * GIB == 18 * 2 * 8 * 64 * 2
-    assert memory.request_gib(8192) * GIB == 36864 * 8192 + 36864 * 144
-    assert memory.request_gib(64) * GIB == 36864 * 64 * 2  # a short request: its sliding layers hold it all
+    assert memory.request_gib(8192) * GIB == 36864 * 8192 + 36864 * 265 * 16
+    assert memory.request_gib(64) * GIB == 36864 * 64 + 36864 * 5 * 16  # a short request: all of it, + 1 block
     small = model_memory(arch("openai/gpt-oss-20b"), "mxfp4", 131072)
     assert small.weights_gib == pytest.approx(12.8, abs=0.1)  # "runs within 16 GB"
 
@@ -76,12 +79,99 @@ def test_gpt_oss_mxfp4_weights_and_sliding_window_kv():
 def test_gpt_oss_runs_only_where_vllm_serves_it():
     on_aws = size(spec("openai/gpt-oss-120b"))
     assert on_aws.instance.gpu in ("A100-40GB", "A100-80GB", "H100")  # not the cheaper L40S/L4/A10G types
-    on_azure = size(spec("openai/gpt-oss-120b", cloud="azure", region="eastus"))
-    # one A100 80GB: 79.1 x 0.9 - 1.5 - 60.7 = 9.0 GiB of KV cache, 1 request of 131072 tokens (4.5 GiB) + margin
-    assert on_azure.instance.name == "Standard_NC24ads_A100_v4" and on_azure.full_context_requests == 1
+    on_azure = size(spec("openai/gpt-oss-120b", cloud="azure", region="eastus", maxModelLen=8192))
+    # one A100 80GB: 79.1 x 0.9 - 1.5 - 65.8 (Marlin's padded experts) = 3.8 GiB of KV cache, 9 requests of 8192
+    assert on_azure.instance.name == "Standard_NC24ads_A100_v4" and on_azure.requests_per_replica == 9
     with pytest.raises(ConfigError) as caught:
         size(spec("openai/gpt-oss-20b", accelerator="L4"))
     assert "vLLM does not serve openai/gpt-oss-20b on L4" in str(caught.value)
+
+
+def test_gpt_oss_experts_are_padded_as_vllms_kernel_for_the_gpu_pads_them():
+    big = arch("openai/gpt-oss-120b")
+    # A100 (compute capability 8.0): Marlin pads hidden 2880 -> 3072 and intermediate 2880 -> 2944
+    on_a100 = model_memory(big, "mxfp4", 8192, compute_capability=(8, 0))
+    expected = (114.66e9 * 3072 * 2944 / (2880 * 2880) * 4.25 / 8 + (116.8e9 - 114.66e9) * 2) / GIB
+    assert on_a100.weights_gib == pytest.approx(expected) and on_a100.weights_gib == pytest.approx(65.84, abs=0.01)
+    # H100 (9.0): the OAI Triton kernels pad each GPU's share of the intermediate size to 64: none at 1 GPU,
+    # 1440 -> 1472 at 2
+    assert model_memory(big, "mxfp4", 8192, compute_capability=(9, 0)).weights_gib == pytest.approx(60.72, abs=0.01)
+    two = model_memory(big, "mxfp4", 8192, tensor_parallel_size=2, compute_capability=(9, 0))
+    assert two.weights_gib == pytest.approx((114.66e9 * 1472 / 1440 * 4.25 / 8 + 2.14e9 * 2) / GIB)
+    # the VM downloads the checkpoint as stored, unpadded
+    assert on_a100.checkpoint_gib == pytest.approx(60.72, abs=0.01)
+    # at its full 131072 tokens (4.5 GiB a request) one A100 80GB no longer holds it: vLLM would refuse to start
+    with pytest.raises(ConfigError) as caught:
+        size(spec("openai/gpt-oss-120b", cloud="azure", region="eastus", instanceType="Standard_NC24ads_A100_v4"))
+    assert "after 65.8 GiB of weights" in str(caught.value)
+
+
+def test_starcoder2_slides_every_layer():
+    # config.json: sliding_window 4096 and no layer_types, so vLLM gives every layer a SlidingWindowSpec
+    for model in ("bigcode/starcoder2-3b", "bigcode/starcoder2-7b", "bigcode/starcoder2-15b"):
+        assert (arch(model).sliding_window, arch(model).sliding_layers) == (4096, arch(model).layers), model
+    sized = size(spec("bigcode/starcoder2-15b", instanceType="g6e.xlarge"))
+    # a 16k request keeps min(4095 + 2 x 2048, 16384) = 8191 tokens -> 512 + 1 blocks of 40 x 2 x 4 x 128 x 2 bytes
+    assert sized.memory.request_gib(16384) * GIB == 40 * 2 * 4 * 128 * 2 * 513 * 16
+    assert sized.full_context_requests == 14  # 8.8 GiB of KV cache; 7 when every token of 16k was kept
+    assert sized.kv_cache_tokens == int(sized.kv_cache_gib * GIB / (40 * 2 * 4 * 128 * 2))
+
+
+def test_a_model_whose_every_layer_slides_plans(stack_file):
+    params = {"params_b": 7.0, "layers": 32, "heads": 32, "kv_heads": 8, "head_dim": 128, "max_len": 32768,
+              "sliding_window": 4096, "sliding_layers": 32}
+    result = run_plan(stack_file({"cloud": "aws", "region": "us-east-1", "model": "acme/all-sliding",
+                                  "modelParams": params, "allowedCidrs": ["10.0.0.0/8"]}))
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)["outputs"]
+    assert outputs["memory"]["kvBytesPerToken"] == 32 * 2 * 8 * 128 * 2 and outputs["capacity"]["requestsPerReplica"] > 1
+
+
+def test_the_catalog_loader_refuses_numbers_that_are_not_an_architecture(tmp_path, monkeypatch):
+    copy = tmp_path / "models.yaml"
+    monkeypatch.setattr("fleet.spec.MODELS_FILE", copy)
+    base = "{params_b: 7.0, layers: 32, heads: 32, kv_heads: 8, head_dim: 128, max_len: 4096"
+    cases = {f"{base}, sliding_window: 4096, sliding_layers: 40}}": "sliding_layers = 40: at most the model's 32 layers",
+             base.replace("7.0", "true") + "}": "params_b = True: a positive number of billions",
+             f"{base}, quantization: awq}}": "a 4-bit checkpoint needs hidden_size and vocab_size"}
+    for text, expected in cases.items():
+        copy.write_text(f"models:\n  acme/bad: {text}\n")
+        model_entries.cache_clear()
+        known_models.cache_clear()
+        try:
+            with pytest.raises(catalog.CatalogError) as caught:
+                known_models()
+            assert str(caught.value) == f"catalog/models.yaml: acme/bad: {expected}" or expected in str(caught.value)
+            assert str(caught.value).startswith("catalog/models.yaml: acme/bad: "), caught.value
+        finally:
+            model_entries.cache_clear()
+            known_models.cache_clear()
+
+
+def test_model_params_with_more_sliding_layers_than_layers_is_refused():
+    params = {"params_b": 7.0, "layers": 32, "heads": 32, "kv_heads": 8, "head_dim": 128, "max_len": 4096,
+              "sliding_window": 4096, "sliding_layers": 33}
+    with pytest.raises(ConfigError) as caught:
+        spec("acme/x", modelParams=params)
+    assert caught.value.key == "modelParams.sliding_layers" and "at most the model's 32 layers" in str(caught.value)
+
+
+def test_4bit_checkpoints_keep_embeddings_and_lm_head_in_16_bit():
+    awq = arch("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ")
+    embeddings = 2 * 152064 * 3584  # input embeddings and the untied LM head, 2 bytes each
+    expected = ((7.62e9 - embeddings) * (4 + 20 / 128) / 8 + embeddings * 2) / GIB
+    assert model_memory(awq, "awq", 4096).weights_gib == pytest.approx(expected)
+    assert model_memory(awq, "awq", 4096).weights_gib == pytest.approx(5.19, abs=0.01)  # the checkpoint: 5.58 GB
+
+
+def test_load_time_fp8_downloads_the_16_bit_checkpoint():
+    fp8 = size(spec("codellama/CodeLlama-7b-Instruct-hf", quantization="fp8", maxModelLen=8192))
+    plain = size(spec("codellama/CodeLlama-7b-Instruct-hf", maxModelLen=8192))
+    assert fp8.memory.weights_gib == pytest.approx(6.74e9 / GIB)  # quantized on the GPU after loading
+    assert fp8.memory.checkpoint_gib == pytest.approx(6.74e9 * 2 / GIB)
+    rate = fp8.time_to_serve.download_mb_per_s
+    assert fp8.time_to_serve.download == math.ceil(6.74e9 * 2 / 1e6 / rate) == plain.time_to_serve.download
+    assert fp8.data_disk_gb == plain.data_disk_gb
 
 
 def test_an_fp8_block_checkpoint_needs_expert_parallelism_on_8_gpus():

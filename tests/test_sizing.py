@@ -39,10 +39,10 @@ def test_70b_fp16_needs_two_80gb_gpus_or_equivalent():
     assert not fits(CODELLAMA_70B, None, 4096, "L40S", 1)
     assert fits(CODELLAMA_70B, None, 4096, "L40S", 4)       # 4x 48 GB = 192 GB
     assert fits(CODELLAMA_70B, None, 4096, "A10G", 8)       # 8x 24 GB = 192 GB
-    two_80gb = catalog.InstanceType("aws", "x", "A100-80GB", 2, 79.1, 24, 440, 1.0, ())
+    two_80gb = catalog.InstanceType("aws", "x", "A100-80GB", 2, 79.1, 24, 440, 1.0, (), (8, 0))
     memory = model_memory(CODELLAMA_70B, None, 4096)
     assert kv_cache_room_gib(two_80gb, memory, 0.9) >= memory.one_sequence_gib
-    one_80gb = catalog.InstanceType("aws", "x", "A100-80GB", 1, 79.1, 12, 220, 1.0, ())
+    one_80gb = catalog.InstanceType("aws", "x", "A100-80GB", 1, 79.1, 12, 220, 1.0, (), (8, 0))
     assert kv_cache_room_gib(one_80gb, memory, 0.9) < memory.one_sequence_gib
 
 
@@ -115,3 +115,13 @@ def test_every_catalog_instance_is_consistent():
         for it in cloud.instance_types.values():
             assert it.gpu_count in (1, 2, 4, 8) and it.usd_per_hour > 0 and it.vcpus > 0, it
             assert all(group in cloud.quota_groups for group in it.quota_groups), it
+
+
+def test_gpu_memory_utilization_leaves_the_cuda_context_free_on_the_smallest_gpu():
+    # 22 GiB (L4, A10G) - 1 GiB of CUDA context: at most 0.95 of it
+    assert catalog.max_gpu_memory_utilization() == (0.95, "A10G")
+    assert spec("codellama/CodeLlama-7b-Instruct-hf", gpuMemoryUtilization=0.95).gpu_memory_utilization == 0.95
+    with pytest.raises(ConfigError) as caught:
+        spec("codellama/CodeLlama-7b-Instruct-hf", gpuMemoryUtilization=0.96)
+    assert caught.value.key == "gpuMemoryUtilization"
+    assert "must be a number from 0.5 to 0.95" in str(caught.value) and "CUDA context" in str(caught.value)
