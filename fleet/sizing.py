@@ -289,11 +289,11 @@ def default_batched_tokens(instance: InstanceType) -> int:
 def max_num_seqs(instance: InstanceType, args: tuple[str, ...] = ()) -> int:
     """vLLM's cap on requests in flight on one VM (its default for the GPU, at most max_num_batched_tokens, or
     --max-num-seqs of vllmArgs)."""
-    given = vllm_args.value_of(args, "max_num_seqs")
+    given = vllm_args.number_of(args, "max_num_seqs")
     if given is not None:
         return int(given)
     default = MAX_NUM_SEQS_LARGE_GPU if _large_gpu(instance) else MAX_NUM_SEQS
-    batched = vllm_args.value_of(args, "max_num_batched_tokens")
+    batched = vllm_args.number_of(args, "max_num_batched_tokens")
     return min(default, int(batched)) if batched is not None else default
 
 
@@ -301,7 +301,7 @@ def in_flight_tokens(instance: InstanceType, args: tuple[str, ...], max_model_le
     """vLLM's max_in_flight_tokens on the VM: the batches async scheduling keeps in flight (one with
     --no-async-scheduling) x max_num_batched_tokens (its default for the GPU, at most max_num_seqs x max_model_len,
     or --max-num-batched-tokens of vllmArgs)."""
-    given = vllm_args.value_of(args, "max_num_batched_tokens")
+    given = vllm_args.number_of(args, "max_num_batched_tokens")
     if given is not None:
         batched = int(given)
     else:
@@ -313,7 +313,7 @@ def in_flight_tokens(instance: InstanceType, args: tuple[str, ...], max_model_le
 def batching_refusal(instance: InstanceType, spec: FleetSpec) -> str | None:
     """Why vLLM refuses --max-num-seqs of vllmArgs on this instance's GPUs, or None: without --max-num-batched-tokens
     it batches its default for the GPU, and refuses fewer batched tokens than sequences (vllm/config/scheduler.py)."""
-    seqs = vllm_args.value_of(spec.vllm_args, "max_num_seqs")
+    seqs = vllm_args.number_of(spec.vllm_args, "max_num_seqs")
     if seqs is None or vllm_args.value_of(spec.vllm_args, "max_num_batched_tokens") is not None:
         return None
     default = default_batched_tokens(instance)
@@ -321,7 +321,7 @@ def batching_refusal(instance: InstanceType, spec: FleetSpec) -> str | None:
         default *= 2
     if vllm_args.value_of(spec.vllm_args, "enable_chunked_prefill") is False:
         default = max(default, spec.max_model_len)
-    if int(seqs) <= default:
+    if seqs <= default:
         return None
     return (f"--max-num-seqs={seqs} is above the {default} tokens vLLM batches a step by default on {instance.gpu}, "
             f"and vLLM refuses fewer batched tokens than sequences: add --max-num-batched-tokens={seqs} or more")
@@ -427,7 +427,7 @@ def options(spec: FleetSpec) -> list[Sizing]:
     # Types the region sells only as spot VMs: where they alone would hold the model, the answer is spot: true.
     spot_only = [it for it in candidates if it not in offered and not spec.spot
                  and cloud.unavailable(it, spec.region, True) is None
-                 and _why_not(it, spec, memory_at(spec, it.gpu_count)) is None]
+                 and _why_not(it, spec, memory_at(spec, it)) is None]
     spot_hint = (f"; {', '.join(it.name for it in spot_only)} would hold it but {spec.region} sells "
                  f"{'it' if len(spot_only) == 1 else 'them'} only as spot VMs: set spot: true, or choose another "
                  f"region") if spot_only else ""

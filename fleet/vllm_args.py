@@ -313,3 +313,9 @@ def value_of(args: tuple[str, ...], dest: str) -> str | bool | None:
         else:
             found = value if has_value else (args[index + 1] if index + 1 < len(args) else "")
     return found
+
+
+def number_of(args: tuple[str, ...], dest: str) -> float | None:
+    """What vLLM stores in a numeric `dest` from parsed vllmArgs (`8k` is 8000, `2K` 2048), None when not given."""
+    given = value_of(args, dest)
+    return None if given is None else _number(metadata()["options"][dest], str(given))
