@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, run_plan
 
@@ -259,8 +260,9 @@ def test_pulumi_report_without_credentials(tmp_path, monkeypatch):
 def test_report_of_a_policy_violation_fails_the_job(tmp_path, monkeypatch):
     base, head = program_copy(tmp_path, "base"), program_copy(tmp_path, "head")
     stack = head / "stacks" / "Pulumi.codellama-prod.yaml"
-    stack.write_text(stack.read_text().replace("- --enable-prefix-caching", "- --enable-prefix-caching\n"
-                                                                            "  vllm-fleet:replicas: {min: 9, max: 1}"))
+    config = yaml.safe_load(stack.read_text())
+    config["config"]["vllm-fleet:replicas"] = {"min": 9, "max": 1}
+    stack.write_text(yaml.safe_dump(config))
     status, report = report_of(tmp_path, monkeypatch, head, base, {})
     assert status == 1
     assert "**The offline plan failed** (config error: error: config vllm-fleet:replicas" in report
