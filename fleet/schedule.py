@@ -263,6 +263,13 @@ def canonical_zone(key: str, value: Any) -> str:
         here = _machine_zone()
         raise ConfigError(key, value, "is a file of the machine that plans, not a zone the clouds know: name the "
                                       "zone" + (f" ({here} on this machine)" if here else ", e.g. Europe/Berlin"))
+    offset = re.fullmatch(r"(?:GMT|UTC)([+-])(\d{1,2})", value) if isinstance(value, str) else None
+    if offset and 0 < int(offset[2]) <= 14:
+        # POSIX signs: Etc/GMT-2 is two hours ahead of UTC. A near spelling (GMT+0) would be hours off.
+        etc = f"Etc/GMT{'-' if offset[1] == '+' else '+'}{int(offset[2])}"
+        raise ConfigError(key, value, f"an IANA time zone: {value} is {etc} there (POSIX signs are inverted), which "
+                                      f"keeps no daylight saving; a city's zone (e.g. Europe/Berlin) follows its "
+                                      f"clocks")
     raise ConfigError(key, value, f"an IANA time zone, e.g. Europe/Berlin, America/New_York or "
                                   f"Etc/UTC{did_you_mean(value, zones | set(links))}")
 

@@ -84,3 +84,16 @@ def test_an_unknown_model_with_the_hub_unreachable_fails_in_one_line_fast(tmp_pa
 def test_an_empty_api_key_is_not_a_plain_text_secret():
     error = error_of(apiKey="")
     assert error.key == "apiKey" and "is empty" in str(error)
+
+
+def test_a_utc_offset_is_named_as_its_etc_zone_not_a_zone_hours_off():
+    from fleet.errors import ConfigError
+    from fleet.schedule import canonical_zone
+
+    with pytest.raises(ConfigError) as caught:
+        canonical_zone("officeHours.timezone", "GMT+2")
+    message = str(caught.value)
+    assert "Etc/GMT-2" in message and "GMT+0" not in message
+    with pytest.raises(ConfigError) as caught:
+        canonical_zone("officeHours.timezone", "UTC-5")
+    assert "Etc/GMT+5" in str(caught.value)
