@@ -148,18 +148,23 @@ def test_vm_replacement_in_a_real_preview(step, reasons):
     assert plan_diff.vm_replacement_preview({"steps": [step]}) == reasons
 
 
-def fake_pulumi(tmp_path: Path, monkeypatch, stdout: str, stderr: str = "", status: int = 0) -> Path:
-    """A `pulumi` on PATH that prints what a real one would and records its arguments."""
+def pulumi_on_path(tmp_path: Path, monkeypatch, answer: str) -> Path:
+    """A `pulumi` on PATH that records its arguments (the returned file) and then runs `answer` (shell)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (tmp_path / "stdout").write_text(stdout)
-    (tmp_path / "stderr").write_text(stderr)
     script = bin_dir / "pulumi"
-    script.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/args\ncat {tmp_path}/stdout\n"
-                      f"cat {tmp_path}/stderr >&2\nexit {status}\n")
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/args\n{answer}")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return tmp_path / "args"
+
+
+def fake_pulumi(tmp_path: Path, monkeypatch, stdout: str, stderr: str = "", status: int = 0) -> Path:
+    """A `pulumi` on PATH that prints what a real one would and records its arguments."""
+    (tmp_path / "stdout").write_text(stdout)
+    (tmp_path / "stderr").write_text(stderr)
+    return pulumi_on_path(tmp_path, monkeypatch,
+                          f"cat {tmp_path}/stdout\ncat {tmp_path}/stderr >&2\nexit {status}\n")
 
 
 @pytest.mark.parametrize("stderr, status", [
@@ -584,18 +589,13 @@ def exported(keys: dict[str, str] | None, cloud: str = "aws", pending=()) -> dic
 
 def recorded_pulumi(tmp_path: Path, monkeypatch, answers: dict[str, tuple[str, int]]) -> Path:
     """A `pulumi` on PATH that gives each subcommand ("up", "cancel", "stack-export") its recorded answer."""
-    bin_dir, answer_dir = tmp_path / "bin", tmp_path / "answers"
-    bin_dir.mkdir()
+    answer_dir = tmp_path / "answers"
     answer_dir.mkdir()
     for name, (stdout, status) in answers.items():
         (answer_dir / f"{name}.out").write_text(stdout)
         (answer_dir / f"{name}.rc").write_text(str(status))
-    script = bin_dir / "pulumi"
-    script.write_text(f'#!/bin/sh\nkey="$1"; [ "$1" = stack ] && key="$1-$2"\necho "$@" >> {tmp_path}/args\n'
-                      f'cat {answer_dir}/$key.out\nexit $(cat {answer_dir}/$key.rc)\n')
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return tmp_path / "args"
+    return pulumi_on_path(tmp_path, monkeypatch, f'key="$1"; [ "$1" = stack ] && key="$1-$2"\n'
+                                                f'cat {answer_dir}/$key.out\nexit $(cat {answer_dir}/$key.rc)\n')
 
 
 @pytest.fixture
