@@ -43,32 +43,32 @@ $(VLLM_INSTALLED): serving-test/install.sh serving-test/requirements.txt serving
 plan: $(INSTALLED)
 	@test -n "$(STACK)" || { echo "usage: make plan STACK=<stack name or path to a stack file> [FORMAT=json]" >&2; \
 	  echo "stacks: $$(ls stacks | sed -n 's/^Pulumi\.\(.*\)\.yaml$$/\1/p' | tr '\n' ' ')" >&2; exit 2; }
-	@$(VENV)/bin/python -m fleet.plan "$(STACK)" --format "$(FORMAT)"
+	@$(VENV)/bin/python -m cli.plan "$(STACK)" --format "$(FORMAT)"
 
 ## make wake STACK=<deployed stack with officeHours> [HOURS=2] [DRY_RUN=1]: start its fleet now, outside its hours
 wake: $(INSTALLED)
 	@test -n "$(STACK)" || { echo "usage: make wake STACK=<deployed stack with officeHours> [HOURS=2] [DRY_RUN=1]" >&2; exit 2; }
-	@$(VENV)/bin/python -m fleet.wake "$(STACK)" --hours "$(or $(HOURS),2)" $(if $(DRY_RUN),--dry-run)
+	@$(VENV)/bin/python -m cli.wake "$(STACK)" --hours "$(or $(HOURS),2)" $(if $(DRY_RUN),--dry-run)
 
 ## make compare MODEL=<hf id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]
 ##              [LIMIT=n] [ALL=1]: every way to serve the model across clouds, regions and precisions, cheapest first
 compare: $(INSTALLED)
 	@test -n "$(MODEL)" || { echo "usage: make compare MODEL=<hugging face id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]" >&2; exit 2; }
-	@$(VENV)/bin/python -m fleet.compare "$(MODEL)" --format "$(FORMAT)" $(COMPARE_ARGS)
+	@$(VENV)/bin/python -m cli.compare "$(MODEL)" --format "$(FORMAT)" $(COMPARE_ARGS)
 
 ## make catalog-add MODEL=<hf id> [REVISION=<sha>]: record a model's architecture from the hub in catalog/models.yaml
 catalog-add: $(INSTALLED)
 	@test -n "$(MODEL)" || { echo "usage: make catalog-add MODEL=<hugging face id> [REVISION=<commit>]" >&2; exit 2; }
-	@$(VENV)/bin/python -m fleet.catalog_add "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)")
+	@$(VENV)/bin/python -m cli.catalog_add "$(MODEL)" $(if $(REVISION),--revision "$(REVISION)")
 
 ## make prices [CLOUDS=aws,gcp,azure]: refresh catalog/prices.yaml from the clouds' price lists (network; AWS needs
 ## boto3 and credentials, GCP an API key in GCP_API_KEY)
 prices: $(INSTALLED)
-	@$(VENV)/bin/python -m fleet.prices $(if $(CLOUDS),--clouds "$(CLOUDS)")
+	@$(VENV)/bin/python -m cli.prices $(if $(CLOUDS),--clouds "$(CLOUDS)")
 
 ## make plans: plan every stack in stacks/
 plans: $(INSTALLED)
-	@for f in stacks/Pulumi.*.yaml; do $(VENV)/bin/python -m fleet.plan "$$f" >/dev/null && echo "ok  $$f" || exit 1; done
+	@for f in stacks/Pulumi.*.yaml; do $(VENV)/bin/python -m cli.plan "$$f" >/dev/null && echo "ok  $$f" || exit 1; done
 
 ## make test: everything (what CI runs), installing first what is missing: cloud-init, systemd and apt's tools
 ## (apt-get, as root or with sudo), .venv, and .venv-vllm for the stack served by real vLLM on this CPU
@@ -89,13 +89,13 @@ system-tools:
 ## make check STACK=<stack> | URL=<url> KEY=<key> [MODEL=<name>] [DIRECT=1]: PASS/FAIL lines about an endpoint
 check: $(INSTALLED)
 	@test -n "$(STACK)$(URL)" || { echo "usage: make check $(ENDPOINT_USAGE) [DIRECT=1]" >&2; exit 2; }
-	@$(VENV)/bin/python -m fleet.check $(ENDPOINT_ARGS) $(if $(DIRECT),--direct)
+	@$(VENV)/bin/python -m cli.check $(ENDPOINT_ARGS) $(if $(DIRECT),--direct)
 
 ## make bench STACK=<stack> | URL=<url> KEY=<key> [MODEL=<name>] [TOKENIZER=<hf id or dir>]
 ##            [CONCURRENCY=8 PROMPTS=64 INPUT_LEN=512 OUTPUT_LEN=128]: throughput and time to first token
 bench: $(INSTALLED) $(VLLM_INSTALLED)
 	@test -n "$(STACK)$(URL)" || { echo "usage: make bench $(ENDPOINT_USAGE) [TOKENIZER=<hf id or dir>]" >&2; exit 2; }
-	@$(VENV)/bin/python -m fleet.bench $(ENDPOINT_ARGS) $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)") \
+	@$(VENV)/bin/python -m cli.bench $(ENDPOINT_ARGS) $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)") \
 	  --concurrency $(CONCURRENCY) --prompts $(PROMPTS) --input-len $(INPUT_LEN) --output-len $(OUTPUT_LEN)
 
 ## make vm-lock: resolve the VMs' packages again (cloud-init/vllm-requirements.in -> vllm-requirements.txt, and what

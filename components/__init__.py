@@ -17,7 +17,7 @@ Each module provides:
   strictest of them; a model of the cloud's documented rule matching (components/edge_model.py), which the serving
   proof runs every route of the real vLLM through.
 
-Apart from the program, for `make wake` (fleet/wake.py): the module `components.<cloud>.wake` with
+Apart from the program, for `make wake` (cli/wake.py): the module `components.<cloud>.wake` with
 `wake_commands(spec, target, start, end, scale_down)`, the cloud CLI commands that start an office-hours fleet.
 """
 

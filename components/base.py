@@ -26,7 +26,7 @@ class FleetComponent(pulumi.ComponentResource):
     # With office hours: the stopped VMs the cloud keeps for the morning, or None and why not.
     standby_pool: StandbyPool | None
     standby_note: str
-    # With office hours: the cloud's names of what `make wake` changes (fleet/wake.py).
+    # With office hours: the cloud's names of what `make wake` changes (cli/wake.py).
     wake_target: dict[str, object]
     # Options for every child resource (parent, provider); a cloud's component sets them once its provider exists.
     opts: pulumi.ResourceOptions

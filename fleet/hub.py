@@ -3,7 +3,7 @@ checkpoint's tensor sizes, read from the file headers without downloading the we
 
 `entry_from_config` turns those into a catalog/models.yaml entry and needs no network (the tests feed it recorded
 config.json files); `fetch_entry` asks the hub through huggingface_hub. The Pulumi program imports this module only
-for a model the catalog lacks; `make catalog-add` (fleet/catalog_add.py) writes the entry into the catalog so that
+for a model the catalog lacks; `make catalog-add` (cli/catalog_add.py) writes the entry into the catalog so that
 offline plans and CI never need the hub.
 """
 

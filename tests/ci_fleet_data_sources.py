@@ -1,5 +1,5 @@
 """Prints, as a JSON list, the data sources (function tokens) a fleet stack's program calls, by running the real
-offline plan (fleet.plan.run) with Pulumi's mock monitor recording each invoke. A separate process per stack, as
+offline plan (cli.plan.run) with Pulumi's mock monitor recording each invoke. A separate process per stack, as
 Pulumi's runtime is process-global:
 
     python tests/ci_fleet_data_sources.py codellama-prod
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi.runtime import mocks  # noqa: E402 (after the path)
 
-from fleet import plan  # noqa: E402
+from cli import plan  # noqa: E402
 
 called: set[str] = set()
 invoke = mocks.MockMonitor.Invoke

@@ -89,7 +89,7 @@ class PlannedStack:
 
 
 def run_plan(target: str | Path, fmt: str = "json") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fleet.plan", str(target), "--format", fmt],
+    return subprocess.run([sys.executable, "-m", "cli.plan", str(target), "--format", fmt],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 

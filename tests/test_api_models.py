@@ -56,7 +56,7 @@ def plans(tmp_path_factory) -> dict[str, dict]:
         path = folder / f"Pulumi.{name}.yaml"
         path.write_text(json.dumps({"config": {f"vllm-fleet:{k}": v for k, v in config.items()}}))
         targets[name] = str(path)
-    running = {name: subprocess.Popen([sys.executable, "-m", "fleet.plan", target, "--format", "json"], cwd=ROOT,
+    running = {name: subprocess.Popen([sys.executable, "-m", "cli.plan", target, "--format", "json"], cwd=ROOT,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for name, target in targets.items()}
     done = {}

@@ -14,7 +14,7 @@ import pytest
 from conftest import config_of, launcher_argv, materialize, stacks_of, write_files
 from components.aws.fleet import READY_SCRIPT
 from fleet.bootstrap import PATHS
-from fleet.plan import SECRET_STAND_IN
+from cli.plan import SECRET_STAND_IN
 
 SHELLCHECK = str(Path(sys.executable).parent / "shellcheck")
 # Programs the units run that the VM image has (Ubuntu 22.04), not the user-data.

@@ -34,7 +34,7 @@ import vm_lock_issue  # noqa: E402
 from github_api import BOT, GitHub  # noqa: E402
 
 STACKS = ["codellama-dev", "codellama-gcp", "codellama-prod"]
-PROGRAM = ("fleet", "components", "cloud-init", "catalog", "policies", "__main__.py", "Pulumi.yaml", "stacks")
+PROGRAM = ("fleet", "cli", "components", "cloud-init", "catalog", "policies", "__main__.py", "Pulumi.yaml", "stacks")
 
 
 # --- which stacks -----------------------------------------------------------------------------------------------

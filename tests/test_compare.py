@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from fleet import compare
+from cli import compare
 from fleet.sizing import size
 from fleet.spec import model_entries, parse_spec
 
@@ -96,7 +96,7 @@ def test_a_model_that_fits_nowhere_in_16_bit_says_why_and_offers_fp8():
 
 
 def test_make_compare_prints_json_rows_and_a_table():
-    result = subprocess.run([sys.executable, "-m", "fleet.compare", CODELLAMA_70B, "--format", "json",
+    result = subprocess.run([sys.executable, "-m", "cli.compare", CODELLAMA_70B, "--format", "json",
                              "--clouds", "azure"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -106,7 +106,7 @@ def test_make_compare_prints_json_rows_and_a_table():
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert text.returncode == 0, text.stderr
     assert "Cheapest per cloud:" in text.stdout and "own weights $10.49/h g6e.12xlarge in us-east-1" in text.stdout
-    bad = subprocess.run([sys.executable, "-m", "fleet.compare", CODELLAMA_70B, "--clouds", "ibm"], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "cli.compare", CODELLAMA_70B, "--clouds", "ibm"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "must be of aws, azure, gcp" in bad.stderr
 

@@ -9,7 +9,7 @@ import pytest
 import components
 from components.edge_model import API_PATH, as_sent, path_readings
 from conftest import stacks_of
-from fleet.check import ODD_PATHS
+from cli.check import ODD_PATHS
 
 CLOUDS = ["aws", "gcp", "azure"]
 API = [("GET", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/v1/chat/completions"),
@@ -69,12 +69,12 @@ def test_readings_combine_every_normalisation_in_any_order():
 
 
 def test_make_check_sends_each_odd_spelling_byte_for_byte_and_tells_vllms_refusals_from_the_edges():
-    """fleet.check's `paths` check: the request line a server receives holds the spelling as written (no client
+    """cli.check's `paths` check: the request line a server receives holds the spelling as written (no client
     quoting or dot resolution), and a refusal is the load balancer's only when it is not one of vLLM's own."""
     import socket
     import threading
 
-    from fleet.check import answered_by_vllm, raw_request
+    from cli.check import answered_by_vllm, raw_request
 
     listener = socket.create_server(("127.0.0.1", 0))
     received = []

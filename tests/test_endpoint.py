@@ -1,4 +1,4 @@
-"""How fleet.check and fleet.bench find a deployed endpoint: a stack's outputs as `pulumi stack output --json`
+"""How cli.check and cli.bench find a deployed endpoint: a stack's outputs as `pulumi stack output --json`
 prints them, or --url and a key. The tools themselves run against a real vLLM in tests/serving."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from fleet import bench
-from fleet.endpoint import Endpoint, EndpointError, from_stack_outputs
+from cli import bench
+from cli.endpoint import Endpoint, EndpointError, from_stack_outputs
 
 
 def outputs_document(plan, **changes) -> dict:
@@ -39,7 +39,7 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
-@pytest.mark.parametrize("tool", ["fleet.check", "fleet.bench"])
+@pytest.mark.parametrize("tool", ["cli.check", "cli.bench"])
 def test_tools_say_what_is_missing_in_one_line(tool):
     no_key = run(tool, "--url", "http://127.0.0.1:9", env={"OPENAI_API_KEY": ""})
     assert no_key.returncode == 2 and no_key.stderr == "error: --url needs --api-key (or OPENAI_API_KEY in the " \

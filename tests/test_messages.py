@@ -71,7 +71,7 @@ def test_an_unknown_model_with_the_hub_unreachable_fails_in_one_line_fast(tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens on the discard port: the connection is refused
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "fleet.plan", str(path)], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "cli.plan", str(path)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started
     assert result.returncode == 2

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_plan
-from fleet import catalog, catalog_add, hub
+from fleet import catalog, hub
+from cli import catalog_add
 from fleet.errors import ConfigError
 from fleet.sizing import GIB, model_memory, size
 from fleet.spec import MODELS_FILE, ModelArch, known_models, model_entries, parse_spec

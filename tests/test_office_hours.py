@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from conftest import PlannedStack, config_of, run_plan, write_files
-from fleet import catalog, wake
+from fleet import catalog
+from cli import wake
 from fleet.errors import ConfigError
 from fleet.outputs import HOURS_PER_MONTH
 from fleet.schedule import WEEKS_PER_MONTH, Moment, lead_minutes, parse_office_hours
@@ -489,7 +490,7 @@ def test_make_wake_reads_the_stacks_outputs_and_prints_the_commands(tmp_path, pl
     (tmp_path / "pulumi").chmod(0o755)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)}
     def wake_at(when: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "fleet.wake", AZURE, "--hours", "1", "--dry-run", "--at", when],
+        return subprocess.run([sys.executable, "-m", "cli.wake", AZURE, "--hours", "1", "--dry-run", "--at", when],
                               env=env, capture_output=True, text=True)
 
     night = wake_at("2026-11-27T21:00:00+01:00")
@@ -499,7 +500,7 @@ def test_make_wake_reads_the_stacks_outputs_and_prints_the_commands(tmp_path, pl
     assert "--start 2026-11-27T21:00 --end 2026-11-27T22:00" in night.stdout
     day = wake_at("2026-11-27T10:00:00+01:00")
     assert day.returncode == 0 and "is in its office hours" in day.stdout and "+ az" not in day.stdout
-    around_the_clock = subprocess.run([sys.executable, "-m", "fleet.wake", "codellama-dev", "--dry-run"], env=env,
+    around_the_clock = subprocess.run([sys.executable, "-m", "cli.wake", "codellama-dev", "--dry-run"], env=env,
                                       capture_output=True, text=True)
     assert around_the_clock.returncode == 2 and "codellama-dev has no office hours" in around_the_clock.stderr
 

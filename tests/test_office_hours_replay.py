@@ -168,7 +168,7 @@ def plans(tmp_path_factory):
     def plan(case: Case) -> tuple[str, dict]:
         path = folder / f"Pulumi.{case.name}.yaml"
         path.write_text(yaml.safe_dump({"config": {f"vllm-fleet:{k}": v for k, v in stack_config(case).items()}}))
-        result = subprocess.run([sys.executable, "-m", "fleet.plan", str(path), "--format", "json"], cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "cli.plan", str(path), "--format", "json"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{case.name}: {result.stderr}"
         return case.name, json.loads(result.stdout)

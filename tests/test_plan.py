@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, PlannedStack, run_plan, stacks_of
-from fleet.plan import SECRET_STAND_IN
+from cli.plan import SECRET_STAND_IN
 
 
 @pytest.mark.parametrize("stack", stacks_of())
@@ -131,7 +131,7 @@ def test_the_offline_plan_answers_as_the_stacks_region(stack_file):
     ("plan.run = lambda stack: 1 / 0", 4, "internal error: this is a bug of vllm-fleet"),
 ])
 def test_exit_statuses_tell_a_policy_violation_from_an_internal_error(patch, status, words):
-    code = f"import sys; from fleet import plan; {patch}; sys.exit(plan.main(['codellama-dev']))"
+    code = f"import sys; from cli import plan; {patch}; sys.exit(plan.main(['codellama-dev']))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == status and words in result.stdout + result.stderr
 

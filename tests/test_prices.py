@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet import catalog, prices
+from fleet import catalog
+from cli import prices
 from fleet.errors import ConfigError
 from fleet.outputs import cost
 from fleet.sizing import size

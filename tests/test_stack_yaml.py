@@ -8,7 +8,7 @@ import yaml
 
 from fleet import stack_yaml
 from fleet.errors import ConfigError
-from fleet.plan import PlanError, SECRET_STAND_IN, stack_config
+from cli.plan import PlanError, SECRET_STAND_IN, stack_config
 from fleet.spec import parse_spec
 
 

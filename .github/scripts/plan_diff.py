@@ -1,4 +1,4 @@
-"""What a change does to a stack, from two offline plans (the base's and the head's, `python -m fleet.plan --format
+"""What a change does to a stack, from two offline plans (the base's and the head's, `python -m cli.plan --format
 json`) and from a real `pulumi preview --json`: resources added, removed, changed and, above all, whether every GPU
 VM of the stack is replaced (a new image, model, vLLM release or instance type rolls through the whole group)."""
 

@@ -31,7 +31,7 @@ from ci_common import PULUMI_BUSY, ROOT, add_summary, stack_config, stack_file
 from cloud_credentials import missing
 
 HOURS_PER_MONTH = 730
-# fleet.plan's exit statuses (1: a policy violation, before the codes below were introduced).
+# cli.plan's exit statuses (1: a policy violation, before the codes below were introduced).
 PLAN_EXITS = {1: "policy violation", 2: "config error", 3: "policy violation", 4: "internal error of the plan"}
 LISTED = 25  # resources named per list; the rest are counted
 PULUMI_TIMEOUT_SECONDS = 1800
@@ -76,11 +76,11 @@ def _first_line(text: str) -> str:
 
 
 def offline_plan(root: Path, stack: str) -> Outcome:
-    """`python -m fleet.plan` of a checkout (the head, or the base's worktree) for one stack file."""
+    """`python -m cli.plan` of a checkout (the head, or the base's worktree) for one stack file."""
     path = stack_file(root, stack)
     if not path.exists():
         return Outcome("missing", reason=f"stacks/{path.name} does not exist there")
-    result = subprocess.run([sys.executable, "-m", "fleet.plan", str(path), "--format", "json"], cwd=root,
+    result = subprocess.run([sys.executable, "-m", "cli.plan", str(path), "--format", "json"], cwd=root,
                             capture_output=True, text=True, timeout=600)
     document = _json(result.stdout)
     if result.returncode == 0 and document is not None:

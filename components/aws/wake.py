@@ -1,4 +1,4 @@
-"""`make wake` on AWS (fleet/wake.py): the AWS CLI commands that start an office-hours group now. Not part of the
+"""`make wake` on AWS (cli/wake.py): the AWS CLI commands that start an office-hours group now. Not part of the
 Pulumi program."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from fleet.spec import FleetSpec
-from fleet.wake import WAKE_NAME
+from cli.wake import WAKE_NAME
 
 
 def wake_commands(spec: FleetSpec, target: dict[str, Any], start: dt.datetime, end: dt.datetime,

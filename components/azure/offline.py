@@ -1,4 +1,4 @@
-"""What Azure would answer the offline plan (fleet/plan.py): its data sources and the computed outputs of its
+"""What Azure would answer the offline plan (cli/plan.py): its data sources and the computed outputs of its
 resources, under Pulumi's mocks, as in the stack's region."""
 
 from __future__ import annotations

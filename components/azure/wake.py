@@ -1,4 +1,4 @@
-"""`make wake` on Azure (fleet/wake.py): the az command that starts an office-hours scale set now. Not part of the
+"""`make wake` on Azure (cli/wake.py): the az command that starts an office-hours scale set now. Not part of the
 Pulumi program."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from fleet.spec import FleetSpec
-from fleet.wake import WAKE_NAME
+from cli.wake import WAKE_NAME
 
 
 def wake_commands(spec: FleetSpec, target: dict[str, Any], start: dt.datetime, end: dt.datetime,

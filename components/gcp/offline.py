@@ -1,4 +1,4 @@
-"""What GCP would answer the offline plan (fleet/plan.py): its data sources and the computed outputs of its
+"""What GCP would answer the offline plan (cli/plan.py): its data sources and the computed outputs of its
 resources, under Pulumi's mocks, as in the stack's region. A resource's "id" here is its id; others get
 "<name>-id"."""
 

@@ -1,4 +1,4 @@
-"""`make wake` on GCP (fleet/wake.py): the gcloud command that starts an office-hours group now. Not part of the
+"""`make wake` on GCP (cli/wake.py): the gcloud command that starts an office-hours group now. Not part of the
 Pulumi program."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 from fleet.spec import FleetSpec
-from fleet.wake import WAKE_NAME
+from cli.wake import WAKE_NAME
 
 # Scaling schedules last at least 300 s.
 MIN_SCHEDULE_SECONDS = 300

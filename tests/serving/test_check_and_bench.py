@@ -1,4 +1,4 @@
-"""The tools for a deployed endpoint, fleet.check and fleet.bench, run as a user runs them against codellama-dev's
+"""The tools for a deployed endpoint, cli.check and cli.bench, run as a user runs them against codellama-dev's
 VM served on this CPU machine (stack_on_cpu): passing, and failing where the endpoint is wrong.
 
 Fails in CI (skips elsewhere) without .venv-vllm; one server for the module.
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from fleet.check import ODD_PATHS
+from cli.check import ODD_PATHS
 from stack_on_cpu import ServedStack, serve_stack_on_cpu
 from vllm_server import REPO_ROOT
 
@@ -43,7 +43,7 @@ def run_tool(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def results_of(output: str) -> dict[str, str]:
-    """fleet.check's result lines: check name -> PASS or FAIL."""
+    """cli.check's result lines: check name -> PASS or FAIL."""
     return {words[1]: words[0] for words in map(str.split, output.splitlines()) if words[:1] in (["PASS"], ["FAIL"])}
 
 
@@ -51,7 +51,7 @@ CHECKS = ["health", "auth", "models", "completion", "chat", "streaming", "edge",
 
 
 def test_check_passes_against_the_stack_served_on_cpu(stack):
-    result = run_tool("fleet.check", "--url", stack.base_url, "--api-key", stack.api_key,
+    result = run_tool("cli.check", "--url", stack.base_url, "--api-key", stack.api_key,
                       "--model", stack.served_model_name, "--direct")
     assert result.returncode == 0, result.stdout
     assert results_of(result.stdout) == dict.fromkeys(CHECKS, "PASS"), result.stdout
@@ -59,14 +59,14 @@ def test_check_passes_against_the_stack_served_on_cpu(stack):
 
 
 def test_check_takes_the_openai_base_url_and_key_and_finds_the_model(stack):
-    result = run_tool("fleet.check", "--url", f"{stack.base_url}/v1", "--direct",
+    result = run_tool("cli.check", "--url", f"{stack.base_url}/v1", "--direct",
                       env={"OPENAI_API_KEY": stack.api_key})
     assert result.returncode == 0, result.stdout
     assert f"PASS  models     /v1/models lists {stack.served_model_name!r}" in result.stdout
 
 
 def test_check_fails_with_a_wrong_key(stack):
-    result = run_tool("fleet.check", "--url", stack.base_url, "--api-key", "not-the-key",
+    result = run_tool("cli.check", "--url", stack.base_url, "--api-key", "not-the-key",
                       "--model", stack.served_model_name, "--direct")
     assert result.returncode == 1, result.stdout
     assert results_of(result.stdout) == {"health": "PASS", "auth": "PASS", "models": "FAIL", "completion": "FAIL",
@@ -79,7 +79,7 @@ def test_check_fails_with_a_wrong_key(stack):
 def test_check_fails_when_invocations_and_metrics_reach_the_public(stack):
     """Without --direct the URL stands for a load balancer, which must refuse /invocations and /metrics: vLLM alone
     answers both without the key."""
-    result = run_tool("fleet.check", "--url", stack.base_url, "--api-key", stack.api_key)
+    result = run_tool("cli.check", "--url", stack.base_url, "--api-key", stack.api_key)
     assert result.returncode == 1, result.stdout
     assert results_of(result.stdout)["edge"] == results_of(result.stdout)["metrics"] == "FAIL"
     # vLLM answers every odd spelling itself (401 or 404): no load balancer refused them
@@ -90,7 +90,7 @@ def test_check_fails_when_invocations_and_metrics_reach_the_public(stack):
 
 
 def bench(stack: ServedStack, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return run_tool("fleet.bench", "--url", stack.base_url, *args, "--tokenizer", str(stack.model_dir),
+    return run_tool("cli.bench", "--url", stack.base_url, *args, "--tokenizer", str(stack.model_dir),
                     "--concurrency", "2", "--prompts", "6", "--input-len", "32", "--output-len", "16",
                     "--result-dir", str(tmp_path),
                     env={"HF_HUB_OFFLINE": "1"})  # the tokenizer is a directory: bench must not look for a hub
@@ -99,7 +99,7 @@ def bench(stack: ServedStack, tmp_path, *args: str) -> subprocess.CompletedProce
 def test_bench_reports_throughput_and_time_to_first_token(stack, tmp_path):
     result = bench(stack, tmp_path, "--api-key", stack.api_key)  # the model: the one the endpoint lists
     assert result.returncode == 0, result.stdout
-    assert f"fleet.bench: {stack.base_url} ({stack.served_model_name}), 32 tokens in, 16 out" in result.stdout
+    assert f"cli.bench: {stack.base_url} ({stack.served_model_name}), 32 tokens in, 16 out" in result.stdout
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["completed"] == 6 and saved["max_concurrency"] == 2 and saved["total_output_tokens"] == 6 * 16
     assert "requests:   6 of 6 completed at concurrency 2" in result.stdout

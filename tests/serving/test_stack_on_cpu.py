@@ -1,7 +1,7 @@
 """codellama-prod's VM for real on this CPU machine: the launcher, vllm.service's environment and the 0640 API keys
 file that the stack's rendered setup script writes start vLLM 0.32.0 (the CPU build of the release the VMs install)
 on a tiny Llama made here, with the arguments changed only by serving.cpu_argv. Checked through OpenAI's client and
-plain HTTP, as fleet.check checks a deployed endpoint; and every route this vLLM registers is run through every
+plain HTTP, as cli.check checks a deployed endpoint; and every route this vLLM registers is run through every
 stack's planned load balancer (components/<cloud>/edge.py edge_answer) to show that none answers without the key.
 
 Fails in CI (skips elsewhere) when serving-test/install.sh has not made .venv-vllm. One server for the module:
@@ -23,7 +23,7 @@ import pytest
 import components
 from conftest import config_of, launcher_argv, stacks_of, write_files
 from fleet import bootstrap, serving
-from fleet.check import ODD_PATHS, raw_request
+from cli.check import ODD_PATHS, raw_request
 from stack_on_cpu import API_KEYS, ServedStack, serve_stack_on_cpu
 from tiny_model import MAX_POSITIONS
 

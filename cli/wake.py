@@ -28,9 +28,9 @@ import sys
 import zoneinfo
 from typing import Any
 
-from .errors import PROJECT, ConfigError
-from .schedule import OfficeHours
-from .spec import FleetSpec
+from fleet.errors import PROJECT, ConfigError
+from fleet.schedule import OfficeHours
+from fleet.spec import FleetSpec
 
 WAKE_NAME = "vllm-fleet-wake"  # the wake's scheduled action, scaling schedule or profile, on every cloud
 # Where a wake reaches into the next window, it lasts until a little after that window opens.
@@ -61,8 +61,8 @@ def commands(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, hours_aw
 
 def _stack(stack: str) -> tuple[FleetSpec, dict[str, Any]]:
     from .plan import stack_config, stack_file
-    from .sizing import size, with_sized_replicas
-    from .spec import parse_spec
+    from fleet.sizing import size, with_sized_replicas
+    from fleet.spec import parse_spec
 
     config, secret_keys = stack_config(stack_file(stack))
     prefix = f"{PROJECT}:"

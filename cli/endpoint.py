@@ -1,5 +1,5 @@
-"""Where a stack's endpoint is and the key to it, for the tools that talk to a deployed endpoint (fleet.check,
-fleet.bench): read from the stack's outputs (`pulumi stack output --json --show-secrets`) or given explicitly."""
+"""Where a stack's endpoint is and the key to it, for the tools that talk to a deployed endpoint (cli.check,
+cli.bench): read from the stack's outputs (`pulumi stack output --json --show-secrets`) or given explicitly."""
 
 from __future__ import annotations
 

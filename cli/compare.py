@@ -1,7 +1,7 @@
 """Every way to serve a model across clouds, regions, instance types and weight precisions, cheapest first.
 
-    python -m fleet.compare codellama/CodeLlama-70b-Instruct-hf
-    python -m fleet.compare Qwen/Qwen3-Coder-30B-A3B-Instruct --concurrency 40 --tokens 8192 --format json
+    python -m cli.compare codellama/CodeLlama-70b-Instruct-hf
+    python -m cli.compare Qwen/Qwen3-Coder-30B-A3B-Instruct --concurrency 40 --tokens 8192 --format json
 
 Each row is what `make plan` would pick for a stack with that cloud, region, model and quantization: the same
 parse_spec and the same sizing (fleet.sizing.options) run for every (cloud, region, precision), so a row's
@@ -21,9 +21,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog, sizing
-from .errors import ConfigError
-from .spec import model_entries, parse_spec
+from fleet import catalog, sizing
+from fleet.errors import ConfigError
+from fleet.spec import model_entries, parse_spec
 
 HOURS_PER_MONTH = 730
 # Whatever the stack's allowedCidrs, they change no price: compare needs a valid one to parse a spec.

@@ -1,8 +1,8 @@
 """Refreshes catalog/prices.yaml from the clouds' own public price lists: on-demand and spot $/hour of every
 instance type of catalog/gpu-instances.yaml in every region of it, and (AWS, Azure) which regions offer each type.
 
-    python -m fleet.prices                       # all three clouds; writes catalog/prices.yaml
-    python -m fleet.prices --clouds azure --dry-run
+    python -m cli.prices                       # all three clouds; writes catalog/prices.yaml
+    python -m cli.prices --clouds azure --dry-run
 
 - AWS: the Price List Query API (pricing:GetProducts, any AWS credentials; endpoint in us-east-1) for on-demand
   Linux/Shared/no pre-installed software, and EC2 DescribeSpotPriceHistory (the median over the region's zones of
@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from . import catalog
+from fleet import catalog
 
 GCP_COMPUTE_SERVICE = "6F81-5844-456A"
 GCP_SKUS_URL = f"https://cloudbilling.googleapis.com/v1/services/{GCP_COMPUTE_SERVICE}/skus"
@@ -257,7 +257,7 @@ def refresh(cloud_names: list[str], fetchers: dict[str, Callable[[], Prices]], t
     for name in catalog.clouds():
         if name in cloud_names:
             clouds[name] = {"as_of": today, "complete": COMPLETE[name], "source": SOURCES[name],
-                            "comment": f"Written by python -m fleet.prices on {today}.",
+                            "comment": f"Written by python -m cli.prices on {today}.",
                             "regions": fetchers[name]()}
         else:
             old = current.get(name, {})

@@ -1,8 +1,8 @@
 """Offline plan: runs the project's own __main__.py under Pulumi's mocks with a stack file's config and prints
 what `pulumi preview` would create, with the outputs (cost, quota, endpoint) and the rendered user-data.
 
-    python -m fleet.plan codellama-prod            # or a path to a stack file
-    python -m fleet.plan codellama-prod --format json
+    python -m cli.plan codellama-prod            # or a path to a stack file
+    python -m cli.plan codellama-prod --format json
 
 Nothing is created and no cloud is asked: the cloud's data sources and computed outputs are answered by the
 component's offline_invoke/offline_state. Secrets of the stack file (`secure:`) are shown as [secret].
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import stack_yaml
-from .errors import SHOWN_SECRET, ConfigError
-from .spec import SECRET_KEYS
+from fleet import stack_yaml
+from fleet.errors import SHOWN_SECRET, ConfigError
+from fleet.spec import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "vllm-fleet"

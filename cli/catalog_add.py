@@ -1,7 +1,7 @@
 """Records a Hugging Face model's architecture in catalog/models.yaml, read from its config.json and safetensors
 metadata on the hub, so that plans and `make compare` size it offline (CI, air-gapped machines).
 
-    python -m fleet.catalog_add Qwen/Qwen3-Coder-30B-A3B-Instruct [--revision <sha>] [--dry-run]
+    python -m cli.catalog_add Qwen/Qwen3-Coder-30B-A3B-Instruct [--revision <sha>] [--dry-run]
 
 Needs the hub (HF_TOKEN in the environment for gated models). Not imported by the Pulumi program.
 """
@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import hub
-from .spec import MODELS_FILE, ModelArch, model_entries
+from fleet import hub
+from fleet.spec import MODELS_FILE, ModelArch, model_entries
 
 # Key order of a written entry: the architecture first, then what is for people.
 _ORDER = ["params_b", "layers", "heads", "kv_heads", "head_dim", "max_len", "quantization", "gated", "kv_lora_rank",

@@ -2,8 +2,8 @@
 .venv-vllm that serving-test/install.sh makes), and prints throughput, time to first token (TTFT) and time per
 output token (TPOT) at the given concurrency.
 
-    python -m fleet.bench --stack codellama-prod [--concurrency 8 --prompts 64 --input-len 512 --output-len 128]
-    python -m fleet.bench --url URL --api-key KEY --model NAME --tokenizer DIR_OR_HF_ID [...]
+    python -m cli.bench --stack codellama-prod [--concurrency 8 --prompts 64 --input-len 512 --output-len 128]
+    python -m cli.bench --url URL --api-key KEY --model NAME --tokenizer DIR_OR_HF_ID [...]
 
 Prompts are random token sequences of exactly --input-len tokens, so bench needs the model's tokenizer: by
 default the stack's Hugging Face model (bench downloads its tokenizer: needs access to the hub, and HF_TOKEN for a
@@ -83,7 +83,7 @@ def summary(result: dict[str, Any]) -> tuple[list[str], bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cli.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--tokenizer", help="the model's tokenizer: a Hugging Face id or a local directory "
                                             "(default: the stack's model, or --model)")
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAIL vllm bench serve exited with {finished.returncode}")
             return 1
         lines, passed = summary(json.loads((result_dir / "result.json").read_text()))
-    print(f"\nfleet.bench: {endpoint.url} ({model}), {args.input_len} tokens in, {args.output_len} out a request")
+    print(f"\nmake bench: {endpoint.url} ({model}), {args.input_len} tokens in, {args.output_len} out a request")
     print("\n".join(lines))
     return 0 if passed else 1
 

@@ -1,8 +1,8 @@
 """Checks an endpoint the way the serving test checks a stack served on CPU: one PASS or FAIL line a check, and a
 non-zero exit status if any fails. The first thing to run after `pulumi up`, and what a pipeline runs after a deploy.
 
-    python -m fleet.check --stack codellama-prod
-    python -m fleet.check --url https://codellama.example.com --api-key KEY [--model NAME] [--direct]
+    python -m cli.check --stack codellama-prod
+    python -m cli.check --url https://codellama.example.com --api-key KEY [--model NAME] [--direct]
 
 Checks: /health answers; /v1/models refuses a request without the key (401) and lists the model with it; a
 completion, a chat completion and a streamed completion (several chunks) come back; /invocations and /metrics,
@@ -28,7 +28,7 @@ from typing import Callable
 
 import openai
 
-from . import serving
+from fleet import serving
 from .endpoint import Endpoint, EndpointError, add_arguments, from_arguments
 
 # Every request asks for exactly this many tokens (vLLM's ignore_eos): a model that stops early cannot make a
@@ -225,7 +225,7 @@ def run(checks: Checks) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cli.check", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--direct", action="store_true",
                         help="the URL is a vLLM server itself, not a stack's load balancer: /metrics must answer")
