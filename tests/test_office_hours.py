@@ -7,6 +7,9 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import googleapiclient
 
 import pytest
 import yaml
@@ -463,9 +466,28 @@ def test_wake_on_gcp_adds_a_scaling_schedule_for_the_hours(plan_of):
     target = plan_of(GCP).outputs["officeHours"]["wakeTarget"]
     [command] = wake.commands(spec_of(GCP), target, dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC), 2)  # 20:00 Chicago
     assert command[:6] == ["gcloud", "compute", "instance-groups", "managed", "update-autoscaling", target["group"]]
-    assert "--schedule-cron=1 20 27 11 *" in command and "--schedule-duration-sec=7140" in command
+    assert "--schedule-cron=1 20 27 11 * 2026" in command and "--schedule-duration-sec=7140" in command
     assert "--schedule-min-required-replicas=1" in command and "--schedule-time-zone=America/Chicago" in command
     assert ["--project", "my-gcp-project"] == command[6:8]
+
+
+def test_a_gcp_wake_fires_once_not_every_year(plan_of):
+    """GCP's scaling schedules read the extended cron format, "with an optional year field ... if the optional year
+    is set, ... the scaling schedule runs once" (the Compute API's own model says so): without the year, a wake on
+    27 November would start the fleet on every 27 November."""
+    from week_replay import Cron, firings
+
+    discovery = json.loads((Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" /
+                            "compute.v1.json").read_text())
+    assert "runs once" in discovery["schemas"]["AutoscalingPolicyScalingSchedule"]["properties"]["schedule"][
+        "description"]
+    target = plan_of(GCP).outputs["officeHours"]["wakeTarget"]
+    now = dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+    [command] = wake.commands(spec_of(GCP), target, now, 2)
+    [cron] = [arg.split("=", 1)[1] for arg in command if arg.startswith("--schedule-cron=")]
+    [zone] = [arg.split("=", 1)[1] for arg in command if arg.startswith("--schedule-time-zone=")]
+    assert firings(Cron.standard(cron), zone, now, now + dt.timedelta(days=3 * 366)) == [
+        dt.datetime(2026, 11, 28, 2, 1, tzinfo=UTC)]
 
 
 def test_wake_on_azure_adds_a_fixed_date_profile_for_the_hours(plan_of):
