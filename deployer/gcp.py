@@ -16,7 +16,7 @@ import pulumi_gcp as gcp
 from fleet import iam_names
 
 from . import backend, permissions
-from .config import DeployerConfigError, GcpConfig
+from .config import DeployerConfigError, FleetStack, GcpConfig
 from .github import DRIFT_ENVIRONMENT, ISSUER, PREVIEW_ENVIRONMENT, PULL_REQUEST_REF, GitHub
 
 # Workload Identity Federation needs these APIs; they stay enabled when the deployer is destroyed.
@@ -65,12 +65,14 @@ def nested_prefixes(stack: str, stacks: list[str]) -> list[str]:
     return sorted(other for other in others if other.startswith(prefix) and other != prefix)
 
 
-def compute_chunks(collections: list[str], stacks: list[str]) -> list[list[str]]:
+def compute_chunks(collections: list[str], stacks: list[str], existing: bool = False) -> list[list[str]]:
     """The compute collections, in groups whose name condition (compute_condition) stays within GCP's operators
-    for every stack: one custom role and one conditional binding per group."""
+    for every stack (`existing`: some stack names an existing network): one custom role and one conditional
+    binding per group."""
     worst = max(stacks, key=lambda stack: len(nested_prefixes(stack, stacks)), default=None)
     nested = len(nested_prefixes(worst, stacks)) if worst else 0
-    per_collection = 1 + 2 * nested  # its || and, for each nested prefix, && !
+    # its ||, for each nested prefix && !, and an || for an existing network's or subnetwork's name
+    per_collection = 1 + 2 * nested + int(existing)
     if per_collection - 1 > CONDITION_OPERATORS_MAX:
         raise DeployerConfigError(
             f"{nested} stacks' resource names start with {worst}'s and a hyphen "
@@ -80,9 +82,11 @@ def compute_chunks(collections: list[str], stacks: list[str]) -> list[list[str]]
     return [collections[i:i + size] for i in range(0, len(collections), size)]
 
 
-def compute_condition(stack: str, stacks: list[str], collections: list[str]) -> str:
+def compute_condition(stack: str, stacks: list[str], collections: list[str],
+                      existing: Mapping[str, str] | None = None) -> str:
     """The stack's own compute resources of these collections: their names start with its resource prefix (and
-    not with a longer stack's that shares it)."""
+    not with a longer stack's that shares it); and the existing network and subnetwork it names (`existing`, by
+    collection), which its firewalls, router and VMs use."""
     prefix = f"{iam_names.name_within(stack, 24)}-"
     terms = []
     for collection in collections:
@@ -90,11 +94,13 @@ def compute_condition(stack: str, stacks: list[str], collections: list[str]) -> 
         excluded = [f"!{name}.startsWith('{other}')" for other in nested_prefixes(stack, stacks)]
         term = " && ".join([f"{name}.startsWith('{prefix}')", *excluded])
         terms.append(f"({term})" if excluded and len(collections) > 1 else term)
+        if collection in (existing or {}):
+            terms.append(f"{name} == '{existing[collection]}'")
     return " || ".join(terms)
 
 
 def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], repository_id: pulumi.Output[int],
-               models: Mapping[str, str | None]) -> dict[str | None, dict[str, pulumi.Output]]:
+               fleet_stacks: Mapping[str, FleetStack]) -> dict[str | None, dict[str, pulumi.Output]]:
     provider = gcp.Provider("gcp", project=config.project)
     apis = [gcp.projects.Service(api, service=api, disable_on_destroy=False,
                                  opts=pulumi.ResourceOptions(provider=provider)) for api in APIS]
@@ -113,7 +119,8 @@ def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], r
     stacks = list(github.environments)
     compute = permissions.gcp_compute_grants(document)
     conditioned = {permission for granted in compute.values() for permission in granted}
-    chunks = compute_chunks(sorted(compute), stacks)
+    existing = {stack: dict(fleet_stacks[stack].gcp_existing) for stack in stacks}
+    chunks = compute_chunks(sorted(compute), stacks, any(existing.values()))
 
     def role(name: str, role_id: str, granted: list[str]) -> gcp.projects.IAMCustomRole:
         return gcp.projects.IAMCustomRole(name, project=config.project, role_id=role_id, title=name.replace("-", " "),
@@ -134,7 +141,7 @@ def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], r
         condition = None if stack is None else gcp.projects.IAMMemberConditionArgs(
             title=f"{stack[:90]} only", description="its own service accounts, secrets and buckets",
             expression=project_number.apply(
-                lambda number: stack_condition(stack, number, config.project, models.get(stack))))
+                lambda number: stack_condition(stack, number, config.project, fleet_stacks[stack].model)))
         gcp.projects.IAMMember(name, project=config.project, role=roles[stack is not None].name, member=member,
                                condition=condition, opts=opts)
         for index, (chunk, compute_role) in enumerate(zip(chunks if stack else [], compute_roles), 1):
@@ -142,7 +149,7 @@ def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], r
                 f"{name}-compute-{index}", project=config.project, role=compute_role.name, member=member,
                 condition=gcp.projects.IAMMemberConditionArgs(
                     title=f"{stack[:80]} compute only", description=f"its own {', '.join(chunk)}"[:256],
-                    expression=compute_condition(stack, stacks, chunk)), opts=opts)
+                    expression=compute_condition(stack, stacks, chunk, existing.get(stack))), opts=opts)
         gcp.serviceaccount.IAMMember(f"{name}-federated", service_account_id=account.name,
                                      role="roles/iam.workloadIdentityUser", member=federated, opts=opts)
         if config.state_bucket:

@@ -318,8 +318,25 @@ def test_gcp_a_stack_whose_name_starts_another_stacks_leaves_that_stacks_resourc
     chunks = deployer_gcp.compute_chunks(collections, stacks)
     assert sum(chunks, []) == collections and all(len(chunk) == 2 for chunk in chunks[:-1])  # 5 operators each
     assert len(deployer_gcp.compute_chunks(collections, ["a", "b"])) == 2  # 13 collections a condition
+    # a stack on an existing network: its firewalls, router and VMs use that network and subnetwork
+    assert deployer_gcp.compute_condition("dev", stacks, ["networks", "firewalls"], {"networks": "shared"}) == (
+        "resource.name.extract('/networks/{name}').startsWith('dev-') || "
+        "resource.name.extract('/networks/{name}') == 'shared' || "
+        "resource.name.extract('/firewalls/{name}').startsWith('dev-')")
+    assert all(len(chunk) == 6 for chunk in deployer_gcp.compute_chunks(collections, ["a", "b"], True)[:-1])
     with pytest.raises(deployer_gcp.DeployerConfigError, match="cannot tell a's compute resources apart"):
         deployer_gcp.compute_chunks(collections, ["a"] + ["a" + "-b" * n for n in range(1, 8)])
+
+
+def test_gcp_an_existing_network_of_a_stack_file_is_read_by_name(tmp_path):
+    from deployer import config
+
+    assert all(stack.gcp_existing == () for stack in config.fleet_stacks().values())  # stacks/ have their own
+    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.codellama-gcp.yaml").read_text())
+    raw["config"]["vllm-fleet:gcp"] = {**raw["config"].get("vllm-fleet:gcp", {}), "network": "shared",
+                                       "subnetwork": "projects/p/regions/us-central1/subnetworks/gpu"}
+    (tmp_path / "Pulumi.x.yaml").write_text(yaml.safe_dump(raw))
+    assert config.fleet_stacks(tmp_path)["x"].gcp_existing == (("networks", "shared"), ("subnetworks", "gpu"))
 
 
 def test_gcp_state_drift_and_preview_write_only_the_locks(deployer):
