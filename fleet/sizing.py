@@ -444,6 +444,13 @@ def options(spec: FleetSpec) -> list[Sizing]:
         raise ConfigError("vllmArgs", f"--max-num-seqs={vllm_args.value_of(spec.vllm_args, 'max_num_seqs')}",
                           batching[fitting[0].name])
     fitting = [it for it in fitting if batching[it.name] is None]
+    context_parallel = {it.name: vllm_args.context_parallel_refusal(
+        spec.vllm_args, it.gpu_count, spec.arch.heads, spec.arch.kv_heads, spec.arch.mla) for it in fitting}
+    if fitting and all(context_parallel.values()):
+        raise ConfigError("vllmArgs", f"--decode-context-parallel-size="
+                                      f"{vllm_args.value_of(spec.vllm_args, 'decode_context_parallel_size')}",
+                          context_parallel[fitting[0].name])
+    fitting = [it for it in fitting if context_parallel[it.name] is None]
     if not fitting:
         if len(candidates) == 1:
             detail = reasons[candidates[0].name]

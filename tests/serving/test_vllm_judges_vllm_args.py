@@ -74,6 +74,10 @@ CORPUS = [
     (["--nnodes=2"], True),
     (["--data-parallel-address=10.0.0.2"], True),
     (["--data-parallel-backend=mp"], False),  # used only with data parallel
+    # decode context parallel shards the KV cache over the tensor parallel GPUs (vllm/config/parallel.py, model.py)
+    (["--decode-context-parallel-size=1"], False),
+    (["-dcp", "3"], True),  # does not divide tensor parallel
+    (["--decode-context-parallel-size=2"], True),  # 8 KV heads: needs more GPUs than KV heads
 ]
 # vLLM's destinations that make a deployment unreachable or multi-node when set (their defaults: None or False),
 # listed apart from fleet/vllm_args.py's on purpose: the judge reads what vLLM stored, not the plan's lists.
