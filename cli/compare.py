@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,7 +218,7 @@ def snippet(row: dict[str, Any], number: int) -> str:
              + ("" if row["priced"] else f" at {row['priceRegion']}'s rate (no price recorded for {row['region']})"),
              "# Save as stacks/Pulumi.<stack>.yaml and `make plan STACK=<stack>`; replace the addresses below."]
     if row.get("alsoServedBy"):
-        lines.append(f"# {row['notes']}")
+        lines += textwrap.wrap(row["notes"], 116, initial_indent="# ", subsequent_indent="# ")
     lines.append("config:")
     for key, value in keys.items():
         lines += _yaml_key(f"vllm-fleet:{key}", value)
@@ -227,7 +228,8 @@ def snippet(row: dict[str, Any], number: int) -> str:
     required = [(name, doc) for name, doc in options.items() if "(required)" in doc]
     if required:
         lines.append(f"  vllm-fleet:{row['cloud']}:")
-        lines += [f"    {name}: {doc.split('e.g. ')[-1]}  # {doc.split(' (required)')[0]}" for name, doc in required]
+        for name, doc in required:
+            lines += [f"    # {doc.split(' (required)')[0]}", f"    {name}: {doc.split('e.g. ')[-1]}"]
     return "\n".join(lines) + "\n"
 
 
