@@ -587,15 +587,18 @@ def exported(keys: dict[str, str] | None, cloud: str = "aws", pending=()) -> dic
         "pending_operations": list(pending)}}
 
 
-def recorded_pulumi(tmp_path: Path, monkeypatch, answers: dict[str, tuple[str, int]]) -> Path:
-    """A `pulumi` on PATH that gives each subcommand ("up", "cancel", "stack-export") its recorded answer."""
+def recorded_pulumi(tmp_path: Path, monkeypatch, answers: dict[str, tuple]) -> Path:
+    """A `pulumi` on PATH that gives each subcommand ("up", "cancel", "stack-export") its recorded answer:
+    (stdout, exit status) or (stdout, exit status, stderr)."""
     answer_dir = tmp_path / "answers"
     answer_dir.mkdir()
-    for name, (stdout, status) in answers.items():
+    for name, (stdout, status, *stderr) in answers.items():
         (answer_dir / f"{name}.out").write_text(stdout)
+        (answer_dir / f"{name}.err").write_text("".join(stderr))
         (answer_dir / f"{name}.rc").write_text(str(status))
     return pulumi_on_path(tmp_path, monkeypatch, f'key="$1"; [ "$1" = stack ] && key="$1-$2"\n'
-                                                f'cat {answer_dir}/$key.out\nexit $(cat {answer_dir}/$key.rc)\n')
+                                                f'cat {answer_dir}/$key.out\ncat {answer_dir}/$key.err >&2\n'
+                                                f'exit $(cat {answer_dir}/$key.rc)\n')
 
 
 @pytest.fixture
@@ -678,6 +681,26 @@ def test_a_failed_pulumi_up_says_so(tmp_path, monkeypatch, checkout):
     recorded_pulumi(tmp_path, monkeypatch, {"stack-export": (json.dumps(exported({})), 0), "up": ("error", 255)})
     assert deploy.up("s", github_with(checkout)[0], post_deploy_check.record_file("s")) == 255
     assert (tmp_path / "GITHUB_OUTPUT").read_text() == "deployed=false\n"
+
+
+def test_a_deploy_of_a_stack_never_initialized_is_skipped_with_one_notice(tmp_path, monkeypatch, checkout, capsys):
+    # What the Pulumi CLI answers for a stack the backend does not have (an example stack kept in a fork).
+    args = recorded_pulumi(tmp_path, monkeypatch, {
+        "stack-export": ("", 255, "error: no stack named 'codellama-gcp' found\n"), "up": ("", 0)})
+    assert deploy.up("codellama-gcp", github_with(checkout)[0], post_deploy_check.record_file("codellama-gcp")) == 0
+    assert args.read_text().splitlines() == ["stack export --stack codellama-gcp --show-secrets"]  # no `pulumi up`
+    assert (tmp_path / "GITHUB_OUTPUT").read_text() == "deployed=false\n"
+    notices = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::")]
+    assert notices == ["::notice::codellama-gcp not deployed: there is no Pulumi stack codellama-gcp in the state "
+                       "backend: `pulumi stack init codellama-gcp` creates it (docs/ci.md, section 5), or delete "
+                       "stacks/Pulumi.codellama-gcp.yaml if it is an example you do not deploy"]
+    assert "codellama-gcp**: not deployed" in (tmp_path / "GITHUB_STEP_SUMMARY").read_text()
+
+
+def test_a_deploy_whose_state_cannot_be_read_still_fails(tmp_path, monkeypatch, checkout, capsys):
+    recorded_pulumi(tmp_path, monkeypatch, {"stack-export": ("", 255, "error: 403 Forbidden\n"), "up": ("", 0)})
+    assert deploy.up("s", github_with(checkout)[0], post_deploy_check.record_file("s")) == 1
+    assert "::error::pulumi stack export failed: error: 403 Forbidden" in capsys.readouterr().out
 
 
 PENDING = [{"resource": {"urn": "urn:pulumi:s::vllm-fleet::vllm-fleet:aws:Fleet$aws:autoscaling/group:Group::s-gpu",

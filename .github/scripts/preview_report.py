@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import plan_diff
-from ci_common import PULUMI_BUSY, ROOT, add_summary, stack_config, stack_file
+from ci_common import PULUMI_BUSY, PULUMI_NO_STACK, ROOT, add_summary, stack_config, stack_file
 from cloud_credentials import missing
 
 HOURS_PER_MONTH = 730
@@ -97,7 +97,7 @@ def pulumi_preview(stack: str) -> Outcome:
     if result.returncode == 0 and document is not None:
         return Outcome("ok", document)
     errors = "\n".join([result.stderr, *plan_diff.diagnostics(document or {}, "error")])
-    if re.search(r"no stack named", errors, re.I):
+    if re.search(PULUMI_NO_STACK, errors, re.I):
         return Outcome("not-initialized", document, "the stack does not exist in the state backend yet: the "
                                                     "first deploy creates it (the offline plan above is what it creates)")
     if re.search(PULUMI_BUSY, errors, re.I):
