@@ -7,6 +7,7 @@ keys refused by a real HTTP server), the drift check (a lock nobody holds is rep
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import os
 import shutil
@@ -895,3 +896,101 @@ def test_the_post_deploy_check_runs_roll_then_make_check_then_the_revoked_keys(t
     assert done == [("roll", "gcp", "s-gpu", 10, 7200), "check", ("revoked", ["alice", "default"])]
     out = capsys.readouterr().out
     assert {"::add-mask::sk-old", "::add-mask::sk-a", "::add-mask::sk-new"} <= set(out.splitlines())
+
+
+# --- the post-deploy check: the key meant for it, office hours -------------------------------------------------------
+def test_the_post_deploy_check_uses_the_named_ci_key_where_the_stack_has_one():
+    keys = {"default": "sk-default", "alice": "sk-a", "ci": "sk-ci"}
+    target = post_deploy_check.target_of(OUTPUTS, keys)
+    assert (target.api_key, target.key_name) == ("sk-ci", "ci")
+    without = post_deploy_check.target_of(OUTPUTS, {"alice": "sk-a"})
+    assert (without.api_key, without.key_name) == ("sk-very-secret", "")
+
+
+BERLIN_HOURS = {"timezone": "Europe/Berlin", "days": "Mon-Fri", "start": "08:00", "end": "19:00"}
+HOURS_OUTPUTS = {**OUTPUTS, "officeHours": {"scaleUpMinutesEarly": 30}}
+
+
+@pytest.mark.parametrize("when, offhours, closed", [
+    ("2026-12-07T19:00:00+00:00", 0, True),   # Monday 20:00 in Berlin: the issue's merge
+    ("2026-12-07T09:00:00+00:00", 0, False),  # Monday 10:00
+    ("2026-12-08T06:40:00+00:00", 0, False),  # Tuesday 07:40: in the scale-up's lead, VMs are coming
+    ("2026-12-08T06:20:00+00:00", 0, True),   # Tuesday 07:20: before the lead
+    ("2026-12-12T12:00:00+00:00", 0, True),   # Saturday
+    ("2026-12-07T19:00:00+00:00", 1, False),  # offHoursReplicas 1: a VM serves off hours
+])
+def test_a_fleet_is_closed_outside_its_hours_and_their_lead(when, offhours, closed):
+    from fleet.schedule import parse_office_hours
+
+    hours = parse_office_hours({**BERLIN_HOURS, "offHoursReplicas": offhours}, 1)
+    assert post_deploy_check.closed_now(hours, HOURS_OUTPUTS, dt.datetime.fromisoformat(when)) == closed
+    assert post_deploy_check.closed_now(None, OUTPUTS, dt.datetime.fromisoformat(when)) is False
+
+
+@pytest.fixture
+def closed_endpoint():
+    """A real HTTP server that answers /v1/models what it is told (status, content type, body)."""
+    import http.server
+    import threading
+
+    answer = {"status": 503, "type": "application/json", "body": ""}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(answer["status"])
+            self.send_header("Content-Type", answer["type"])
+            self.end_headers()
+            self.wfile.write(answer["body"].encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", answer
+    server.shutdown()
+
+
+def test_the_closed_answer_is_checked_as_each_cloud_gives_it(closed_endpoint, capsys):
+    import html
+
+    from fleet.schedule import closed_answer, parse_office_hours
+
+    url, answer = closed_endpoint
+    hours = parse_office_hours(BERLIN_HOURS, 1)
+    target = post_deploy_check.target_of({**OUTPUTS, "endpoint": url})
+    closed = closed_answer("s", hours)
+    answer["body"] = json.dumps(closed)
+    for cloud in ("aws", "gcp"):
+        assert post_deploy_check.closed_answer_check("s", cloud, hours)(target) == 0
+    assert post_deploy_check.closed_answer_check("s", "azure", hours)(target) == 1  # Azure answers 502
+    answer.update(status=502, type="text/html",
+                  body=f"<!doctype html>\n<p>{html.escape(closed['error']['message'])}</p>")
+    assert post_deploy_check.closed_answer_check("s", "azure", hours)(target) == 0
+    answer.update(status=200, type="application/json", body='{"data": []}')  # a VM serves: not closed
+    assert post_deploy_check.closed_answer_check("s", "gcp", hours)(target) == 1
+    assert "FAIL the closed answer: /v1/models answered 200" in capsys.readouterr().out
+
+
+def test_outside_its_hours_the_post_deploy_check_waits_for_no_vm(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.s.yaml").write_text(
+        "config:\n  vllm-fleet:officeHours:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in BERLIN_HOURS.items()))
+    monkeypatch.setattr(post_deploy_check, "ROOT", tmp_path)
+    post_deploy_check.record_file("s").write_text(json.dumps(
+        {"startedAt": "2026-12-07T19:00:00+00:00", "apiKeys": {"default": "sk-old"}}))
+    states = {True: exported({"default": "sk-new", "ci": "sk-ci"}, "gcp"), False: exported(None, "gcp")}
+    monkeypatch.setattr(post_deploy_check, "export", lambda stack, show_secrets=False: states[show_secrets])
+    monkeypatch.setattr(post_deploy_check, "stack_outputs", lambda stack: {**HOURS_OUTPUTS, "apiKey": "sk-new"})
+    monkeypatch.setattr(post_deploy_check, "utc_now", lambda: dt.datetime(2026, 12, 7, 19, tzinfo=dt.timezone.utc))
+    done = []
+    monkeypatch.setattr(post_deploy_check, "wait_for_roll", lambda *args, **kwargs: done.append("roll") or 0)
+    monkeypatch.setattr(post_deploy_check, "closed_answer_check",
+                        lambda stack, cloud, hours: lambda target: done.append(("closed", cloud, target.api_key)) or 0)
+    assert post_deploy_check.main(["--stack", "s", "--cloud", "gcp", "--region", "europe-west4"]) == 0
+    assert done == [("closed", "gcp", "sk-ci")]  # no roll, no make check, no revoked keys: nothing runs
+    out = capsys.readouterr().out
+    assert "checking with the API key 'ci'" in out and "s is closed now (Mon-Fri 08:00-19:00 (Europe/Berlin)" in out
+    assert "the closed answer: every check passed (attempt 1)" in out
