@@ -30,7 +30,7 @@ COMPARE_ARGS = $(if $(MAX_MODEL_LEN),--max-model-len "$(MAX_MODEL_LEN)") \
 	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all) $(if $(SNIPPET),--snippet "$(SNIPPET)")
 
 .PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vm-lock-check dev-lock vllm-flags clean compare \
-	catalog-add prices wake
+	catalog-add prices wake serve-local
 
 $(INSTALLED): requirements.txt requirements-dev.txt requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,13 @@ system-tools:
 check: $(INSTALLED)
 	@test -n "$(STACK)$(URL)" || { echo "usage: make check $(ENDPOINT_USAGE) [DIRECT=1]" >&2; exit 2; }
 	@$(VENV)/bin/python -m cli.check $(ENDPOINT_ARGS) $(if $(DIRECT),--direct)
+
+## make serve-local STACK=<stack> [MODEL_DIR=<local model folder>] [PORT=8000] [KEY=<api key>]: the stack's vLLM
+##            launcher on this machine, with the CPU build of vLLM (.venv-vllm) and the tiny model or MODEL_DIR's
+serve-local: $(INSTALLED) $(VLLM_INSTALLED)
+	@test -n "$(STACK)" || { echo "usage: make serve-local STACK=<stack> [MODEL_DIR=<local model folder>] [PORT=8000] [KEY=<api key>]" >&2; exit 2; }
+	@$(VENV)/bin/python -m cli.serve_local "$(STACK)" $(if $(MODEL_DIR),--model-dir "$(MODEL_DIR)") \
+	  $(if $(PORT),--port "$(PORT)") $(if $(KEY),--api-key "$(KEY)")
 
 ## make bench STACK=<stack> | URL=<url> KEY=<key> [MODEL=<name>] [TOKENIZER=<hf id or dir>]
 ##            [CONCURRENCY=8 PROMPTS=64 INPUT_LEN=512 OUTPUT_LEN=128]: throughput and time to first token
