@@ -98,8 +98,9 @@ def pulumi_preview(stack: str) -> Outcome:
         return Outcome("ok", document)
     errors = "\n".join([result.stderr, *plan_diff.diagnostics(document or {}, "error")])
     if re.search(PULUMI_NO_STACK, errors, re.I):
-        return Outcome("not-initialized", document, "the stack does not exist in the state backend yet: the "
-                                                    "first deploy creates it (the offline plan above is what it creates)")
+        return Outcome("not-initialized", document, "the stack does not exist in the state backend yet: `pulumi "
+                                                    f"stack init {stack}` creates it (docs/ci.md, section 5); until "
+                                                    "then a merge does not deploy it")
     if re.search(PULUMI_BUSY, errors, re.I):
         return Outcome("busy", document, "the stack is being deployed right now: push again to preview once it is done")
     return Outcome("failed", document, _first_line(errors) or f"exit status {result.returncode}")
