@@ -27,7 +27,8 @@ CLOUDS ?=
 LIMIT ?=
 COMPARE_ARGS = $(if $(MAX_MODEL_LEN),--max-model-len "$(MAX_MODEL_LEN)") \
 	$(if $(filter command line,$(origin CONCURRENCY)),--concurrency "$(CONCURRENCY)") $(if $(TOKENS),--tokens "$(TOKENS)") \
-	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all) $(if $(SNIPPET),--snippet "$(SNIPPET)")
+	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all) \
+	$(if $(SNIPPET),--snippet "$(SNIPPET)")
 
 .PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vm-lock-check dev-lock vllm-flags clean compare \
 	catalog-add prices wake serve-local

@@ -7,8 +7,8 @@ output token (TPOT) at the given concurrency.
 
 Prompts are random token sequences of exactly --input-len tokens, so bench needs the model's tokenizer: with
 --stack by default the stack's Hugging Face model (bench downloads its tokenizer: needs access to the hub, and
-HF_TOKEN for a gated model); with --url, --tokenizer (a Hugging Face id or a local directory). `vllm bench serve` exits 0 even when every request failed: this reads its
-result file and fails unless every request completed.
+HF_TOKEN for a gated model); with --url, --tokenizer (a Hugging Face id or a local directory). `vllm bench serve`
+exits 0 even when every request failed: this reads its result file and fails unless every request completed.
 """
 
 from __future__ import annotations

@@ -158,7 +158,8 @@ def _merge_fp8(model: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     checkpoints = {_same_serving(r): r for r in rows if r["quantization"] == "fp8" and r["checkpoint"] != model}
     merged = []
     for row in rows:
-        same = checkpoints.get(_same_serving(row)) if row["quantization"] == "fp8" and row["checkpoint"] == model else None
+        load_time = row["quantization"] == "fp8" and row["checkpoint"] == model
+        same = checkpoints.get(_same_serving(row)) if load_time else None
         if same is None:
             merged.append(row)
             continue
@@ -282,8 +283,8 @@ def render_text(model: str, rows: list[dict[str, Any]], notes: list[str], *, lim
         out.append(f"... {len(rows) - limit} more rows (LIMIT=n, or FORMAT=json for all)")
     req = f"requests of {capacity[1]} tokens" if capacity else "full-context requests"
     out.append(f"req/VM: {req} one VM holds at once (KV cache, at most vLLM's max_num_seqs); VMs: replicas; TP: "
-               f"tensor parallel size = GPUs a VM. * no price recorded for the region (catalog/prices.yaml): the reference "
-               f"region's rate. Each row's stack file, with every key it assumes: SNIPPET=n.")
+               f"tensor parallel size = GPUs a VM. * no price recorded for the region (catalog/prices.yaml): the "
+               f"reference region's rate. Each row's stack file, with every key it assumes: SNIPPET=n.")
     if any(row.get("alsoServedBy") for row in rows[:limit]):
         out.append(f"fp8 (checkpoint) = fp8 at load: the same serving either way; {FP8_CHECKPOINT_PREFERRED}.")
     cheapest: dict[str, dict[str, Any]] = {}

@@ -111,7 +111,8 @@ class ServeLocalError(Exception):
     """Why the stack cannot be served here; the message is for the user."""
 
 
-def prepare(stack: str, workdir: Path, model_dir: Path | None, port: int, api_key: str) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+def prepare(stack: str, workdir: Path, model_dir: Path | None, port: int,
+            api_key: str) -> tuple[list[str], dict[str, str], dict[str, Any]]:
     """(the launcher's command, its environment, the plan's outputs) for the stack served from `workdir`."""
     from . import plan as offline_plan
     from fleet import bootstrap, serving

@@ -512,9 +512,9 @@ def rank(sizing: Sizing) -> tuple:
     smaller VMs (a failed VM then takes a smaller part of the capacity, and a zone's outage may spare some), then
     more requests held, then the name."""
     regional = sizing.price.regional if sizing.price else True
-    return (round(hourly(sizing), 2), not regional, -(sizing.replicas.desired if sizing.replicas else 1),
-            sizing.instance.gpu_count, -sizing.requests_per_replica * (sizing.replicas.desired if sizing.replicas else 1),
-            sizing.instance.name)
+    replicas = sizing.replicas.desired if sizing.replicas else 1
+    return (round(hourly(sizing), 2), not regional, -replicas, sizing.instance.gpu_count,
+            -sizing.requests_per_replica * replicas, sizing.instance.name)
 
 
 def size(spec: FleetSpec) -> Sizing:

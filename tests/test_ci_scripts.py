@@ -976,8 +976,8 @@ def test_outside_its_hours_the_post_deploy_check_waits_for_no_vm(tmp_path, monke
     monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
     monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
     (tmp_path / "stacks").mkdir()
-    (tmp_path / "stacks" / "Pulumi.s.yaml").write_text(
-        "config:\n  vllm-fleet:officeHours:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in BERLIN_HOURS.items()))
+    stack = {"config": {"vllm-fleet:officeHours": BERLIN_HOURS}}
+    (tmp_path / "stacks" / "Pulumi.s.yaml").write_text(yaml.safe_dump(stack))
     monkeypatch.setattr(post_deploy_check, "ROOT", tmp_path)
     post_deploy_check.record_file("s").write_text(json.dumps(
         {"startedAt": "2026-12-07T19:00:00+00:00", "apiKeys": {"default": "sk-old"}}))

@@ -4,8 +4,9 @@
 workdir/root, runs its setup script's install_api_keys step on a stubbed VM (tests/vm_world.py: the cloud's
 secret store answers API_KEYS) to write the 0640 API keys file, re-renders the launcher with `serving.cpu_argv`
 (the one documented place where the run departs from a VM) and starts that launcher with the environment
-vllm.service gives it, its Environment= lines (cli/serve_local.py, which `make serve-local` runs, does the same). vLLM thus reads the keys from the file the setup script wrote
-(--config), as on a VM; among them one full of shell, YAML and JSON metacharacters.
+vllm.service gives it, its Environment= lines (cli/serve_local.py, which `make serve-local` runs, does the same).
+vLLM thus reads the keys from the file the setup script wrote (--config), as on a VM; among them one full of
+shell, YAML and JSON metacharacters.
 """
 
 from __future__ import annotations
