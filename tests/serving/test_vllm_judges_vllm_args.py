@@ -19,7 +19,8 @@ from conftest import ROOT, STACK_FILES, config_of, launcher_argv, stack_name, wr
 from fleet import serving, sizing, vllm_args
 from fleet.errors import ConfigError
 from fleet.spec import ModelArch, parse_spec
-from stack_on_cpu import require_vllm, unit_setting
+from cli.serve_local import unit_setting
+from stack_on_cpu import require_vllm
 from vllm_server import VENV_PYTHON
 
 BASE_STACK = "codellama-prod"  # 70B on 4 or 8 GPUs: tensor parallel > 1, so parallel flags matter
