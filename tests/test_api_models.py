@@ -13,11 +13,12 @@ import sys
 
 import pytest
 
-from api_models import aws, core
+from api_models import aws, core, gcp
 from conftest import ROOT, stack_cloud, STACK_FILES, stack_name
 
-MODELS = {"aws": aws.AwsModel(aws.autoname)}
-RESOURCES = {"aws": aws.RESOURCES}
+MODELS = {"aws": aws.AwsModel(core.autoname), "gcp": gcp.GcpModel(core.autoname)}
+RESOURCES = {"aws": aws.RESOURCES, "gcp": gcp.RESOURCES}
+TYPE_PREFIX = {"aws": "aws:", "gcp": "gcp:"}  # the provider package of each cloud's resource types
 # Planned types that are no request to a cloud: the program's own components and random values made locally.
 NOT_CLOUD = {"random:index/randomPassword:RandomPassword": "a value the random provider makes on this machine",
              "random:index/randomString:RandomString": "a value the random provider makes on this machine"}
@@ -34,6 +35,17 @@ EVERY_OPTION = {
 GENERATED = {
     f"{LONG_NAME}-aws": {"cloud": "aws", "region": "us-east-1", **EVERY_OPTION, "onDemandBase": 1,
                          "domain": "llm.example.com", "dnsZone": "Z0123456789ABCDEFGHIJ"},
+    f"{LONG_NAME}-gcp": {"cloud": "gcp", "region": "us-central1", **EVERY_OPTION, "domain": "llm.example.com",
+                         "dnsZone": "example-com", "model": "gs://team-models/codellama-7b",
+                         "modelParams": {"like": "codellama/CodeLlama-7b-Instruct-hf"},
+                         "gcp": {"project": "my-gcp-project-123", "iapSsh": True,
+                                 "zones": ["us-central1-a", "us-central1-b"]}},
+    "gcp-existing-network": {
+        "cloud": "gcp", "region": "us-central1", **EVERY_OPTION, "spot": False, "domain": "llm.example.com",
+        "certificate": "projects/my-gcp-project/global/sslCertificates/llm-example-com",
+        "gcp": {"project": "my-gcp-project", "network": "projects/shared-vpc-host/global/networks/shared",
+                "subnetwork": "projects/shared-vpc-host/regions/us-central1/subnetworks/gpu", "cloudNat": False,
+                "image": "projects/my-gcp-project/global/images/family/vllm-gpu"}},
     "aws-existing-network": {
         "cloud": "aws", "region": "us-west-2", **EVERY_OPTION, "spot": False, "domain": "llm.example.com",
         "certificate": "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
@@ -44,7 +56,7 @@ GENERATED = {
 
 
 def cloud_of(preview: dict) -> str | None:
-    return next((c for c in MODELS for s in preview["steps"] if s["type"].startswith(f"{c}:")), None)
+    return next((c for c in MODELS for s in preview["steps"] if s["type"].startswith(TYPE_PREFIX[c])), None)
 
 
 @pytest.fixture(scope="module")
