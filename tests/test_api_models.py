@@ -13,16 +13,18 @@ import sys
 
 import pytest
 
-from api_models import aws, core, gcp
+from api_models import aws, azure, core, gcp
 from conftest import ROOT, stack_cloud, STACK_FILES, stack_name
 
-MODELS = {"aws": aws.AwsModel(core.autoname), "gcp": gcp.GcpModel(core.autoname)}
-RESOURCES = {"aws": aws.RESOURCES, "gcp": gcp.RESOURCES}
-TYPE_PREFIX = {"aws": "aws:", "gcp": "gcp:"}  # the provider package of each cloud's resource types
+MODELS = {"aws": aws.AwsModel(core.autoname), "gcp": gcp.GcpModel(core.autoname),
+          "azure": azure.AzureModel(azure.autoname)}
+RESOURCES = {"aws": aws.RESOURCES, "gcp": gcp.RESOURCES, "azure": azure.RESOURCES}
+TYPE_PREFIX = {"aws": "aws:", "gcp": "gcp:", "azure": "azure-native:"}  # the provider package of each cloud's resource types
 # Planned types that are no request to a cloud: the program's own components and random values made locally.
 NOT_CLOUD = {"random:index/randomPassword:RandomPassword": "a value the random provider makes on this machine",
              "random:index/randomString:RandomString": "a value the random provider makes on this machine"}
 
+AZURE_GROUP = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups"
 LONG_NAME = "team-platform-" + "x" * 60 + "-us-central1-production"  # Pulumi takes stack names up to 100
 EVERY_OPTION = {
     "model": "codellama/CodeLlama-7b-Instruct-hf", "maxModelLen": 8192, "allowedCidrs": ["10.0.0.0/8", "192.0.2.0/24"],
@@ -46,6 +48,18 @@ GENERATED = {
         "gcp": {"project": "my-gcp-project", "network": "projects/shared-vpc-host/global/networks/shared",
                 "subnetwork": "projects/shared-vpc-host/regions/us-central1/subnetworks/gpu", "cloudNat": False,
                 "image": "projects/my-gcp-project/global/images/family/vllm-gpu"}},
+    f"{LONG_NAME}-azure": {
+        "cloud": "azure", "region": "eastus", **EVERY_OPTION, "domain": "llm.example.com",
+        "certificate": "https://platform-tls.vault.azure.net/secrets/llm-example-com",
+        "dnsZone": f"{AZURE_GROUP}/dns/providers/Microsoft.Network/dnszones/example.com",
+        "model": "az://teammodels/models/codellama-7b", "modelParams": {"like": "codellama/CodeLlama-7b-Instruct-hf"},
+        "azure": {"certificateVaultId": f"{AZURE_GROUP}/platform-tls/providers/Microsoft.KeyVault/vaults/platform-tls",
+                  "modelStorageAccountId": f"{AZURE_GROUP}/models/providers/Microsoft.Storage/storageAccounts/teammodels"}},
+    "azure-existing-network": {
+        "cloud": "azure", "region": "westeurope", **EVERY_OPTION, "spot": False,
+        "azure": {"resourceGroupName": "platform-llm", "gatewaySubnetCidr": "10.20.1.0/24", "vmSubnetCidr": "10.20.8.0/22",
+                  "virtualNetworkId": f"{AZURE_GROUP}/net/providers/Microsoft.Network/virtualNetworks/hub",
+                  "image": "canonical:ubuntu-24_04-lts:server:latest"}},
     "aws-existing-network": {
         "cloud": "aws", "region": "us-west-2", **EVERY_OPTION, "spot": False, "domain": "llm.example.com",
         "certificate": "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",

@@ -210,6 +210,7 @@ class Model:
     def __init__(self, autoname: Callable[[str], str]):
         self.autoname = autoname
         self._fields: dict[str, Field | None] = {}
+        self._roots: dict[tuple[str, str], Field] = {}
 
     def root(self, api: str, root: str) -> Field:
         raise NotImplementedError
@@ -219,7 +220,9 @@ class Model:
         if path not in self._fields:
             head, _, rest = path.partition(":")
             root, *segments = split_path(rest)
-            f: Field | None = self.root(head, root)
+            if (head, root) not in self._roots:
+                self._roots[head, root] = self.root(head, root)
+            f: Field | None = self._roots[head, root]
             for segment in segments:
                 f = f.child(segment) if f else None
             self._fields[path] = f
