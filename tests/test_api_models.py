@@ -139,14 +139,18 @@ def changed(preview: dict, type_: str, change) -> list[str]:
     return problems_of(broken)
 
 
+def renamed(logical: str):
+    return lambda step: step.update(urn=step["urn"].rsplit("::", 1)[0] + "::" + logical)
+
+
+def inputs(change):
+    return lambda step: change(step["newState"]["inputs"])
+
+
 def test_the_aws_model_refuses_what_aws_refuses(plans):
     """The check can fail: each mutation below is one the real API refuses, and the model says so."""
     plan = plans["codellama-prod"]
     assert problems_of(plan) == []
-
-    def inputs(change):
-        return lambda step: change(step["newState"]["inputs"])
-
     # an enum: the warm pool's state
     assert any("PutWarmPool.PoolState = 'Sleeping' is none of" in p for p in changed(
         plan, "aws:autoscaling/group:Group", inputs(lambda i: i["warmPool"].update(poolState="Sleeping"))))
@@ -158,12 +162,12 @@ def test_the_aws_model_refuses_what_aws_refuses(plans):
         plan, "aws:lb/targetGroup:TargetGroup", inputs(lambda i: i["healthCheck"].update(interval=301))))
     # a name one character too long: EventBridge Scheduler names are at most 64 (autonamed: + 8)
     schedule = "aws:scheduler/schedule:Schedule"
-    assert changed(plan, schedule, lambda s: s.update(urn=s["urn"].rsplit("::", 1)[0] + "::" + "s" * 56)) == []
+    assert changed(plan, schedule, renamed("s" * 56)) == []
     assert any("autonamed: scheduler CreateSchedule.Name" in p and "over its maximum 64" in p for p in changed(
-        plan, schedule, lambda s: s.update(urn=s["urn"].rsplit("::", 1)[0] + "::" + "s" * 57)))
+        plan, schedule, renamed("s" * 57)))
     # a pattern: an IAM role name takes no spaces
     assert any("RoleName" in p and "does not match" in p for p in changed(
-        plan, "aws:iam/role:Role", lambda s: s.update(urn=s["urn"].rsplit("::", 1)[0] + "::" + "gpu role")))
+        plan, "aws:iam/role:Role", renamed("gpu role")))
     # a required member: a schedule without its expression
     assert any("CreateSchedule.ScheduleExpression is required" in p for p in changed(
         plan, schedule, inputs(lambda i: i.pop("scheduleExpression"))))
@@ -173,3 +177,73 @@ def test_the_aws_model_refuses_what_aws_refuses(plans):
     # a resource type nobody mapped
     assert any("no mapping of this resource type" in p for p in changed(
         plan, "aws:lb/listenerRule:ListenerRule", lambda s: s.update(type="aws:lb/listenerRule:NewRule")))
+
+
+def test_the_gcp_model_refuses_what_gcp_refuses(plans):
+    """As for AWS: each mutation is one Compute Engine, IAM or Secret Manager refuses, and the model says so."""
+    plan = plans["codellama-gcp"]
+    assert problems_of(plan) == []
+    template, group = "gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+    # an enum: the VMs' provisioning model
+    assert any("scheduling.provisioningModel = 'PREEMPTIBLE' is none of" in p for p in changed(
+        plan, template, inputs(lambda i: i["scheduling"].update(provisioningModel="PREEMPTIBLE"))))
+    # a range: an int32 field
+    assert any("updatePolicy.maxSurge.fixed = 2147483648, over its maximum" in p for p in changed(
+        plan, group, inputs(lambda i: i["updatePolicy"].update(maxSurgeFixed=2**31))))
+    # an int64 field (a decimal string on the wire) takes whole numbers only
+    assert any("initializeParams.diskSizeGb wants an integer" in p for p in changed(
+        plan, template, inputs(lambda i: i["disks"][0].update(diskSizeGb=150.5))))
+    # a name one character too long: Compute Engine names are RFC 1035, at most 63 (autonamed: + 8)
+    check = "gcp:compute/healthCheck:HealthCheck"
+    assert changed(plan, check, renamed("h" * 55)) == []
+    assert any("autonamed: compute healthChecks/insert.name" in p and "over its maximum 63" in p
+               for p in changed(plan, check, renamed("h" * 56)))
+    assert any("does not match [a-z]" in p for p in changed(plan, check, renamed("Health")))
+    # what only the description says: a service account id is 6-30 characters
+    assert any("accountId 'vllm' has 4 characters, under its minimum 6" in p for p in changed(
+        plan, "gcp:serviceaccount/account:Account", inputs(lambda i: i.update(accountId="vllm"))))
+    # a URL parameter's pattern: the region
+    assert any("parameters.region 'US-central1' does not match" in p for p in changed(
+        plan, "gcp:compute/subnetwork:Subnetwork", inputs(lambda i: i.update(region="US-central1"))))
+    # a required member, and an output-only one
+    assert any("regionInstanceGroupManagers/insert.targetSize is required" in p for p in changed(
+        plan, group, inputs(lambda i: i.pop("targetSize"))))
+    assert any("networks/insert.selfLink is read-only" in p for p in changed(
+        plan, "gcp:compute/network:Network", inputs(lambda i: i.update(selfLink="x"))))
+    # a changed value is walked where it goes: the scaling schedules become a map of schedules
+    assert any("scalingSchedules{}.durationSec wants an integer" in p for p in changed(
+        plan, "gcp:compute/regionAutoscaler:RegionAutoscaler",
+        inputs(lambda i: i["autoscalingPolicy"]["scalingSchedules"][0].update(durationSec="12h"))))
+    # an input nobody mapped
+    assert any("input waitForInstancesTimeout has no mapping" in p for p in changed(
+        plan, group, inputs(lambda i: i.update(waitForInstancesTimeout="30m"))))
+
+
+def test_the_azure_model_refuses_what_azure_refuses(plans):
+    """As for AWS: each mutation is one Azure Resource Manager refuses, and the model says so."""
+    plan = plans["codellama-azure"]
+    assert problems_of(plan) == []
+    scale_set = "azure-native:compute:VirtualMachineScaleSet"
+    # an enum, whatever its case (Azure's enums are case-insensitive)
+    assert changed(plan, scale_set, inputs(lambda i: i["upgradePolicy"].update(mode="rolling"))) == []
+    assert any("upgradePolicy.mode = 'Rollin' is none of Automatic, Manual, Rolling" in p for p in changed(
+        plan, scale_set, inputs(lambda i: i["upgradePolicy"].update(mode="Rollin"))))
+    # a URL parameter's pattern: Key Vault secret names
+    assert any("URL secretName 'api_keys' does not match" in p for p in changed(
+        plan, "azure-native:keyvault:Secret", inputs(lambda i: i.update(secretName="api_keys"))))
+    # an autonamed name one character too long: vault names are 3-24 (azure-native adds 8)
+    vault = "azure-native:keyvault:Vault"
+    assert changed(plan, vault, renamed("kv-" + "v" * 13)) == []
+    assert any("URL vaultName" in p and "does not match" in p for p in changed(plan, vault, renamed("kv-" + "v" * 14)))
+    # an ISO 8601 duration
+    assert any("scaleAction.cooldown '15m' does not match" in p for p in changed(
+        plan, "azure-native:monitor:AutoscaleSetting",
+        inputs(lambda i: i["profiles"][0]["rules"][0]["scaleAction"].update(cooldown="15m"))))
+    # a required member, and a read-only one
+    assert any("VirtualMachineScaleSet.location is required" in p for p in changed(
+        plan, scale_set, inputs(lambda i: i.pop("location"))))
+    assert any("properties.provisioningState is read-only" in p for p in changed(
+        plan, scale_set, inputs(lambda i: i.update(provisioningState="Succeeded"))))
+    # an input nobody mapped
+    assert any("input orchestrationModes has no mapping" in p for p in changed(
+        plan, scale_set, inputs(lambda i: i.update(orchestrationModes="Uniform"))))
