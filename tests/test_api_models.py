@@ -210,6 +210,17 @@ def test_the_gcp_model_refuses_what_gcp_refuses(plans):
         plan, group, inputs(lambda i: i.pop("targetSize"))))
     assert any("networks/insert.selfLink is read-only" in p for p in changed(
         plan, "gcp:compute/network:Network", inputs(lambda i: i.update(selfLink="x"))))
+    # what only the descriptions say: autohealing waits at most 3600 s, a schedule lasts at least 300 s, a firewall
+    # priority is at most 65535, a named port's name complies with RFC 1035
+    assert any("autoHealingPolicies[].initialDelaySec = 3601, over its maximum 3600" in p for p in changed(
+        plan, group, inputs(lambda i: i.update(autoHealingPolicies={"healthCheck": "x", "initialDelaySec": 3601}))))
+    assert any("scalingSchedules{}.durationSec = 299, under its minimum 300" in p for p in changed(
+        plan, "gcp:compute/regionAutoscaler:RegionAutoscaler",
+        inputs(lambda i: i["autoscalingPolicy"]["scalingSchedules"][0].update(durationSec=299))))
+    assert any("firewalls/insert.priority = 65536, over its maximum 65535" in p for p in changed(
+        plan, "gcp:compute/firewall:Firewall", inputs(lambda i: i.update(priority=65536))))
+    assert any("setNamedPorts.namedPorts[].name 'HTTP' does not match" in p for p in changed(
+        plan, group, inputs(lambda i: i["namedPorts"][0].update(name="HTTP"))))
     # a changed value is walked where it goes: the scaling schedules become a map of schedules
     assert any("scalingSchedules{}.durationSec wants an integer" in p for p in changed(
         plan, "gcp:compute/regionAutoscaler:RegionAutoscaler",

@@ -109,9 +109,12 @@ class AzureModel(Model):
         validation: dict[str, dict[str, Any]] = getattr(cls, "_validation", {})
         names = {attribute: _member_name(spec["key"]) for attribute, spec in attributes.items()}
         required = frozenset(names[a] for a, rules in validation.items() if rules.get("required") and a in names)
+        # Flattened, two attributes may name the same member: an extension's read-only resource `type` and its
+        # `properties.type`; the one a request can set is the input's.
+        settable = sorted(attributes, key=lambda a: not validation.get(a, {}).get("readonly"))
         return Field(where, "structure", readonly=readonly, required=required, members=lambda: {
-            names[a]: self._type(cls, a, spec["type"], f"{where}.{spec['key']}", validation.get(a, {}))
-            for a, spec in attributes.items()})
+            names[a]: self._type(cls, a, attributes[a]["type"], f"{where}.{attributes[a]['key']}",
+                                 validation.get(a, {})) for a in settable})
 
     def _type(self, cls: type, attribute: str, type_: str, where: str, rules: dict[str, Any]) -> Field:
         readonly = bool(rules.get("readonly"))

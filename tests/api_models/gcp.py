@@ -22,6 +22,15 @@ INTEGER_RANGES = {"int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1), "int64
 # match the regular expression `[a-z]([-a-z0-9]*[a-z0-9])?`"), IAM's account ids ("must be 6-30 characters long").
 DESCRIBED_PATTERN = re.compile(r"regular\s+expression\s+`([^`]+)`")
 DESCRIBED_LENGTH = re.compile(r"(?:must be|is)\s+(\d+)\s*-\s*(\d+)\s+characters\s+long")
+# A name that must "comply with RFC1035" and gives no expression (a named port's): RFC 1035's labels as compute
+# spells them elsewhere.
+RFC1035 = "[a-z]([-a-z0-9]*[a-z0-9])?"
+# Ranges of numbers a description states: "must be between 0 and 3600 seconds" (autohealing's initial delay), "an
+# integer between `0` and `65535`", "goes from 1 through 2,147,483,647", "in the range [0, 100]"; and minimums:
+# "The minimum allowed value is 300" (a scaling schedule's duration), "must be at least 10 GB".
+DESCRIBED_RANGE = re.compile(r"(?:between|from)\s+`?(\d[\d,]*)`?\s+(?:and|through|to)\s+`?(\d[\d,]*)`?"
+                             r"|in the range \[(\d+),\s*(\d+)\]")
+DESCRIBED_MINIMUM = re.compile(r"(?:minimum allowed value is|must be at least)\s+(\d[\d,]*)")
 READ_ONLY = ("[Output Only]", "Output only.")
 
 
@@ -39,6 +48,19 @@ def _method(api: str, root: str) -> dict[str, Any]:
     for resource in resources:
         node = node["resources"][resource]
     return node["methods"][name]
+
+
+def _described_range(description: str, low: float, high: float) -> tuple[float, float]:
+    """The bounds a number's description states, within its format's."""
+    def number(text: str) -> float:
+        return float(text.replace(",", ""))
+
+    if found := DESCRIBED_RANGE.search(description):
+        first, last = (found[1], found[2]) if found[1] else (found[3], found[4])
+        return max(low, number(first)), min(high, number(last))
+    if found := DESCRIBED_MINIMUM.search(description):
+        return max(low, number(found[1])), high
+    return low, high
 
 
 class GcpModel(Model):
@@ -80,15 +102,16 @@ class GcpModel(Model):
             return Field(where, "list", readonly=readonly,
                          item=lambda: self._schema(document, item, f"{where}[]", method))
         if kind == "integer":
-            low, high = INTEGER_RANGES[schema.get("format", "int32")]
+            low, high = _described_range(description, *INTEGER_RANGES[schema.get("format", "int32")])
             return Field(where, "integer", readonly=readonly, minimum=float(schema.get("minimum", low)),
                          maximum=float(schema.get("maximum", high)))
         if kind == "string" and schema.get("format") in ("int64", "uint64"):
-            low, high = INTEGER_RANGES[schema["format"]]
+            low, high = _described_range(description, *INTEGER_RANGES[schema["format"]])
             return Field(where, "string", readonly=readonly, number_as_string=True, minimum=low, maximum=high,
                          pattern=r"-?[0-9]+")
         if kind == "string":
-            pattern = schema.get("pattern") or next(iter(DESCRIBED_PATTERN.findall(description)), None)
+            pattern = (schema.get("pattern") or next(iter(DESCRIBED_PATTERN.findall(description)), None)
+                       or (RFC1035 if "RFC1035" in description else None))
             lengths = DESCRIBED_LENGTH.search(description)
             return Field(where, "string", readonly=readonly, enum=tuple(schema["enum"]) if "enum" in schema else None,
                          pattern=pattern, min_length=int(lengths[1]) if lengths else None,
