@@ -202,6 +202,9 @@ def test_the_gcp_model_refuses_what_gcp_refuses(plans):
     # what only the description says: a service account id is 6-30 characters
     assert any("accountId 'vllm' has 4 characters, under its minimum 6" in p for p in changed(
         plan, "gcp:serviceaccount/account:Account", inputs(lambda i: i.update(accountId="vllm"))))
+    # and a Secret Manager secret id of at most 255 characters
+    assert any("create parameters.secretId" in p and "over its maximum 255" in p for p in changed(
+        plan, "gcp:secretmanager/secret:Secret", inputs(lambda i: i.update(secretId="k" * 256))))
     # a URL parameter's pattern: the region
     assert any("parameters.region 'US-central1' does not match" in p for p in changed(
         plan, "gcp:compute/subnetwork:Subnetwork", inputs(lambda i: i.update(region="US-central1"))))

@@ -22,6 +22,7 @@ INTEGER_RANGES = {"int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1), "int64
 # match the regular expression `[a-z]([-a-z0-9]*[a-z0-9])?`"), IAM's account ids ("must be 6-30 characters long").
 DESCRIBED_PATTERN = re.compile(r"regular\s+expression\s+`([^`]+)`")
 DESCRIBED_LENGTH = re.compile(r"(?:must be|is)\s+(\d+)\s*-\s*(\d+)\s+characters\s+long")
+DESCRIBED_MAX_LENGTH = re.compile(r"maximum length of (\d+) characters")  # Secret Manager's secret ids: 255
 # A name that must "comply with RFC1035" and gives no expression (a named port's): RFC 1035's labels as compute
 # spells them elsewhere.
 RFC1035 = "[a-z]([-a-z0-9]*[a-z0-9])?"
@@ -112,10 +113,10 @@ class GcpModel(Model):
         if kind == "string":
             pattern = (schema.get("pattern") or next(iter(DESCRIBED_PATTERN.findall(description)), None)
                        or (RFC1035 if "RFC1035" in description else None))
-            lengths = DESCRIBED_LENGTH.search(description)
+            lengths, longest = DESCRIBED_LENGTH.search(description), DESCRIBED_MAX_LENGTH.search(description)
+            low, high = (lengths[1], lengths[2]) if lengths else (None, longest[1] if longest else None)
             return Field(where, "string", readonly=readonly, enum=tuple(schema["enum"]) if "enum" in schema else None,
-                         pattern=pattern, min_length=int(lengths[1]) if lengths else None,
-                         max_length=int(lengths[2]) if lengths else None)
+                         pattern=pattern, min_length=int(low) if low else None, max_length=int(high) if high else None)
         if kind in ("number", "boolean", "any"):
             return Field(where, kind, readonly=readonly)
         raise AssertionError(f"{where}: a schema of type {kind}")
