@@ -95,7 +95,7 @@ class AzureModel(Model):
         model = self._model(getattr(_models(api), body[0]), where) if body else None
 
         def members() -> dict[str, Field]:
-            found = {name: self._scalar(f"{where} URL {name}", "string", c) for name, c in parameters.items()}
+            found = {name: Field(f"{where} URL {name}", "string", **rules) for name, rules in parameters.items()}
             if model:  # a read-only member of the body may share a parameter's name (a role assignment's scope)
                 clash = {name for name in set(found) & set(model.members) if not model.members[name].readonly}
                 assert not clash, f"{root}: {clash} both a URL parameter and a member of the body"
@@ -124,24 +124,16 @@ class AzureModel(Model):
             return Field(where, kind, readonly=readonly, min_length=rules.get("min_items"),
                          max_length=rules.get("max_items"),
                          item=lambda: self._type(cls, attribute, inner, f"{where}{'[]' if kind == 'list' else '{}'}", {}))
-        if type_ in KINDS:
-            field = self._scalar(where, KINDS[type_], rules, readonly=readonly)
-            if KINDS[type_] == "string":
-                field.enum = _enum(cls, attribute) if type_ == "str" else None
-                field.enum_any_case = True  # Azure's enums are case-insensitive (CaseInsensitiveEnumMeta)
-                field.pattern = field.pattern or (DURATION if type_ == "duration" else None)
-            return field
+        if type_ in KINDS:  # Azure's enums are case-insensitive (CaseInsensitiveEnumMeta)
+            return Field(where, KINDS[type_], readonly=readonly, enum=_enum(cls, attribute) if type_ == "str" else None,
+                         enum_any_case=True, min_length=rules.get("min_length"), max_length=rules.get("max_length"),
+                         pattern=rules.get("pattern") or (DURATION if type_ == "duration" else None),
+                         minimum=rules.get("minimum"), maximum=rules.get("maximum"))
         model = getattr(_models_of(cls), type_, None)
         if isinstance(model, type) and issubclass(model, enum.Enum):
             return Field(where, "string", readonly=readonly, enum=tuple(e.value for e in model), enum_any_case=True)
         assert model is not None, f"{where}: no model {type_}"
         return self._model(model, where, readonly)
-
-    @staticmethod
-    def _scalar(where: str, kind: str, rules: dict[str, Any], readonly: bool = False) -> Field:
-        return Field(where, kind, readonly=readonly, min_length=rules.get("min_length"),
-                     max_length=rules.get("max_length"), pattern=rules.get("pattern"),
-                     minimum=rules.get("minimum"), maximum=rules.get("maximum"))
 
 
 def autoname(logical: str) -> str:
