@@ -19,7 +19,7 @@ from conftest import ROOT, stack_cloud, STACK_FILES, stack_name
 MODELS = {"aws": aws.AwsModel(core.autoname), "gcp": gcp.GcpModel(core.autoname),
           "azure": azure.AzureModel(azure.autoname)}
 RESOURCES = {"aws": aws.RESOURCES, "gcp": gcp.RESOURCES, "azure": azure.RESOURCES}
-TYPE_PREFIX = {"aws": "aws:", "gcp": "gcp:", "azure": "azure-native:"}  # the provider package of each cloud's resource types
+TYPE_PREFIX = {"aws": "aws:", "gcp": "gcp:", "azure": "azure-native:"}  # each cloud's provider package
 # Planned types that are no request to a cloud: the program's own components and random values made locally.
 NOT_CLOUD = {"random:index/randomPassword:RandomPassword": "a value the random provider makes on this machine",
              "random:index/randomString:RandomString": "a value the random provider makes on this machine"}
@@ -54,10 +54,12 @@ GENERATED = {
         "dnsZone": f"{AZURE_GROUP}/dns/providers/Microsoft.Network/dnszones/example.com",
         "model": "az://teammodels/models/codellama-7b", "modelParams": {"like": "codellama/CodeLlama-7b-Instruct-hf"},
         "azure": {"certificateVaultId": f"{AZURE_GROUP}/platform-tls/providers/Microsoft.KeyVault/vaults/platform-tls",
-                  "modelStorageAccountId": f"{AZURE_GROUP}/models/providers/Microsoft.Storage/storageAccounts/teammodels"}},
+                  "modelStorageAccountId":
+                      f"{AZURE_GROUP}/models/providers/Microsoft.Storage/storageAccounts/teammodels"}},
     "azure-existing-network": {
         "cloud": "azure", "region": "westeurope", **EVERY_OPTION, "spot": False,
-        "azure": {"resourceGroupName": "platform-llm", "gatewaySubnetCidr": "10.20.1.0/24", "vmSubnetCidr": "10.20.8.0/22",
+        "azure": {"resourceGroupName": "platform-llm", "gatewaySubnetCidr": "10.20.1.0/24",
+                  "vmSubnetCidr": "10.20.8.0/22",
                   "virtualNetworkId": f"{AZURE_GROUP}/net/providers/Microsoft.Network/virtualNetworks/hub",
                   "image": "canonical:ubuntu-24_04-lts:server:latest"}},
     "aws-existing-network": {
@@ -183,7 +185,8 @@ def test_the_gcp_model_refuses_what_gcp_refuses(plans):
     """As for AWS: each mutation is one Compute Engine, IAM or Secret Manager refuses, and the model says so."""
     plan = plans["codellama-gcp"]
     assert problems_of(plan) == []
-    template, group = "gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+    template = "gcp:compute/instanceTemplate:InstanceTemplate"
+    group = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
     # an enum: the VMs' provisioning model
     assert any("scheduling.provisioningModel = 'PREEMPTIBLE' is none of" in p for p in changed(
         plan, template, inputs(lambda i: i["scheduling"].update(provisioningModel="PREEMPTIBLE"))))

@@ -120,10 +120,10 @@ class AzureModel(Model):
         readonly = bool(rules.get("readonly"))
         if type_.startswith("[") or type_.startswith("{"):
             inner = type_[1:-1]
-            kind = "list" if type_.startswith("[") else "map"
+            kind, item = ("list", "[]") if type_.startswith("[") else ("map", "{}")
             return Field(where, kind, readonly=readonly, min_length=rules.get("min_items"),
                          max_length=rules.get("max_items"),
-                         item=lambda: self._type(cls, attribute, inner, f"{where}{'[]' if kind == 'list' else '{}'}", {}))
+                         item=lambda: self._type(cls, attribute, inner, f"{where}{item}", {}))
         if type_ in KINDS:  # Azure's enums are case-insensitive (CaseInsensitiveEnumMeta)
             return Field(where, KINDS[type_], readonly=readonly, enum=_enum(cls, attribute) if type_ == "str" else None,
                          enum_any_case=True, min_length=rules.get("min_length"), max_length=rules.get("max_length"),

@@ -123,8 +123,8 @@ class GcpModel(Model):
 
 
 # --- where the google-beta provider sends each input (terraform-provider-google-beta's resources, field by field) ---
-def _url(root: str, *names: str) -> dict[str, str]:
-    """Inputs that become parameters of a request's URL (its path or query), named as the provider names them."""
+def _compute_url(root: str, *names: str) -> dict[str, str]:
+    """Inputs that become parameters of a compute request's URL (its path), named as the provider names them."""
     return {name: f"compute:{root}?.{name}" for name in names}
 
 
@@ -139,15 +139,17 @@ def _schedules(schedules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in schedules or ()}
 
 
-DISK_INIT = {f"disks[].{name}": f"disks[].initializeParams.{name}" for name in ("diskSizeGb", "diskType", "sourceImage", "labels")}
+DISK_INIT = {f"disks[].{name}": f"disks[].initializeParams.{name}"
+             for name in ("diskSizeGb", "diskType", "sourceImage", "labels")}
 
 RESOURCES: dict[str, Resource] = {
     "gcp:compute/network:Network": Resource("compute:networks/insert", name="name"),
-    "gcp:compute/subnetwork:Subnetwork": Resource("compute:subnetworks/insert", _url("subnetworks/insert", "region"),
-                                                  name="name"),
-    "gcp:compute/router:Router": Resource("compute:routers/insert", _url("routers/insert", "region"), name="name"),
+    "gcp:compute/subnetwork:Subnetwork": Resource("compute:subnetworks/insert",
+                                                  _compute_url("subnetworks/insert", "region"), name="name"),
+    "gcp:compute/router:Router": Resource("compute:routers/insert", _compute_url("routers/insert", "region"),
+                                          name="name"),
     "gcp:compute/routerNat:RouterNat": Resource(  # a NAT is an item of its router's nats: the provider patches it
-        "compute:routers/patch.nats[]", {**_url("routers/patch", "region", "router"),
+        "compute:routers/patch.nats[]", {**_compute_url("routers/patch", "region", "router"),
                                          "subnetworks[].sourceIpRangesToNats": "subnetworks[].sourceIpRangesToNat"},
         name="name"),
     "gcp:compute/firewall:Firewall": Resource("compute:firewalls/insert", {
@@ -175,7 +177,7 @@ RESOURCES: dict[str, Resource] = {
         "serviceAccount": "serviceAccounts[]", **DISK_INIT}, name="compute:instanceTemplates/insert.name"),
     "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": Resource(
         "compute:regionInstanceGroupManagers/insert", {
-            **_url("regionInstanceGroupManagers/insert", "region"),
+            **_compute_url("regionInstanceGroupManagers/insert", "region"),
             # The manager's namedPorts are output only; the provider sets them on its instance group
             # (setNamedPorts, as each update does).
             "namedPorts": "compute:regionInstanceGroups/setNamedPorts.namedPorts",
@@ -189,11 +191,12 @@ RESOURCES: dict[str, Resource] = {
             "waitForInstancesStatus": ProviderOnly("the state the provider waits for (STABLE or UPDATED)")},
         name="name"),
     "gcp:compute/regionAutoscaler:RegionAutoscaler": Resource("compute:regionAutoscalers/insert", {
-        **_url("regionAutoscalers/insert", "region"),
+        **_compute_url("regionAutoscalers/insert", "region"),
         "autoscalingPolicy.cooldownPeriod": "autoscalingPolicy.coolDownPeriodSec",
         "autoscalingPolicy.maxReplicas": "autoscalingPolicy.maxNumReplicas",
         "autoscalingPolicy.minReplicas": "autoscalingPolicy.minNumReplicas",
-        "autoscalingPolicy.loadBalancingUtilization.target": "autoscalingPolicy.loadBalancingUtilization.utilizationTarget",
+        "autoscalingPolicy.loadBalancingUtilization.target":
+            "autoscalingPolicy.loadBalancingUtilization.utilizationTarget",
         "autoscalingPolicy.scalingSchedules": Sent("autoscalingPolicy.scalingSchedules", _schedules)}, name="name"),
     "gcp:dns/recordSet:RecordSet": Resource("dns:changes/create.additions[]", {  # one Change that adds the set
         "managedZone": "dns:changes/create?.managedZone"}),
