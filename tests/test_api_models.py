@@ -37,17 +37,14 @@ EVERY_OPTION = {
 GENERATED = {
     f"{LONG_NAME}-aws": {"cloud": "aws", "region": "us-east-1", **EVERY_OPTION, "onDemandBase": 1,
                          "domain": "llm.example.com", "dnsZone": "Z0123456789ABCDEFGHIJ"},
-    f"{LONG_NAME}-gcp": {"cloud": "gcp", "region": "us-central1", **EVERY_OPTION, "domain": "llm.example.com",
-                         "dnsZone": "example-com", "model": "gs://team-models/codellama-7b",
+    # GCP: standard VMs (autohealing, the standby pool's delay; stacks/ has a Spot stack), an own image
+    f"{LONG_NAME}-gcp": {"cloud": "gcp", "region": "us-central1", **EVERY_OPTION, "spot": False,
+                         "domain": "llm.example.com", "dnsZone": "example-com", "model": "gs://team-models/codellama-7b",
                          "modelParams": {"like": "codellama/CodeLlama-7b-Instruct-hf"},
                          "gcp": {"project": "my-gcp-project-123", "iapSsh": True,
-                                 "zones": ["us-central1-a", "us-central1-b"]}},
-    "gcp-existing-network": {
-        "cloud": "gcp", "region": "us-central1", **EVERY_OPTION, "spot": False, "domain": "llm.example.com",
-        "certificate": "projects/my-gcp-project/global/sslCertificates/llm-example-com",
-        "gcp": {"project": "my-gcp-project", "network": "projects/shared-vpc-host/global/networks/shared",
-                "subnetwork": "projects/shared-vpc-host/regions/us-central1/subnetworks/gpu", "cloudNat": False,
-                "image": "projects/my-gcp-project/global/images/family/vllm-gpu"}},
+                                 "zones": ["us-central1-a", "us-central1-b"],
+                                 "image": "projects/my-gcp-project/global/images/family/vllm-gpu"}},
+    # Azure: an existing resource group and virtual network, an own image, a Key Vault certificate, a DNS record
     f"{LONG_NAME}-azure": {
         "cloud": "azure", "region": "eastus", **EVERY_OPTION, "domain": "llm.example.com",
         "certificate": "https://platform-tls.vault.azure.net/secrets/llm-example-com",
@@ -55,10 +52,8 @@ GENERATED = {
         "model": "az://teammodels/models/codellama-7b", "modelParams": {"like": "codellama/CodeLlama-7b-Instruct-hf"},
         "azure": {"certificateVaultId": f"{AZURE_GROUP}/platform-tls/providers/Microsoft.KeyVault/vaults/platform-tls",
                   "modelStorageAccountId":
-                      f"{AZURE_GROUP}/models/providers/Microsoft.Storage/storageAccounts/teammodels"}},
-    "azure-existing-network": {
-        "cloud": "azure", "region": "westeurope", **EVERY_OPTION, "spot": False,
-        "azure": {"resourceGroupName": "platform-llm", "gatewaySubnetCidr": "10.20.1.0/24",
+                      f"{AZURE_GROUP}/models/providers/Microsoft.Storage/storageAccounts/teammodels",
+                  "resourceGroupName": "platform-llm", "gatewaySubnetCidr": "10.20.1.0/24",
                   "vmSubnetCidr": "10.20.8.0/22",
                   "virtualNetworkId": f"{AZURE_GROUP}/net/providers/Microsoft.Network/virtualNetworks/hub",
                   "image": "canonical:ubuntu-24_04-lts:server:latest"}},
