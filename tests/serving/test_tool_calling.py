@@ -15,7 +15,8 @@ A tiny model cannot be trusted to write a tool call, so the one served here has 
 prompt it writes <tool_call>, the call's JSON and </tool_call>, then </s>.
 
 Also here: every parser name of the catalog is one the pinned vLLM registers and can load; `make check`'s tools
-check passes against the server. Fails in CI (skips elsewhere) without .venv-vllm; one server for the module.
+check passes against the server, and fails against one whose vllmArgs name a parser that does not read the
+model's format (their parser wins over the catalog's). Fails in CI (skips elsewhere) without .venv-vllm; one server for the module.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import subprocess
 
 import openai
 import pytest
+import yaml
 
+from conftest import PlannedStack, config_of, run_plan
 from fleet import tool_calling
 from stack_on_cpu import require_vllm, serve_stack_on_cpu
 from test_check_and_bench import results_of, run_tool
@@ -91,6 +94,27 @@ def test_make_check_tools_passes_against_the_server(stack):
     assert result.returncode == 0, result.stdout
     assert results_of(result.stdout)["tools"] == "PASS", result.stdout
     assert 'PASS  tools      get_weather({"city": "Berlin"}) parsed in' in result.stdout
+
+
+def test_a_parser_of_the_stacks_own_wins_and_check_fails_where_it_does_not_read_the_model(tmp_path):
+    """vllmArgs naming another parser (llama3_json, which reads `{"name": ...}` or <|python_tag|>, not <tool_call>)
+    replace the catalog's in the launch vLLM runs; the model's Hermes call then stays text, and make check says so."""
+    path = tmp_path / "Pulumi.qwen-llama3-parser.yaml"
+    config = {**config_of(STACK), "vllmArgs": ["--tool-call-parser=llama3_json"]}
+    path.write_text(yaml.safe_dump({"config": {f"vllm-fleet:{key}": value for key, value in config.items()}}))
+    planned = run_plan(path)
+    assert planned.returncode == 0, planned.stderr
+    with serve_stack_on_cpu(PlannedStack(path.stem, json.loads(planned.stdout)), tmp_path / "served",
+                            tool_call=CALL) as served:
+        assert "--tool-call-parser=hermes" not in served.argv
+        assert served.argv[served.argv.index("--enable-auto-tool-choice") + 1] == "--tool-call-parser=llama3_json"
+        result = run_tool("cli.check", "--url", served.base_url, "--api-key", served.api_key,
+                          "--model", served.served_model_name, "--direct")
+    assert result.returncode == 1, result.stdout
+    assert results_of(result.stdout)["tools"] == "FAIL", result.stdout
+    assert ("FAIL  tools      no parsed tool call (finish_reason stop): the model wrote '<tool_call>{\"name\": "
+            "\"get_weather\"") in result.stdout
+    assert "FAILED: 1 of 10 checks (tools)" in result.stdout
 
 
 def test_every_catalog_parser_is_registered_and_loads_in_the_pinned_vllm():
