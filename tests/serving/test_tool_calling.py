@@ -97,17 +97,19 @@ def test_make_check_tools_passes_against_the_server(stack):
 
 
 def test_a_parser_of_the_stacks_own_wins_and_check_fails_where_it_does_not_read_the_model(tmp_path):
-    """vllmArgs naming another parser (llama3_json, which reads `{"name": ...}` or <|python_tag|>, not <tool_call>)
-    replace the catalog's in the launch vLLM runs; the model's Hermes call then stays text, and make check says so."""
-    path = tmp_path / "Pulumi.qwen-llama3-parser.yaml"
-    config = {**config_of(STACK), "vllmArgs": ["--tool-call-parser=llama3_json"]}
+    """vllmArgs naming another parser (pythonic, which reads `[get_weather(city="Berlin")]`, not <tool_call>) replace
+    the catalog's in the launch vLLM runs; the model's Hermes call then stays text, and make check says so. (A parser
+    whose tokens the tokenizer lacks, such as llama3_json's <|python_tag|>, keeps vLLM 0.32 from starting at all:
+    vllm/parser/parser_manager.py validate_parser_tokenizer.)"""
+    path = tmp_path / "Pulumi.qwen-pythonic-parser.yaml"
+    config = {**config_of(STACK), "vllmArgs": ["--tool-call-parser=pythonic"]}
     path.write_text(yaml.safe_dump({"config": {f"vllm-fleet:{key}": value for key, value in config.items()}}))
     planned = run_plan(path)
     assert planned.returncode == 0, planned.stderr
     with serve_stack_on_cpu(PlannedStack(path.stem, json.loads(planned.stdout)), tmp_path / "served",
                             tool_call=CALL) as served:
         assert "--tool-call-parser=hermes" not in served.argv
-        assert served.argv[served.argv.index("--enable-auto-tool-choice") + 1] == "--tool-call-parser=llama3_json"
+        assert served.argv[served.argv.index("--enable-auto-tool-choice") + 1] == "--tool-call-parser=pythonic"
         result = run_tool("cli.check", "--url", served.base_url, "--api-key", served.api_key,
                           "--model", served.served_model_name, "--direct")
     assert result.returncode == 1, result.stdout
