@@ -35,7 +35,7 @@ REGISTRIES = {"tool_call_parser": "tool_call_parsers", "reasoning_parser": "reas
 class ToolCalling:
     """What vLLM runs with for tool calls and reasoning, and the flags vllm-fleet adds for it."""
 
-    tool_call_parser: str | None  # None: vLLM answers requests with tools=... as plain chat (tool_choice auto refused)
+    tool_call_parser: str | None  # None: vLLM refuses tool_choice auto (what agentic clients send)
     reasoning_parser: str | None
     source: str  # where the parsers come from: the catalog, vllmArgs, or why there are none
     base: bool = False  # a base model: completions only
