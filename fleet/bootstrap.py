@@ -39,11 +39,14 @@ PATHS = {
     "health": "/usr/local/lib/vllm-fleet/health.py",
     "health_config": "/etc/vllm-fleet/health.json",
     "progress_dir": lifecycle.PROGRESS_DIR,
+    "drain": "/usr/local/lib/vllm-fleet/drain.py",
+    "drain_config": "/etc/vllm-fleet/drain.json",
 }
 # What the health endpoint watches grow while the setup runs: the weights cache disk, the vLLM install (uv's cache,
 # its Pythons and the venv), apt's downloads.
 WATCHED_DIRS = (PATHS["cache_dir"], PATHS["uv_dir"], PATHS["venv"], "/var/cache/apt/archives")
 HEALTH_UNIT = "vllm-fleet-health.service"
+DRAIN_UNIT = "vllm-fleet-drain.service"
 # The stack's secrets a VM reads: apiKeys (a JSON object of name -> key) always, hfToken when set.
 SECRETS = ("apiKeys", "hfToken")
 
@@ -65,6 +68,8 @@ class CloudBoot:
     secret_refs: Mapping[str, str]
     # The longest the cloud's load balancer keeps an idle connection to a VM open (vLLM keeps them longer).
     edge_idle_timeout_seconds: int
+    # The instance metadata service, where the drain watcher reads the cloud's notices.
+    metadata_url: str
     # Values only cloud-init/clouds/<cloud>.sh.j2 uses (e.g. which VM identity reads the secrets), never secrets.
     vars: Mapping[str, str] = field(default_factory=dict)
     files: tuple[CloudFile, ...] = ()
@@ -98,6 +103,14 @@ def health_config(sizing: Sizing, boot: CloudBoot) -> dict:
             "starting_healthy_after_seconds": boot.starting_healthy_after_seconds}
 
 
+def drain_config(spec: FleetSpec, boot: CloudBoot) -> dict:
+    """The drain watcher's configuration (cloud-init/vllm-fleet-drain.py reads it from PATHS["drain_config"])."""
+    return {"cloud": spec.cloud, "metadata_url": boot.metadata_url, "progress_dir": PATHS["progress_dir"],
+            "vllm_port": serving.SERVE_PORT, "vllm_health_path": serving.HEALTH_PATH,
+            "metrics_url": f"http://127.0.0.1:{serving.SERVE_PORT}/metrics",
+            "edge_notice_seconds": lifecycle.EDGE_NOTICE_SECONDS}
+
+
 def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
     if set(boot.secret_refs) - set(SECRETS) or "apiKeys" not in boot.secret_refs:
         raise ValueError(f"secret references {sorted(boot.secret_refs)}: apiKeys is needed, hfToken optional")
@@ -117,6 +130,8 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         cloud_units=boot.units,
         health_config=json.dumps(health_config(sizing, boot), indent=2),
         health_unit=HEALTH_UNIT,
+        drain_config=json.dumps(drain_config(spec, boot), indent=2),
+        drain_unit=DRAIN_UNIT,
         stop_timeout=lifecycle.stop_timeout_seconds(spec),
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM

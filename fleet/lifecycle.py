@@ -35,6 +35,9 @@ HEARTBEAT_SECONDS = 60
 # at most maxModelLen / MIN_DECODE_TOKENS_PER_S (a conservative rate for one sequence on a fully loaded VM).
 LONGEST_RESPONSE_SECONDS = 1200
 MIN_DECODE_TOKENS_PER_S = 10
+# How long a load balancer takes to stop sending a VM new requests once its health checks fail: the unhealthy
+# threshold times the interval (AWS 3 x 15 s, GCP 3 x 10 s, Azure 3 x 15 s), with margin.
+EDGE_NOTICE_SECONDS = 60
 # What vLLM needs after its drain to tear the engine down, before systemd kills it.
 STOP_MARGIN_SECONDS = 60
 

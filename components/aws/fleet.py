@@ -101,7 +101,8 @@ def user_data(spec: FleetSpec, sizing: Sizing, secret_refs) -> pulumi.Output[str
         units=(READY_UNIT,))
 
     def encode(refs: dict[str, str]) -> str:
-        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS, **ready)
+        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS,
+                         metadata_url="http://169.254.169.254", **ready)
         text = render_user_data(spec, sizing, boot)
         # mtime 0: the same user-data compresses to the same bytes, so an unchanged stack shows no change.
         packed = gzip.compress(text.encode(), mtime=0)

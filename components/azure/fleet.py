@@ -30,6 +30,9 @@ CUSTOM_DATA_MAX_BYTES = 65535
 MAX_BATCH_PERCENT = 20
 # The Application Health extension's longest grace period (rich health states).
 HEALTH_GRACE_MAX_SECONDS = 14400
+# A scale set's terminate notification delays a VM's deletion by 5 to 15 minutes (ISO 8601), during which the VM
+# drains (vllm-fleet-drain acts on the Terminate scheduled event and approves it once done).
+TERMINATE_NOTICE_MIN_MINUTES, TERMINATE_NOTICE_MAX_MINUTES = 5, 15
 # Azure's shortest automatic repairs grace period (ISO 8601 minutes; at most 90): the health endpoint is up well
 # before it ends.
 REPAIR_GRACE_MIN_MINUTES = 10
@@ -46,6 +49,7 @@ def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulum
         # waits for it to serve); from shortly before that ends, a VM that still makes progress answers Healthy.
         boot = CloudBoot(
             secret_refs=uris, edge_idle_timeout_seconds=GATEWAY_REQUEST_TIMEOUT_SECONDS,
+            metadata_url="http://169.254.169.254",
             vars={"identity_client_id": client_id},
             starting_healthy_after_seconds=lifecycle.healthy_after_seconds(health_grace_seconds(sizing)))
         text = render_user_data(spec, sizing, boot)
@@ -61,6 +65,12 @@ def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulum
 def health_grace_seconds(sizing: Sizing) -> int:
     """The Application Health extension's grace period: a new VM's whole time to serve, within its limit."""
     return min(sizing.time_to_serve.seconds, HEALTH_GRACE_MAX_SECONDS)
+
+
+def terminate_notice_seconds(spec: FleetSpec) -> int:
+    """How long a VM the scale set deletes may drain: the stack's drain, within Azure's limits."""
+    return 60 * min(max(math.ceil(lifecycle.drain_seconds(spec) / 60), TERMINATE_NOTICE_MIN_MINUTES),
+                    TERMINATE_NOTICE_MAX_MINUTES)
 
 
 def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, subnet, identity,
@@ -102,6 +112,11 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
                 prioritize_unhealthy_instances=True, rollback_failed_instances_on_policy_breach=True)),
         virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
             priority="Spot" if spec.spot else "Regular",
+            # A VM the scale set deletes (scale-in, a rolling upgrade, a repair) first gets a Terminate scheduled
+            # event and this long to drain; vllm-fleet-drain lets its generations finish and approves it early.
+            scheduled_events_profile=compute.ScheduledEventsProfileArgs(
+                terminate_notification_profile=compute.TerminateNotificationProfileArgs(
+                    enable=True, not_before_timeout=_iso_minutes(terminate_notice_seconds(spec)))),
             eviction_policy="Delete" if spec.spot else None,
             # Pay up to the on-demand price: a spot VM is then evicted for capacity only, never for price.
             billing_profile=compute.BillingProfileArgs(max_price=-1) if spec.spot else None,

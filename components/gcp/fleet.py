@@ -43,6 +43,7 @@ def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, op
     # almost over, a VM still starting answers "not yet" (a rolling update waits for it to serve).
     user_data = pulumi.Output.all(**secret_versions).apply(lambda versions: render_user_data(
         spec, sizing, CloudBoot(secret_refs=versions, edge_idle_timeout_seconds=BACKEND_KEEPALIVE_SECONDS,
+                                metadata_url="http://metadata.google.internal",
                                 health_listen="0.0.0.0",
                                 starting_healthy_after_seconds=lifecycle.healthy_after_seconds(
                                     autohealing_delay_seconds(sizing)))))
