@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from email.utils import formatdate
-from pathlib import Path
 
 import pytest
 

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -17,6 +18,7 @@ import urllib.request
 
 import pytest
 
+from components.aws.fleet import READY_SCRIPT
 from conftest import write_files
 from fleet import lifecycle
 from fleet.bootstrap import PATHS
@@ -185,3 +187,48 @@ def test_the_endpoint_config_is_the_plans(stack, plan_of):
     assert config["port"] == lifecycle.HEALTH_PORT and config["vllm_health_url"] == "http://127.0.0.1:8000/health"
     # GCP's health checkers come from outside the VM; elsewhere only the VM asks.
     assert config["listen"] == ("0.0.0.0" if stack == "codellama-gcp" else "127.0.0.1")
+
+
+@pytest.mark.parametrize("phases, result", [(["setup"] * 3 + ["loading", "serving"], "CONTINUE"),
+                                            (["setup"] * 3 + ["failed"], "ABANDON")])
+def test_the_aws_instance_heartbeats_while_it_makes_progress_then_completes_or_abandons(phases, result, plan_of,
+                                                                                         tmp_path):
+    """vllm-fleet-ready as rendered, its waits made short (15 s between looks: 0.1 s here; a heartbeat at every look
+    instead of every 60 s) and fleet_launch_action recording its calls: it heartbeats for the launch lifecycle action while the
+    health endpoint says the VM makes progress, and completes it once the VM serves, or abandons it once it failed."""
+    files = write_files(plan_of("codellama-prod").user_data)
+    answers = iter(phases)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps({"phase": next(answers, phases[-1])}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "cloud.sh").write_text(f'fleet_launch_action() {{ echo "$*" >>"{tmp_path}/calls"; }}\n')
+    script = files[READY_SCRIPT]["content"]
+    for old, new in ((PATHS["cloud_lib"], str(tmp_path / "cloud.sh")), ("sleep 15", "sleep 0.1"),
+                     (f"http://127.0.0.1:{lifecycle.HEALTH_PORT}{lifecycle.HEALTH_PATH}",
+                      f"http://127.0.0.1:{server.server_address[1]}{lifecycle.HEALTH_PATH}")):
+        assert old in script
+        script = script.replace(old, new)
+    every_minute = '[ $((SECONDS - last_beat)) -ge "$HEARTBEAT_SECONDS" ]'
+    assert every_minute in script
+    script = script.replace(every_minute, "true")
+    (tmp_path / "ready").write_text(script)
+    try:
+        done = subprocess.run(["bash", str(tmp_path / "ready")], capture_output=True, text=True, timeout=30)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    group_and_hook = "vllm-fleet-codellama-prod vllm-fleet-ready"
+    heartbeats = phases.index("serving" if result == "CONTINUE" else "failed")
+    assert calls == [f"heartbeat {group_and_hook}"] * heartbeats + [f"{result} {group_and_hook}"]
