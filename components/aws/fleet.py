@@ -90,7 +90,8 @@ def warm_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]
 
 
 def user_data(spec: FleetSpec, sizing: Sizing, secret_refs) -> pulumi.Output[str]:
-    # vllm-fleet-ready heartbeats for the launch lifecycle hook while the VM makes progress, completes it once vLLM serves.
+    # vllm-fleet-ready heartbeats for the launch lifecycle hook while the VM makes progress, completes it once vLLM
+    # serves.
     ready = dict(
         vars={"group_name": group_name(spec), "ready_hook": READY_HOOK, "hook_timeout": str(HOOK_HEARTBEAT_TIMEOUT),
               "hook_global_timeout": str(HOOK_GLOBAL_TIMEOUT), "heartbeat_seconds": str(lifecycle.HEARTBEAT_SECONDS),

@@ -72,7 +72,8 @@ def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mappin
                  "Resource": f"arn:aws:s3:::{bucket}/{prefix.rstrip('/') + '/' if prefix else ''}*"},
             ]
         statements.append({"Sid": "OwnLaunchLifecycleAction", "Effect": "Allow",
-                           "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
+                           "Action": ["autoscaling:CompleteLifecycleAction",
+                                      "autoscaling:RecordLifecycleActionHeartbeat"],
                            "Resource": f"arn:aws:autoscaling:{spec.region}:*:autoScalingGroup:*:"
                                        f"autoScalingGroupName/{lifecycle_group}"})
         return json.dumps({"Version": "2012-10-17", "Statement": statements})

@@ -95,8 +95,9 @@ def health_checks(fleet: FleetComponent):
             fleet.child(suffix), description=what, check_interval_sec=interval, timeout_sec=timeout,
             healthy_threshold=healthy, unhealthy_threshold=unhealthy, http_health_check=http, opts=fleet.opts)
 
-    serving_check = check("health", 10, 5, 2, 3, "vLLM /health: which VMs get requests",
-                          compute.HealthCheckHttpHealthCheckArgs(port=serving.SERVE_PORT, request_path=serving.HEALTH_PATH))
+    serving_check = check(
+        "health", 10, 5, 2, 3, "vLLM /health: which VMs get requests",
+        compute.HealthCheckHttpHealthCheckArgs(port=serving.SERVE_PORT, request_path=serving.HEALTH_PATH))
     # Autohealing recreates a VM (and downloads the weights again): only after minutes of failed checks, and only
     # once the health endpoint says it failed (no progress, a setup that cannot succeed, vLLM gone).
     autohealing_check = check(
@@ -104,6 +105,7 @@ def health_checks(fleet: FleetComponent):
         compute.HealthCheckHttpHealthCheckArgs(port=lifecycle.HEALTH_PORT, request_path=lifecycle.HEALTH_PATH,
                                                response=HEALTHY_ANSWER))
     return serving_check, autohealing_check
+
 
 def autohealing_delay_seconds(sizing: Sizing) -> int:
     """The autohealing initial delay: a new VM's time to serve with margin, within GCP's cap. A VM slower than that
