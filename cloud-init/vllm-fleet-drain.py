@@ -1,23 +1,11 @@
-"""vllm-fleet-drain (rendered from cloud-init/vllm-fleet-drain.py): watches the cloud's notice that this VM is about
-to go, and drains it so that the generations in flight finish (docs/drain.md).
+"""vllm-fleet-drain (cloud-init/vllm-fleet-drain.py): on the cloud's notice that this VM is about to go (AWS spot
+interruption, GCP preemption, Azure Preempt or Terminate scheduled events), drains it so that the generations in
+flight finish (docs/drain.md). `python3 vllm-fleet-drain.py /etc/vllm-fleet/drain.json`, as root.
 
-    python3 vllm-fleet-drain.py /etc/vllm-fleet/drain.json
-
-The notices, polled every few seconds from the VM's metadata service:
-- aws: the spot two-minute interruption notice (IMDSv2 /latest/meta-data/spot/instance-action). A rebalance
-  recommendation is the Auto Scaling group's to act on (capacity rebalancing launches a replacement, then
-  terminates this instance through the target group's deregistration delay); it is logged here.
-- gcp: preemption (/computeMetadata/v1/instance/preempted turns TRUE, about 30 s before the VM stops).
-- azure: Scheduled Events of this VM: Preempt (spot eviction, at least 30 s ahead) and Terminate (the scale set
-  deletes it, after its terminate notification's delay); the event is approved once the drain is done, so that
-  the deletion goes ahead at once.
-
-The drain: the health endpoint reports "draining" (the group's autohealing leaves the VM alone); the load balancer's
-health checks of vLLM are refused (a firewall rule resets connections that ask for /health from outside the VM), so
-that it stops sending new requests within its unhealthy threshold while the requests it sent go on; once no request
-is running or waiting in vLLM (after the load balancer has had time to notice) or the notice's deadline is near,
-vllm.service is stopped: vLLM refuses what still comes and finishes what runs for its --shutdown-timeout. The
-image's Python 3, standard library only; runs as root.
+The drain: the health endpoint reports "draining"; the load balancer's health checks of vLLM are refused (a firewall
+rule resets outside connections that ask for /health) so that it stops sending new requests; once nothing runs or
+waits in vLLM (after the load balancer had time to notice) or the deadline is near, vllm.service is stopped (vLLM
+finishes what runs, for its --shutdown-timeout). Azure's event is then approved. Standard library only.
 """
 
 import datetime

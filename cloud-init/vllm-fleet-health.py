@@ -1,20 +1,11 @@
-"""vllm-fleet-health (rendered from cloud-init/vllm-fleet-health.py): the boot-aware health of a VM, which the
-group's autohealing asks (GCP's autohealing health check, Azure's Application Health extension, and on AWS the
-launch lifecycle hook's heartbeats through vllm-fleet-ready). The load balancer asks vLLM's own /health instead.
+"""vllm-fleet-health (cloud-init/vllm-fleet-health.py): the VM's boot-aware health, which the group's autohealing
+asks (docs/boot.md, "Readiness by progress"). `python3 vllm-fleet-health.py /etc/vllm-fleet/health.json`.
 
-    python3 vllm-fleet-health.py /etc/vllm-fleet/health.json
-
-GET <path> answers, as JSON with the phase and why:
-- 200 {"ApplicationHealthState": "Healthy", ...} while vLLM serves, while a drain lets generations finish, and
-  while the setup makes progress (a step finished, bytes added under the watched directories) or vLLM loads
-  (within load_seconds of the setup's end) once the VM has been up starting_healthy_after_seconds;
-- 503 with no state while it makes progress before that: the cloud's own start-up delay still holds (Azure keeps
-  the VM "Initializing", GCP ignores its checks), and a rolling replacement waits for the VM to serve;
-- 200 {"ApplicationHealthState": "Unhealthy", ...} once the setup failed for good (the setup's `failed` file), made
-  no progress for stall_seconds, vLLM did not serve within load_seconds of the setup's end, or vLLM stopped
-  answering for longer than that. A failed VM stays failed: the group replaces it.
-GCP's check passes on a 200 whose body holds `{"ApplicationHealthState": "Healthy"`; Azure reads the state. The
-image's Python 3, standard library only; its clock is the time since boot (CLOCK_MONOTONIC).
+GET <path>: 200 {"ApplicationHealthState": "Healthy", "phase", "detail"} while vLLM serves, a drain runs, or the
+setup makes progress (a step, bytes added under watched_dirs) or vLLM starts (load_seconds); 503 without a state for
+a VM still starting before starting_healthy_after_seconds of uptime; 200 "Unhealthy" once the setup failed for good,
+made no progress for stall_seconds, or vLLM did not serve (or stopped) for load_seconds. Failed stays failed.
+Standard library only; the clock is the time since boot (CLOCK_MONOTONIC).
 """
 
 import http.server

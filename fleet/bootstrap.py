@@ -128,9 +128,9 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         cloud_vars=dict(boot.vars),
         cloud_files=boot.files,
         cloud_units=boot.units,
-        health_config=json.dumps(health_config(sizing, boot), indent=2),
+        health_config=json.dumps(health_config(sizing, boot)),
         health_unit=HEALTH_UNIT,
-        drain_config=json.dumps(drain_config(spec, boot), indent=2),
+        drain_config=json.dumps(drain_config(spec, boot)),
         drain_unit=DRAIN_UNIT,
         stop_timeout=lifecycle.stop_timeout_seconds(spec),
     )
