@@ -23,9 +23,9 @@ HEALTH_PATH = "/vllm-fleet-health"
 STALL_SECONDS = 900
 # Where the setup records its steps and the drain its start (tmpfs: a boot starts afresh).
 PROGRESS_DIR = "/run/vllm-fleet"
-# Where a cloud's autohealing counts "still starting" as unhealthy until its own delay ends (GCP, Azure), the
-# endpoint answers healthy for a VM that makes progress from this long before that delay ends: the cloud's
-# probes see it healthy before they count.
+# Where a cloud ignores a new VM's health for a start-up delay of its own (GCP's initial delay, Azure's grace period),
+# a VM still starting answers "not yet" (a rolling replacement waits for it), and healthy from this long before the
+# delay ends if it makes progress: the cloud's probes see it healthy before they count.
 SWITCH_LEAD_SECONDS = 300
 # How often a VM tells AWS's launch lifecycle hook that it still makes progress.
 HEARTBEAT_SECONDS = 60
