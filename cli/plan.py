@@ -306,7 +306,11 @@ def render_text(plan: Plan) -> str:
                 f"desired and {held['requestsAtMax']} at max replicas"]
     budget = plan.outputs.get("timeToServe")
     if budget:
-        out += ["", f"Time to serve: a new VM takes {budget['basis']} (health checks wait {budget['seconds']} s)"]
+        out += ["", f"Time to serve: a new VM takes {budget['basis']}",
+                f"  Readiness by progress: a VM is replaced once its setup makes no progress for "
+                f"{budget['stallSeconds']} s, vLLM does not serve within {budget['vllmStartSeconds']} s of the setup's "
+                f"end or stops answering for that long; one that leaves drains its generations for up to "
+                f"{budget['drainSeconds']} s"]
     if plan.outputs.get("image"):
         out += [f"Image: {plan.outputs['image']}"]
     quotas = plan.outputs.get("quota") or []

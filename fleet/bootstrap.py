@@ -8,6 +8,7 @@ how long its load balancer keeps idle connections, and any files only that cloud
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Mapping
 import jinja2
 import yaml
 
-from . import serving
+from . import lifecycle, serving
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -35,7 +36,17 @@ PATHS = {
     "fetch_weights": "/usr/local/lib/vllm-fleet/fetch-weights.py",
     "setup": "/usr/local/sbin/vllm-fleet-setup",
     "launcher": "/usr/local/bin/vllm-fleet-serve",
+    "health": "/usr/local/lib/vllm-fleet/health.py",
+    "health_config": "/etc/vllm-fleet/health.json",
+    "progress_dir": lifecycle.PROGRESS_DIR,
+    "drain": "/usr/local/lib/vllm-fleet/drain.py",
+    "drain_config": "/etc/vllm-fleet/drain.json",
 }
+# What the health endpoint watches grow while the setup runs: the weights cache disk, the vLLM install (uv's cache,
+# its Pythons and the venv), apt's downloads.
+WATCHED_DIRS = (PATHS["cache_dir"], PATHS["uv_dir"], PATHS["venv"], "/var/cache/apt/archives")
+HEALTH_UNIT = "vllm-fleet-health.service"
+DRAIN_UNIT = "vllm-fleet-drain.service"
 # The stack's secrets a VM reads: apiKeys (a JSON object of name -> key) always, hfToken when set.
 SECRETS = ("apiKeys", "hfToken")
 
@@ -57,10 +68,16 @@ class CloudBoot:
     secret_refs: Mapping[str, str]
     # The longest the cloud's load balancer keeps an idle connection to a VM open (vLLM keeps them longer).
     edge_idle_timeout_seconds: int
+    # The instance metadata service, where the drain watcher reads the cloud's notices.
+    metadata_url: str
     # Values only cloud-init/clouds/<cloud>.sh.j2 uses (e.g. which VM identity reads the secrets), never secrets.
     vars: Mapping[str, str] = field(default_factory=dict)
     files: tuple[CloudFile, ...] = ()
     units: tuple[str, ...] = ()  # systemd units of `files` to enable and start
+    # The health endpoint: where it listens (GCP's health checkers reach it from outside; elsewhere only the VM
+    # asks), and from what uptime a VM still starting answers healthy (lifecycle.healthy_after_seconds).
+    health_listen: str = "127.0.0.1"
+    starting_healthy_after_seconds: int = 0
 
 
 _templates = jinja2.Environment(
@@ -75,6 +92,23 @@ _templates.filters["sh"] = lambda value: shlex.quote(str(value))
 def render_launcher(argv: list[str]) -> str:
     """The script that execs `vllm serve` with `argv`."""
     return _templates.get_template("vllm-serve.sh.j2").render(argv=argv, paths=PATHS)
+
+
+def health_config(sizing: Sizing, boot: CloudBoot) -> dict:
+    """The health endpoint's configuration (cloud-init/vllm-fleet-health.py reads it from PATHS["health_config"])."""
+    return {"listen": boot.health_listen, "port": lifecycle.HEALTH_PORT, "path": lifecycle.HEALTH_PATH,
+            "vllm_health_url": f"http://127.0.0.1:{serving.SERVE_PORT}{serving.HEALTH_PATH}",
+            "progress_dir": PATHS["progress_dir"], "watched_dirs": list(WATCHED_DIRS),
+            "stall_seconds": lifecycle.STALL_SECONDS, "load_seconds": lifecycle.load_seconds(sizing),
+            "starting_healthy_after_seconds": boot.starting_healthy_after_seconds}
+
+
+def drain_config(spec: FleetSpec, boot: CloudBoot) -> dict:
+    """The drain watcher's configuration (cloud-init/vllm-fleet-drain.py reads it from PATHS["drain_config"])."""
+    return {"cloud": spec.cloud, "metadata_url": boot.metadata_url, "progress_dir": PATHS["progress_dir"],
+            "vllm_port": serving.SERVE_PORT, "vllm_health_path": serving.HEALTH_PATH,
+            "metrics_url": f"http://127.0.0.1:{serving.SERVE_PORT}/metrics",
+            "edge_notice_seconds": lifecycle.EDGE_NOTICE_SECONDS}
 
 
 def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
@@ -94,6 +128,11 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         cloud_vars=dict(boot.vars),
         cloud_files=boot.files,
         cloud_units=boot.units,
+        health_config=json.dumps(health_config(sizing, boot)),
+        health_unit=HEALTH_UNIT,
+        drain_config=json.dumps(drain_config(spec, boot)),
+        drain_unit=DRAIN_UNIT,
+        stop_timeout=lifecycle.stop_timeout_seconds(spec),
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

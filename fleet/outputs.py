@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from . import catalog
+from . import catalog, lifecycle
 from .catalog import Quota
 from .schedule import WEEKS_PER_MONTH, StandbyPool
 from .sizing import Sizing
@@ -187,11 +187,14 @@ def _continue_config(base_url: str, spec: FleetSpec) -> str:
     return "\n".join(lines)
 
 
-def time_to_serve(sizing: Sizing) -> dict[str, Any]:
+def time_to_serve(spec: FleetSpec, sizing: Sizing) -> dict[str, Any]:
     budget = sizing.time_to_serve
     return {"seconds": budget.seconds, "boot": budget.boot, "install": budget.install, "download": budget.download,
             "load": budget.load, "downloadMBps": round(budget.download_mb_per_s), "diskMBps": round(budget.disk_mb_per_s),
-            "basis": budget.describe()}
+            "basis": budget.describe(),
+            # Readiness by progress (fleet/lifecycle.py): what gets a VM replaced, and how long one that leaves drains.
+            "stallSeconds": lifecycle.STALL_SECONDS, "vllmStartSeconds": lifecycle.load_seconds(sizing),
+            "drainSeconds": lifecycle.drain_seconds(spec)}
 
 
 def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_key: pulumi.Output[str],
@@ -223,7 +226,7 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
             "kvBytesPerToken": round(sizing.memory.gib_per_token * 2**30),
         },
         "capacity": capacity(spec, sizing),
-        "timeToServe": time_to_serve(sizing),
+        "timeToServe": time_to_serve(spec, sizing),
         "estimatedCost": cost(spec, sizing, fleet.standby_pool, lead),
         "quota": quota(spec, fleet),
         "curlExample": base_url.apply(lambda url: _curl(url, spec)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import lifecycle
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -49,6 +50,9 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
         "--max-model-len", str(spec.max_model_len),
         "--gpu-memory-utilization", str(spec.gpu_memory_utilization),
         "--dtype", spec.dtype,
+        # SIGTERM (systemctl stop: scale-in, a rolling replacement, a spot notice's drain) refuses new requests and
+        # lets those in flight finish for this long (vllm/v1/engine/core.py _handle_shutdown), instead of aborting them.
+        "--shutdown-timeout", str(lifecycle.drain_seconds(spec)),
     ]
     if spec.model_revision:
         # The tokenizer follows the model's revision unless told otherwise (vllm/config/model.py).

@@ -38,7 +38,7 @@ MANAGED = {
     "served_model_name": "servedModelName", "tensor_parallel_size": "accelerator", "pipeline_parallel_size": None,
     "max_model_len": "maxModelLen", "quantization": "quantization", "dtype": "dtype",
     "gpu_memory_utilization": "gpuMemoryUtilization", "download_dir": None, "revision": "modelRevision",
-    "tokenizer_revision": "modelRevision",
+    "tokenizer_revision": "modelRevision", "shutdown_timeout": None,
 }
 # Options that, whatever their value, leave the load balancer nothing to reach on the port.
 UNREACHABLE = {

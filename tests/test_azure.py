@@ -13,6 +13,7 @@ import pytest
 
 from conftest import config_of, run_plan, stacks_of, write_files
 from fleet import catalog
+from fleet.bootstrap import PATHS
 from fleet.errors import ConfigError
 from fleet.sizing import size
 from fleet.spec import parse_spec
@@ -159,16 +160,20 @@ def test_scale_set_probes_repairs_and_upgrades_without_losing_capacity(stack, pl
     assert upgrade["mode"] == "Rolling" and upgrade["rollingUpgradePolicy"]["maxSurge"] is True
     assert upgrade["rollingUpgradePolicy"]["maxBatchInstancePercent"] <= 20
     seconds = plan.outputs["timeToServe"]["seconds"]
+    # Repairs act on what the health endpoint reports Unhealthy (failed, stalled, vLLM gone), never on a VM that
+    # makes progress: their grace covers only the endpoint's start.
     repairs = scale_set["automaticRepairsPolicy"]
-    assert repairs == {"enabled": True, "gracePeriod": f"PT{max(10, math.ceil(seconds / 60))}M",
-                       "repairAction": "Replace"}
+    assert repairs == {"enabled": True, "gracePeriod": "PT10M", "repairAction": "Replace"}
     profile = scale_set["virtualMachineProfile"]
     [health] = profile["extensionProfile"]["extensions"]
     assert (health["publisher"], health["type"]) == ("Microsoft.ManagedServices", "ApplicationHealthLinux")
-    # rich health states (2.x), whose grace period covers a new VM's whole time to serve
+    # rich health states (2.x) from the boot-aware health endpoint; a new VM stays Initializing for the grace
+    # period (a rolling upgrade waits for it to serve), and is kept from then on while it makes progress
     assert health["typeHandlerVersion"] == "2.0"
-    assert health["settings"] == {"protocol": "http", "port": 8001, "requestPath": "/health-state",
+    assert health["settings"] == {"protocol": "http", "port": 8001, "requestPath": "/vllm-fleet-health",
                                   "intervalInSeconds": 15, "numberOfProbes": 3, "gracePeriod": min(seconds, 14400)}
+    config = json.loads(write_files(plan.user_data)[PATHS["health_config"]]["content"])
+    assert config["starting_healthy_after_seconds"] == min(seconds, 14400) - 300 and config["listen"] == "127.0.0.1"
     assert 5 <= health["settings"]["intervalInSeconds"] <= 60 and 1 <= health["settings"]["numberOfProbes"] <= 24
     # no security profile: a standard VM under Compute API 2024-11-01 (test_the_sdk_makes_standard_vms)
     assert "securityProfile" not in profile
@@ -432,17 +437,18 @@ def test_existing_network_blob_model_and_dns_record(stack_file):
     assert "fleet_fetch_weights" in preview["userData"] and "az://weights/models/qwen-7b" in preview["userData"]
 
 
-def test_startup_beyond_the_repair_grace_limit_turns_repairs_off(stack_file):
-    # ~500 GB of weights: ~94 minutes to become healthy at the sizing's 100 MB/s, over Azure's 90 minute limit.
+def test_a_startup_beyond_the_repair_grace_limit_keeps_repairs_on(stack_file):
+    """~500 GB of weights: ~94 minutes to become healthy at the sizing's 100 MB/s, over Azure's 90 minute limit on the
+    repairs' grace. Readiness by progress makes that limit moot: repairs stay on, without a warning."""
     path = stack_file({**BASE, "model": "example/huge-coder", "maxModelLen": 8192, "modelParams": {
         "params_b": 250, "layers": 100, "heads": 64, "kv_heads": 8, "head_dim": 128, "max_len": 8192}})
     result = run_plan(path)
     assert result.returncode == 0, result.stderr
     preview = json.loads(result.stdout)
+    assert preview["outputs"]["timeToServe"]["seconds"] > 90 * 60
     [scale_set] = [s["newState"]["inputs"] for s in preview["steps"] if s["type"] == SCALE_SET]
-    assert scale_set["automaticRepairsPolicy"]["enabled"] is False
-    assert scale_set["automaticRepairsPolicy"]["gracePeriod"] == "PT90M"
-    assert any("automatic repairs are off" in d["message"] for d in preview["diagnostics"])
+    assert scale_set["automaticRepairsPolicy"] == {"enabled": True, "gracePeriod": "PT10M", "repairAction": "Replace"}
+    assert not any("repairs" in d["message"] for d in preview["diagnostics"])
 
 
 def test_the_latest_image_version_is_taken_with_a_warning_that_it_drifts(stack_file):

@@ -40,17 +40,12 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path):
     assert result.returncode != 0
 
 
-def _has_ready_hook(plan) -> bool:
-    """An AWS group with a warm pool: its instances complete their launch lifecycle action once vLLM serves."""
-    return bool(plan.resources("aws:autoscaling/lifecycleHook:LifecycleHook"))
-
-
 @pytest.mark.parametrize("stack", stacks_of())
 def test_scripts_pass_shellcheck(stack, plan_of, tmp_path):
     files = write_files(plan_of(stack).user_data)
     scripts = {p: f for p, f in files.items() if f["content"].startswith(("#!/bin/bash", "# shellcheck shell=bash"))}
-    # the setup script, the launcher and the cloud's library; on AWS with a warm pool, the ready script
-    ready = [READY_SCRIPT] if _has_ready_hook(plan_of(stack)) else []
+    # the setup script, the launcher and the cloud's library; on AWS the ready script (its launch lifecycle hook)
+    ready = [READY_SCRIPT] if config_of(stack)["cloud"] == "aws" else []
     assert set(scripts) == {PATHS["setup"], PATHS["launcher"], PATHS["cloud_lib"], *ready}, sorted(files)
     for path, entry in scripts.items():
         script = tmp_path / Path(path).name
@@ -69,9 +64,9 @@ def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
         (root / command.lstrip("/")).write_text("")
         (root / command.lstrip("/")).chmod(0o755)
     units = sorted(p.name for p in (root / "etc/systemd/system").glob("*.service"))
-    cloud_units = (["vllm-fleet-health.service"] if config_of(stack)["cloud"] == "azure" else []) + (
-        ["vllm-fleet-ready.service"] if _has_ready_hook(plan_of(stack)) else [])
-    assert units == sorted(["vllm-fleet-setup.service", "vllm.service", *cloud_units])
+    cloud_units = ["vllm-fleet-ready.service"] if config_of(stack)["cloud"] == "aws" else []
+    assert units == sorted(["vllm-fleet-setup.service", "vllm.service", "vllm-fleet-health.service",
+                            "vllm-fleet-drain.service", *cloud_units])
     # Boot as the VM does after the first boot: our units enabled (runcmd), cloud-init's target pulled into
     # multi-user.target (cloud-init's generator), so that ordering cycles with cloud-init show up.
     subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", *units], check=True)

@@ -11,6 +11,7 @@ import yaml
 
 from components.edge_model import API_PATH
 from conftest import PlannedStack, config_of, run_plan, stacks_of, write_files
+from fleet.bootstrap import PATHS
 
 GCP_STACKS = stacks_of("gcp")
 FIREWALL = "gcp:compute/firewall:Firewall"
@@ -79,11 +80,11 @@ def test_only_the_load_balancer_reaches_vllm_and_nothing_reaches_ssh(stack, plan
         assert rule["direction"] == "INGRESS"
         assert "0.0.0.0/0" not in rule["sourceRanges"], name
         assert rule["targetServiceAccounts"] == [vm_service_account(plan)], name
-        if "8000" in ports(rule):
-            assert set(rule["sourceRanges"]) == LB_RANGES and ports(rule) == {"8000"}, name
+        if "8000" in ports(rule):  # vLLM, and the health endpoint the autohealing check asks
+            assert set(rule["sourceRanges"]) == LB_RANGES and ports(rule) == {"8000", "8001"}, name
         else:
             assert rule["sourceRanges"] == [IAP_RANGE] and ports(rule) == {"22"}, name
-    assert [ports(r) for r in allows.values()] == [{"8000"}]  # no SSH unless iapSsh asks for it
+    assert [ports(r) for r in allows.values()] == [{"8000", "8001"}]  # no SSH unless iapSsh asks for it
     # Everything else is denied to the VMs, above the allow-all rules an existing network may carry.
     (deny,) = [r for r in rules.values() if r.get("denies")]
     assert deny["sourceRanges"] == ["0.0.0.0/0"] and deny["denies"] == [{"protocol": "all"}]
@@ -146,30 +147,36 @@ def test_group_spans_the_gpu_zones_heals_on_health_and_updates_without_losing_ca
 
 
 @pytest.mark.parametrize("stack", GCP_STACKS)
-def test_autohealing_waits_for_a_slow_download_or_is_left_out_with_a_warning(stack, plan_of):
-    """GCP caps autohealing's initial delay at 3600 s: a VM still downloading when it ends is recreated, and its
-    replacement downloads from zero again. The delay covers the weights at half the assumed rate, or there is none."""
+def test_autohealing_asks_the_health_endpoint_and_its_cap_no_longer_limits_a_large_model(stack, plan_of):
+    """GCP caps autohealing's initial delay at 3600 s. The check asks the VM's boot-aware health endpoint, which
+    answers healthy while the setup makes progress: a VM still downloading when the delay ends is kept
+    (tests/test_readiness.py runs it), so every stack has autohealing, the large ones too."""
     plan = plan_of(stack)
     group = plan.one(GROUP)
     budget = plan.outputs["timeToServe"]
     slow = budget["seconds"] + budget["download"]
-    healing = group.get("autoHealingPolicies")
-    if slow <= 3600:
-        check = plan.named(HEALTH_CHECK)[healing["healthCheck"].removesuffix("-id")]
-        assert check["httpHealthCheck"] == {"requestPath": "/health", "port": 8000}
-        assert healing["initialDelaySec"] == slow
-    else:
-        assert healing is None
-        assert any("no autohealing" in w and str(slow) in w for w in plan.outputs["warnings"])
+    healing = group["autoHealingPolicies"]
+    check = plan.named(HEALTH_CHECK)[healing["healthCheck"].removesuffix("-id")]
+    assert check["httpHealthCheck"] == {"requestPath": "/vllm-fleet-health", "port": 8001,
+                                        "response": '{"ApplicationHealthState": "Healthy"'}
+    assert healing["initialDelaySec"] == min(slow, 3600)
+    # Until shortly before the delay ends a starting VM answers "not yet", so that a roll waits for it to serve.
+    config = json.loads(write_files(plan.user_data)[PATHS["health_config"]]["content"])
+    assert config["starting_healthy_after_seconds"] == min(slow, 3600) - 300
+    assert config["listen"] == "0.0.0.0"
+    assert not [w for w in plan.outputs["warnings"] if "autohealing" in w]
+    # The load balancer keeps asking vLLM for traffic.
+    serving_check = plan.named(HEALTH_CHECK)[f"{stack}-health"]
+    assert serving_check["httpHealthCheck"] == {"requestPath": "/health", "port": 8000}
 
 
-def test_a_stack_whose_setup_outlasts_the_cap_keeps_no_autohealing_and_no_standby_pool(plan_of):
+def test_a_stack_whose_setup_outlasts_the_cap_keeps_autohealing_but_no_standby_pool(plan_of):
     plan = plan_of("codellama-gcp")  # 70B: ~58 min to serve at the assumed rate, over an hour at half of it
     budget = plan.outputs["timeToServe"]
     assert budget["seconds"] + budget["download"] > 3600
-    group = plan.one(GROUP)
-    assert group.get("autoHealingPolicies") is None
-    # The group stops a standby VM when its (capped) delay ends: one still downloading would have no weights.
+    assert plan.one(GROUP)["autoHealingPolicies"]["initialDelaySec"] == 3600
+    # The group stops a standby VM when its (capped) delay ends, progress or not: one still downloading would
+    # start each morning without its weights.
     hours = plan.outputs["officeHours"]
     assert hours["standbyPool"] is None and "3600 s" in hours["standbyNote"]
 

@@ -209,30 +209,34 @@ def test_aws_keeps_a_warm_pool_of_stopped_instances_that_complete_their_launch_w
     assert group["name"] == "vllm-fleet-codellama-prod"
     assert group["warmPool"] == {"poolState": "Stopped", "minSize": 0, "maxGroupPreparedCapacity": 1,
                                  "instanceReusePolicy": {"reuseOnScaleIn": True}}
-    heartbeat = min(plan.outputs["timeToServe"]["seconds"], 7200)
+    # Every launch (into the pool too) waits in the hook while it makes progress (heartbeats), until vLLM serves.
     hook = {"name": "vllm-fleet-ready", "lifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-            "defaultResult": "CONTINUE", "heartbeatTimeout": heartbeat}
+            "defaultResult": "ABANDON", "heartbeatTimeout": 600}
     assert group["initialLifecycleHooks"] == [hook]
     assert plan.one("aws:autoscaling/lifecycleHook:LifecycleHook") == {**hook,
                                                                         "autoscalingGroupName": "vllm-fleet-codellama-prod"}
-    # The instances may complete their own group's lifecycle actions, no other group's.
+    # The instances may heartbeat for and complete their own group's lifecycle actions, no other group's.
     policy = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy")["codellama-prod-read-secrets"]["policy"])
-    [complete] = [s for s in policy["Statement"] if s["Action"] == "autoscaling:CompleteLifecycleAction"]
+    [complete] = [s for s in policy["Statement"] if s["Action"] == [
+        "autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]]
     assert complete["Resource"] == ("arn:aws:autoscaling:us-east-1:*:autoScalingGroup:*:"
                                     "autoScalingGroupName/vllm-fleet-codellama-prod")
     files = write_files(plan.user_data)
     script = files["/usr/local/sbin/vllm-fleet-ready"]["content"]
-    assert "fleet_complete_launch vllm-fleet-codellama-prod vllm-fleet-ready" in script
-    assert "/health" in script and files["/usr/local/sbin/vllm-fleet-ready"]["permissions"] == "0755"
-    assert f"RuntimeMaxSec={heartbeat}" in files["/etc/systemd/system/vllm-fleet-ready.service"]["content"]
+    assert "readonly GROUP=vllm-fleet-codellama-prod HOOK=vllm-fleet-ready" in script
+    assert "http://127.0.0.1:8001/vllm-fleet-health" in script
+    assert files["/usr/local/sbin/vllm-fleet-ready"]["permissions"] == "0755"
+    # a hook waits at most 100 heartbeat timeouts, heartbeats and all
+    assert "RuntimeMaxSec=60000" in files["/etc/systemd/system/vllm-fleet-ready.service"]["content"]
     assert "vllm-fleet-ready.service" in yaml.safe_load(plan.user_data)["runcmd"][1]
     pool = plan.outputs["officeHours"]["standbyPool"]
     assert (pool["stoppedOffHours"], pool["stoppedInHours"]) == (1, 0)
 
 
 def test_the_ready_script_completes_only_a_pending_launch(tmp_path, plan_of):
-    """fleet_complete_launch, run for real with the aws CLI and the metadata service stubbed: CONTINUE for this
-    instance in this group; 'No active Lifecycle Action' (a reboot in service) is no failure; other errors are."""
+    """fleet_launch_action, run for real with the aws CLI and the metadata service stubbed: a heartbeat or CONTINUE
+    for this instance in this group; 'No active Lifecycle Action' (a reboot in service) says so (2); other errors
+    fail (1)."""
     library = write_files(plan_of(AWS).user_data)["/usr/local/lib/vllm-fleet/cloud.sh"]["content"]
     (tmp_path / "cloud.sh").write_text(library)
     bin_dir = tmp_path / "bin"
@@ -245,17 +249,20 @@ def test_the_ready_script_completes_only_a_pending_launch(tmp_path, plan_of):
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
 
-    def run(answer: str) -> int:
+    def run(answer: str, action: str = "CONTINUE") -> int:
         env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"), "ANSWER": answer}
-        return subprocess.run(["bash", "-c", f". {tmp_path}/cloud.sh && fleet_complete_launch my-group my-hook"],
+        return subprocess.run(["bash", "-c", f". {tmp_path}/cloud.sh && fleet_launch_action {action} my-group my-hook"],
                               env=env, capture_output=True, text=True).returncode
 
     assert run("ok") == 0
-    assert (tmp_path / "calls").read_text().split("\n")[0] == (
-        "autoscaling complete-lifecycle-action --region us-east-1 --auto-scaling-group-name my-group "
-        "--lifecycle-hook-name my-hook --instance-id i-0abc --lifecycle-action-result CONTINUE")
-    assert run("none") == 0
-    assert run("denied") != 0
+    assert run("ok", "heartbeat") == 0
+    assert (tmp_path / "calls").read_text().split("\n")[:2] == [
+        "autoscaling complete-lifecycle-action --lifecycle-action-result CONTINUE --region us-east-1 "
+        "--auto-scaling-group-name my-group --lifecycle-hook-name my-hook --instance-id i-0abc",
+        "autoscaling record-lifecycle-action-heartbeat --region us-east-1 --auto-scaling-group-name my-group "
+        "--lifecycle-hook-name my-hook --instance-id i-0abc"]
+    assert run("none") == 2
+    assert run("denied") == 1
 
 
 def test_aws_answers_a_clear_503_outside_hours_with_eventbridge_scheduler(plan_of):
@@ -306,9 +313,9 @@ def test_aws_spot_groups_get_no_warm_pool_and_start_early_by_the_whole_time_to_s
     assert result.returncode == 0, result.stderr
     plan = PlannedStack("spot-hours", json.loads(result.stdout))
     group = plan.one("aws:autoscaling/group:Group")
-    assert "warmPool" not in group and "initialLifecycleHooks" not in group
-    assert plan.resources("aws:autoscaling/lifecycleHook:LifecycleHook") == []
-    assert "vllm-fleet-ready" not in plan.user_data
+    assert "warmPool" not in group
+    # the launch lifecycle hook holds every launch, pool or not (readiness by progress)
+    assert len(plan.resources("aws:autoscaling/lifecycleHook:LifecycleHook")) == 1
     hours_out = plan.outputs["officeHours"]
     assert hours_out["standbyPool"] is None and "spot" in hours_out["standbyNote"]
     assert early(plan) == lead_minutes(plan.outputs["timeToServe"]["seconds"])
@@ -559,8 +566,9 @@ def test_make_wake_reads_the_stacks_outputs_and_prints_the_commands(tmp_path, pl
     assert around_the_clock.returncode == 2 and "codellama-dev has no office hours" in around_the_clock.stderr
 
 
-def test_a_setup_longer_than_a_lifecycle_hook_waits_is_clamped_and_said(stack_file):
-    """A lifecycle hook waits at most 7200 s: a model whose download takes longer gets that, and a warning."""
+def test_a_setup_longer_than_a_lifecycle_hooks_heartbeat_timeout_is_held_by_heartbeats(stack_file):
+    """A lifecycle hook's heartbeat timeout is at most 7200 s; a model whose setup takes longer keeps its instance
+    in the hook by heartbeats (up to 100 timeouts), without a warning."""
     config = {**config_of(AWS), "model": "acme/private-coder-290b", "maxModelLen": 8192, "instanceType": "p4de.24xlarge",
               "modelParams": {"params_b": 290, "layers": 80, "heads": 64, "kv_heads": 8, "head_dim": 128,
                               "max_len": 8192}}
@@ -569,5 +577,6 @@ def test_a_setup_longer_than_a_lifecycle_hook_waits_is_clamped_and_said(stack_fi
     assert result.returncode == 0, result.stderr
     plan = PlannedStack("huge", json.loads(result.stdout))
     assert plan.outputs["timeToServe"]["seconds"] > 7200
-    assert plan.one("aws:autoscaling/lifecycleHook:LifecycleHook")["heartbeatTimeout"] == 7200
-    assert any("a lifecycle hook waits at most 7200 s" in w for w in plan.warnings)
+    assert plan.one("aws:autoscaling/lifecycleHook:LifecycleHook")["heartbeatTimeout"] == 600
+    assert 100 * 600 > 3 * plan.outputs["timeToServe"]["seconds"]  # even at a third of the assumed rates
+    assert not any("lifecycle hook" in w for w in plan.warnings)

@@ -10,7 +10,9 @@ prefix. What the stubs stand for:
   MISSING_PACKAGES); mountpoint: the cache disk is mounted; chown: recorded, not done (no user vllm here).
 - python3 -m venv, the venv's pip, uv: what the install makes (a venv with a `vllm` and a `python`); every other
   python3 is the real one (write_api_keys runs it).
-- the venv's python: fetch-weights.py, the download from the hub.
+- the venv's python: fetch-weights.py, the download from the hub; with DOWNLOAD_CHUNKS it writes that many chunks
+  of DOWNLOAD_CHUNK_BYTES under $HF_HOME, DOWNLOAD_PAUSE seconds apart, as a download does (a `.incomplete` file
+  that grows), and with DOWNLOAD_STALL_AFTER it stops after that many chunks and never returns (a stalled download).
 - the cloud's library (FLEET_CLOUD_LIB): fleet_fetch_secret answers from `secrets`, fleet_fetch_weights copies.
 Calls that go to the network are recorded with the word `network`.
 """
@@ -72,7 +74,11 @@ MADE = {
           'shift; done; cp "$WORLD/stubs/vllm" "$venv/bin/vllm"; fi',
     "vllm": "exit 0",
     "venv-python": 'echo "network fetch-weights $* HF_TOKEN=${HF_TOKEN:-unset}" >>"$WORLD/calls.log"; '
-                   'fail_as_asked fetch-weights',
+                   'fail_as_asked fetch-weights || exit 1; [ -n "${DOWNLOAD_CHUNKS:-}" ] || exit 0; '
+                   'mkdir -p "$HF_HOME/hub"; part="$HF_HOME/hub/model.safetensors.incomplete"; '
+                   'for chunk in $(seq "$DOWNLOAD_CHUNKS"); do head -c "$DOWNLOAD_CHUNK_BYTES" /dev/zero >>"$part"; '
+                   '[ "$chunk" -eq "${DOWNLOAD_STALL_AFTER:-0}" ] && exec sleep infinity; sleep "$DOWNLOAD_PAUSE"; done; '
+                   'mv "$part" "$HF_HOME/hub/model.safetensors"',
 }
 CLOUD_LIB = '''# shellcheck shell=bash
 fleet_cloud_tools() { echo "fleet_cloud_tools" >>"$WORLD/calls.log"; }
@@ -123,15 +129,29 @@ class VmWorld:
     def path(self, key: str) -> Path:
         return self.root / PATHS[key].lstrip("/")
 
-    def run(self, step: str = "main", **env: str) -> subprocess.CompletedProcess:
-        """Sources the script and runs one of its functions (main: the whole boot) with the stubs on PATH."""
-        environment = {
+    def environment(self, **env: str) -> dict[str, str]:
+        return {
             "PATH": f"{self.tmp / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.tmp), "WORLD": str(self.tmp), "GPUS": str(self.gpus), "REAL_PYTHON": REAL_PYTHON,
             "FLEET_CLOUD_LIB": str(self.tmp / "cloud.sh"), "FLEET_RETRY_FIRST_DELAY": "0", **env,
         }
-        return subprocess.run(["bash", "-c", f'source "{self.script}" && {step}'], env=environment,
+
+    def run(self, step: str = "main", **env: str) -> subprocess.CompletedProcess:
+        """Sources the script and runs one of its functions (main: the whole boot) with the stubs on PATH."""
+        return subprocess.run(["bash", "-c", f'source "{self.script}" && {step}'], env=self.environment(**env),
                               capture_output=True, text=True, timeout=60)
+
+    def start(self, step: str = "main", **env: str) -> subprocess.Popen:
+        """`run` in the background, in a process group of its own (a stalled download never returns)."""
+        return subprocess.Popen(["bash", "-c", f'source "{self.script}" && {step}'], env=self.environment(**env),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def serve_health(self, script: str, config: dict) -> subprocess.Popen:
+        """The VM's health endpoint (the rendered vllm-fleet-health.py) with `config`, its paths under the root."""
+        (self.tmp / "health.py").write_text(script)
+        (self.tmp / "health.json").write_text(self.moved(json.dumps(config)))
+        return subprocess.Popen([REAL_PYTHON, str(self.tmp / "health.py"), str(self.tmp / "health.json")],
+                                start_new_session=True)
 
     def calls(self) -> list[str]:
         log = self.tmp / "calls.log"

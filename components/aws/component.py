@@ -31,8 +31,7 @@ class Fleet(FleetComponent):
         lb_sg, instance_sg = network.security_groups(self, spec, vpc_id)
         secret_arns, secret_refs = identity.store_secrets(self, spec, secrets)
         self.standby_pool, self.standby_note = fleet.warm_pool(spec, sizing)
-        profile = identity.instance_profile(self, spec, secret_arns,
-                                            fleet.group_name(spec) if self.standby_pool else None)
+        profile = identity.instance_profile(self, spec, secret_arns, fleet.group_name(spec))
         template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
         self.instance_types = fleet.launchable_types(spec, sizing)
@@ -40,8 +39,7 @@ class Fleet(FleetComponent):
                       f"{options.ami_name} (pinned; aws.amiName names a newer release)")
         group = fleet.auto_scaling_group(self, spec, sizing, template, target_group, private_subnets, tags)
         fleet.autoscaling_policy(self, spec, group, alb, target_group)
-        if self.standby_pool:
-            fleet.ready_hook(self, spec, sizing, group)
+        fleet.ready_hook(self, group)
         scheme, api_rule = edge.listeners(self, spec, alb, target_group)
         if self.office_schedule(sizing):
             fleet.office_hours(self, spec, sizing, group)

@@ -15,7 +15,7 @@ from pulumi_aws import acm, iam, lb, route53, scheduler
 
 from components.base import FleetComponent
 from components.edge_model import API_PATH, Resources, of_type, path_readings, strictest_of
-from fleet import serving
+from fleet import lifecycle, serving
 from fleet.schedule import Moment, closed_answer
 from fleet.spec import FleetSpec
 
@@ -26,8 +26,6 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # An idle connection is cut after this long (1-4000 s); streamed tokens keep it busy, a long non-streamed answer
 # does not. vLLM keeps idle connections longer than this (serving.keep_alive_seconds).
 LB_IDLE_TIMEOUT_SECONDS = 1200
-# Let in-flight generations finish before an instance leaves the target group (scale-in, rolling update).
-DEREGISTRATION_DELAY_SECONDS = 300
 # The listener's answer to every path that is not the API: an OpenAI-style error (a fixed response body holds at
 # most 1024 characters).
 NOT_SERVED = {"error": {"message": f"not found: this endpoint serves the OpenAI API under {serving.PUBLIC_API_PREFIX}",
@@ -51,7 +49,9 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, options: AwsOptions, v
                           drop_invalid_header_fields=True, opts=fleet.opts)
     target_group = lb.TargetGroup(
         fleet.short_child("vllm", ALB_NAME_MAX - AUTONAME_SUFFIX), vpc_id=vpc_id, port=serving.SERVE_PORT, protocol="HTTP", target_type="instance",
-        deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
+        # Generations in flight finish before an instance leaves the target group (scale-in, instance refresh,
+        # capacity rebalancing): the longest the stack allows (docs/drain.md).
+        deregistration_delay=lifecycle.drain_seconds(spec),
         # Generations vary from milliseconds to minutes: send each request to the least busy VM.
         load_balancing_algorithm_type="least_outstanding_requests",
         health_check=lb.TargetGroupHealthCheckArgs(

@@ -13,7 +13,7 @@ from pulumi_aws import autoscaling, ec2
 
 from components.base import FleetComponent
 from fleet import catalog
-from fleet import serving
+from fleet import lifecycle
 from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
 from fleet.catalog import InstanceType
 from fleet.schedule import StandbyPool, standby_vms
@@ -36,16 +36,21 @@ MAX_DEFAULT_INSTANCE_WARMUP = 3600
 # Spot groups launch the sized type or another with the same GPUs that costs at most this many times as much
 # on demand: more spot pools to draw from, without a 16xlarge standing in for an xlarge.
 SPOT_ALTERNATIVE_MAX_PRICE_RATIO = 2.0
-# The launch lifecycle hook of a group with a warm pool: an instance waits in it (Warmed:Pending:Wait on its way into
-# the pool, Pending:Wait on its way into service) until vLLM serves and vllm-fleet-ready completes it. Without it the
-# group stops a new pool instance as soon as it runs, before the user-data has installed anything.
+# The launch lifecycle hook of every launch: an instance waits in it (Pending:Wait on its way into service,
+# Warmed:Pending:Wait on its way into a warm pool) while vllm-fleet-ready heartbeats for it (the health endpoint says it
+# makes progress) and until vLLM serves, when vllm-fleet-ready completes it; it abandons it once the endpoint says the
+# instance failed. The group's health is the target group's, which knows nothing of a setup: readiness by progress
+# lives in this hook (fleet/lifecycle.py).
 READY_HOOK = "vllm-fleet-ready"
 READY_UNIT = "vllm-fleet-ready.service"
 READY_SCRIPT = "/usr/local/sbin/vllm-fleet-ready"
-# After the ready hook (vLLM serves): the load balancer's first health checks.
-AFTER_READY_HOOK_SECONDS = 300
-# A lifecycle hook's heartbeat timeout: 30 to 7200 s (LifecycleHookSpecification).
-HOOK_HEARTBEAT_MIN, HOOK_HEARTBEAT_MAX = 30, 7200
+# The hook's heartbeat timeout (30-7200 s): ten missed heartbeats, i.e. vllm-fleet-ready or the endpoint gone.
+HOOK_HEARTBEAT_TIMEOUT = 10 * lifecycle.HEARTBEAT_SECONDS
+# A lifecycle hook waits at most 100 heartbeat timeouts or 48 hours, whichever is less, heartbeats and all.
+HOOK_GLOBAL_TIMEOUT = min(100 * HOOK_HEARTBEAT_TIMEOUT, 48 * 3600)
+# After the hook (vLLM serves): the target's registration and the load balancer's first health checks (2 healthy
+# checks 15 s apart), with margin.
+AFTER_READY_HOOK_SECONDS = 120
 
 
 def launchable_types(spec: FleetSpec, sizing: Sizing) -> list[InstanceType]:
@@ -67,10 +72,6 @@ def group_name(spec: FleetSpec) -> str:
     return f"vllm-fleet-{spec.stack}"
 
 
-def hook_heartbeat_seconds(sizing: Sizing) -> int:
-    return max(HOOK_HEARTBEAT_MIN, min(sizing.time_to_serve.seconds, HOOK_HEARTBEAT_MAX))
-
-
 def warm_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]:
     """The warm pool an office-hours group keeps, or None and why not. It holds the office-hours instances the
     evening's scale-in stops (reuse on scale-in) and the morning's scale-up starts: max prepared capacity
@@ -88,18 +89,21 @@ def warm_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]
               "which takes the whole time to serve")), ""
 
 
-def user_data(spec: FleetSpec, sizing: Sizing, secret_refs, with_ready_hook: bool) -> pulumi.Output[str]:
-    # With a warm pool, vllm-fleet-ready completes the launch lifecycle hook once vLLM serves.
+def user_data(spec: FleetSpec, sizing: Sizing, secret_refs) -> pulumi.Output[str]:
+    # vllm-fleet-ready heartbeats for the launch lifecycle hook while the VM makes progress, completes it once vLLM
+    # serves.
     ready = dict(
-        vars={"group_name": group_name(spec), "ready_hook": READY_HOOK, "ready_timeout": str(hook_heartbeat_seconds(sizing)),
-              "vllm_port": str(serving.SERVE_PORT), "vllm_health_path": serving.HEALTH_PATH,
+        vars={"group_name": group_name(spec), "ready_hook": READY_HOOK, "hook_timeout": str(HOOK_HEARTBEAT_TIMEOUT),
+              "hook_global_timeout": str(HOOK_GLOBAL_TIMEOUT), "heartbeat_seconds": str(lifecycle.HEARTBEAT_SECONDS),
+              "health_url": f"http://127.0.0.1:{lifecycle.HEALTH_PORT}{lifecycle.HEALTH_PATH}",
               "ready_script": READY_SCRIPT},
         files=(CloudFile(READY_SCRIPT, "clouds/aws-ready.sh.j2", "0755"),
                CloudFile(f"/etc/systemd/system/{READY_UNIT}", "clouds/aws-ready.service.j2")),
-        units=(READY_UNIT,)) if with_ready_hook else {}
+        units=(READY_UNIT,))
 
     def encode(refs: dict[str, str]) -> str:
-        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS, **ready)
+        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS,
+                         metadata_url="http://169.254.169.254", **ready)
         text = render_user_data(spec, sizing, boot)
         # mtime 0: the same user-data compresses to the same bytes, so an unchanged stack shows no change.
         packed = gzip.compress(text.encode(), mtime=0)
@@ -146,7 +150,7 @@ def launch_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, opti
             # The weights cache: fast gp3 so that a new VM loads the weights quickly.
             volume("/dev/sdf", sizing.data_disk_gb, DATA_DISK_MB_PER_S, DATA_DISK_IOPS),
         ],
-        user_data=user_data(spec, sizing, secret_refs, with_ready_hook=fleet.standby_pool is not None),
+        user_data=user_data(spec, sizing, secret_refs),
         update_default_version=True,
         tag_specifications=[
             ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={
@@ -176,15 +180,15 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
                            for it in launchable_types(spec, sizing)]))
     autoscaled = spec.replicas.min != spec.replicas.max
     pool = fleet.standby_pool
-    # The grace period and the warm-ups start when an instance enters InService, after its launch lifecycle hook:
-    # with the ready hook that is once vLLM serves, so they need not wait for the setup a second time.
-    grace = AFTER_READY_HOOK_SECONDS if pool else sizing.startup_grace_seconds
+    # The grace period and the warm-ups start when an instance enters InService, after its launch lifecycle hook,
+    # which is once vLLM serves: they need not wait for the setup a second time.
+    grace = AFTER_READY_HOOK_SECONDS
     # With a scaling policy, replicas.desired is the first size and the policy owns it afterwards: a later
     # `pulumi up` must not set it back and terminate the VMs it added. With office hours the scheduled actions
     # own the sizes too (a `pulumi up` at night must not start the fleet); they carry the config's. The initial
     # lifecycle hook applies when the group is created; ready_hook keeps it on an existing group.
     ignored = (["minSize", "maxSize", "desiredCapacity"] if fleet.office_schedule(sizing) else
-               ["desiredCapacity"] if autoscaled else []) + (["initialLifecycleHooks"] if pool else [])
+               ["desiredCapacity"] if autoscaled else []) + ["initialLifecycleHooks"]
     return autoscaling.Group(
         fleet.child("gpu"),
         name=group_name(spec),
@@ -197,7 +201,7 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         capacity_rebalance=spec.spot,
         target_group_arns=[target_group.arn],
         health_check_type="ELB",
-        # Long enough to install vLLM and download and load the weights before health checks count.
+        # The load balancer's first checks after the hook: the setup is judged by its progress, in the hook.
         health_check_grace_period=grace,
         # How long a new instance's metrics are left out of scaling decisions; AWS takes at most an hour.
         default_instance_warmup=min(grace, MAX_DEFAULT_INSTANCE_WARMUP),
@@ -218,26 +222,20 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
             pool_state="Stopped", min_size=0, max_group_prepared_capacity=spec.replicas.desired,
             instance_reuse_policy=autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
         ) if pool else None,
-        initial_lifecycle_hooks=[autoscaling.GroupInitialLifecycleHookArgs(**_ready_hook(sizing))] if pool else None,
+        initial_lifecycle_hooks=[autoscaling.GroupInitialLifecycleHookArgs(**READY_HOOK_ARGS)],
         opts=fleet.child_opts(ignore_changes=ignored or None),
     )
 
 
-def _ready_hook(sizing: Sizing) -> dict:
-    # CONTINUE when vllm-fleet-ready never answers: the load balancer's health check still keeps a broken
-    # instance out, and the group replaces it.
-    return dict(name=READY_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING", default_result="CONTINUE",
-                heartbeat_timeout=hook_heartbeat_seconds(sizing))
+# ABANDON when no heartbeat comes: the instance is terminated and another launched.
+READY_HOOK_ARGS = dict(name=READY_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                       default_result="ABANDON", heartbeat_timeout=HOOK_HEARTBEAT_TIMEOUT)
 
 
-def ready_hook(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) -> None:
+def ready_hook(fleet: FleetComponent, group) -> None:
     """The launch lifecycle hook as its own resource (PutLifecycleHook creates or updates it): on a group created
-    before office hours were set, initial_lifecycle_hooks does nothing."""
-    if sizing.time_to_serve.seconds > HOOK_HEARTBEAT_MAX:
-        fleet.warn(f"{spec.stack}: a new instance may take {sizing.time_to_serve.seconds} s to serve, but a lifecycle "
-                   f"hook waits at most {HOOK_HEARTBEAT_MAX} s: the warm pool may stop an instance before its setup "
-                   f"is done, and its first start finishes the setup")
-    autoscaling.LifecycleHook(fleet.child("ready"), autoscaling_group_name=group.name, **_ready_hook(sizing),
+    without it, initial_lifecycle_hooks does nothing."""
+    autoscaling.LifecycleHook(fleet.child("ready"), autoscaling_group_name=group.name, **READY_HOOK_ARGS,
                               opts=fleet.opts)
 
 

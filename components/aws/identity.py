@@ -52,9 +52,9 @@ def store_secrets(fleet: FleetComponent, spec: FleetSpec, secrets: Mapping[str, 
     return arns, refs
 
 def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mapping[str, pulumi.Output[str]],
-                     lifecycle_group: str | None = None):
-    """`lifecycle_group`: the Auto Scaling group whose launch lifecycle actions the instances complete themselves
-    (vllm-fleet-ready, with a warm pool)."""
+                     lifecycle_group: str):
+    """`lifecycle_group`: the Auto Scaling group whose launch lifecycle actions the instances heartbeat for and
+    complete themselves (vllm-fleet-ready)."""
     role = service_role(fleet, spec, fleet.child("instance"), "ec2.amazonaws.com",
                         description=f"vllm-fleet {spec.stack} GPU instances")
     iam.RolePolicyAttachment(fleet.child("ssm"), role=role.name, policy_arn=SSM_CORE_POLICY, opts=fleet.opts)
@@ -71,11 +71,11 @@ def instance_profile(fleet: FleetComponent, spec: FleetSpec, secret_arns: Mappin
                 {"Sid": "ReadModel", "Effect": "Allow", "Action": "s3:GetObject",
                  "Resource": f"arn:aws:s3:::{bucket}/{prefix.rstrip('/') + '/' if prefix else ''}*"},
             ]
-        if lifecycle_group:
-            statements.append({"Sid": "CompleteOwnLaunchLifecycleAction", "Effect": "Allow",
-                               "Action": "autoscaling:CompleteLifecycleAction",
-                               "Resource": f"arn:aws:autoscaling:{spec.region}:*:autoScalingGroup:*:"
-                                           f"autoScalingGroupName/{lifecycle_group}"})
+        statements.append({"Sid": "OwnLaunchLifecycleAction", "Effect": "Allow",
+                           "Action": ["autoscaling:CompleteLifecycleAction",
+                                      "autoscaling:RecordLifecycleActionHeartbeat"],
+                           "Resource": f"arn:aws:autoscaling:{spec.region}:*:autoScalingGroup:*:"
+                                       f"autoScalingGroupName/{lifecycle_group}"})
         return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
     iam.RolePolicy(fleet.child("read-secrets"), role=role.id,

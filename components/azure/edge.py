@@ -15,7 +15,7 @@ from pulumi_azure_native import authorization, dns, managedidentity, network, st
 
 from components.base import FleetComponent
 from components.edge_model import API_PATH, Resources, of_type, path_readings, strictest_of
-from fleet import serving
+from fleet import lifecycle, serving
 from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
 
@@ -36,8 +36,6 @@ GATEWAY = "azure-native:network:ApplicationGateway"
 SCALE_SET = "azure-native:compute:VirtualMachineScaleSet"
 # The gateway's own answer to a request routed to a pool without members.
 EMPTY_POOL_STATUS = 502
-# Let in-flight generations finish before a VM leaves the backend pool (scale-in, rolling upgrade).
-DRAIN_TIMEOUT_SECONDS = 300
 GATEWAY_MAX_CAPACITY_UNITS = 10
 TLS_POLICY = "AppGwSslPolicy20220101S"  # TLS 1.2+ with strong ciphers only
 HEALTH_PROBE_INTERVAL_SECONDS = 15
@@ -149,8 +147,10 @@ def gateway(fleet: FleetComponent, spec: FleetSpec, options: AzureOptions, group
             name="vllm", protocol="Http", port=serving.SERVE_PORT, cookie_based_affinity="Disabled",
             request_timeout=GATEWAY_REQUEST_TIMEOUT_SECONDS, pick_host_name_from_backend_address=True,
             probe=part("probes", "vllm-health"),
+            # Generations in flight finish before a VM leaves the backend pool (scale-in, rolling upgrade): the
+            # longest the stack allows (docs/drain.md).
             connection_draining=network.ApplicationGatewayConnectionDrainingArgs(
-                enabled=True, drain_timeout_in_sec=DRAIN_TIMEOUT_SECONDS))],
+                enabled=True, drain_timeout_in_sec=lifecycle.drain_seconds(spec)))],
         # Only the API (and /health) reach vLLM, which serves /invocations, /tokenize, /metrics and more without the
         # API key: path-based routing sends those two to the VMs and everything else to the empty pool.
         url_path_maps=[network.ApplicationGatewayUrlPathMapArgs(

@@ -12,8 +12,8 @@ import pulumi_random
 from pulumi_azure_native import compute, monitor
 
 from components.base import FleetComponent
-from fleet import serving
-from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
+from fleet import lifecycle
+from fleet.bootstrap import CloudBoot, render_user_data
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -26,17 +26,16 @@ ADMIN_USER = "vllmadmin"
 # VMs are named <prefix><6 characters>; 9 keeps the names within 15.
 COMPUTER_NAME_PREFIX_MAX = 9
 CUSTOM_DATA_MAX_BYTES = 65535
-# vllm-fleet-health: what the Application Health extension asks, on the VM itself.
-HEALTH_STATE_SCRIPT = "/usr/local/lib/vllm-fleet/health-state.py"
-HEALTH_STATE_UNIT = "vllm-fleet-health.service"
-HEALTH_STATE_PORT = 8001
-HEALTH_STATE_PATH = "/health-state"
 # A rolling upgrade's batch, in percent of the VMs: with MaxSurge, each batch's new VMs run next to the old ones.
 MAX_BATCH_PERCENT = 20
 # The Application Health extension's longest grace period (rich health states).
 HEALTH_GRACE_MAX_SECONDS = 14400
-# Azure's limits on the automatic repairs grace period (ISO 8601 minutes).
-REPAIR_GRACE_MIN_MINUTES, REPAIR_GRACE_MAX_MINUTES = 10, 90
+# A scale set's terminate notification delays a VM's deletion by 5 to 15 minutes (ISO 8601), during which the VM
+# drains (vllm-fleet-drain acts on the Terminate scheduled event and approves it once done).
+TERMINATE_NOTICE_MIN_MINUTES, TERMINATE_NOTICE_MAX_MINUTES = 5, 15
+# Azure's shortest automatic repairs grace period (ISO 8601 minutes; at most 90): the health endpoint is up well
+# before it ends.
+REPAIR_GRACE_MIN_MINUTES = 10
 
 
 def _iso_minutes(seconds: int) -> str:
@@ -46,14 +45,13 @@ def _iso_minutes(seconds: int) -> str:
 def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulumi.Output[str]:
     def render(args) -> str:
         client_id, uris = args
+        # The extension keeps a VM that answers "not yet" Initializing for its grace period (a rolling upgrade
+        # waits for it to serve); from shortly before that ends, a VM that still makes progress answers Healthy.
         boot = CloudBoot(
             secret_refs=uris, edge_idle_timeout_seconds=GATEWAY_REQUEST_TIMEOUT_SECONDS,
-            vars={"identity_client_id": client_id, "health_state_script": HEALTH_STATE_SCRIPT,
-                  "health_state_port": str(HEALTH_STATE_PORT), "vllm_port": str(serving.SERVE_PORT),
-                  "vllm_health_path": serving.HEALTH_PATH},
-            files=(CloudFile(HEALTH_STATE_SCRIPT, "clouds/azure-health.py"),
-                   CloudFile(f"/etc/systemd/system/{HEALTH_STATE_UNIT}", "clouds/azure-health.service.j2")),
-            units=(HEALTH_STATE_UNIT,))
+            metadata_url="http://169.254.169.254",
+            vars={"identity_client_id": client_id},
+            starting_healthy_after_seconds=lifecycle.healthy_after_seconds(health_grace_seconds(sizing)))
         text = render_user_data(spec, sizing, boot)
         # Azure takes at most 65535 bytes of custom data (before base64); cloud-init reads it gzip-compressed too.
         packed = gzip.compress(text.encode(), mtime=0)
@@ -64,6 +62,17 @@ def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulum
     return pulumi.Output.all(identity.client_id, pulumi.Output.all(**secret_uris)).apply(render)
 
 
+def health_grace_seconds(sizing: Sizing) -> int:
+    """The Application Health extension's grace period: a new VM's whole time to serve, within its limit."""
+    return min(sizing.time_to_serve.seconds, HEALTH_GRACE_MAX_SECONDS)
+
+
+def terminate_notice_seconds(spec: FleetSpec) -> int:
+    """How long a VM the scale set deletes may drain: the stack's drain, within Azure's limits."""
+    return 60 * min(max(math.ceil(lifecycle.drain_seconds(spec) / 60), TERMINATE_NOTICE_MIN_MINUTES),
+                    TERMINATE_NOTICE_MAX_MINUTES)
+
+
 def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, subnet, identity,
               secret_uris, backend_pool_id, depends_on):
     # Azure requires a password or an SSH key for the admin user. Nobody logs in with it: the NSG admits no SSH,
@@ -71,30 +80,17 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
     admin_password = pulumi_random.RandomPassword(fleet.child("admin"), length=40, min_lower=1, min_upper=1,
                                                   min_numeric=1, min_special=1, opts=fleet.opts)
     publisher, offer, sku, version = options.image
-    grace = sizing.startup_grace_seconds
-    repair_minutes = max(REPAIR_GRACE_MIN_MINUTES, math.ceil(grace / 60))
-    if repair_minutes > REPAIR_GRACE_MAX_MINUTES:
-        # A VM that is still loading weights when the grace period ends would be replaced, and its successor
-        # too, forever: better no automatic repairs than a loop that never serves.
-        fleet.warn(f"{spec.stack}: a new VM needs ~{repair_minutes} minutes to become healthy, more than the "
-                   f"{REPAIR_GRACE_MAX_MINUTES} minutes Azure allows as automatic repairs grace period: automatic "
-                   f"repairs are off (the gateway still routes around an unhealthy VM; reimage it by hand).")
-    repairs = compute.AutomaticRepairsPolicyArgs(
-        enabled=repair_minutes <= REPAIR_GRACE_MAX_MINUTES, repair_action="Replace",
-        grace_period=f"PT{min(repair_minutes, REPAIR_GRACE_MAX_MINUTES)}M")
-    # Rich health states (version 2): a new VM stays "Initializing" for up to gracePeriod while it installs vLLM and
-    # loads the weights; rolling upgrades wait for it and repairs leave it alone. vLLM's /health has no state in
-    # its body, so vllm-fleet-health (cloud-init/clouds/azure-health.py) answers in the extension's format.
+    # Repairs act on a VM the health endpoint reports Unhealthy (it failed, stalled or lost vLLM), never on one
+    # that is Initializing or makes progress: their own grace needs to cover only the endpoint's start.
+    repairs = compute.AutomaticRepairsPolicyArgs(enabled=True, repair_action="Replace",
+                                                 grace_period=f"PT{REPAIR_GRACE_MIN_MINUTES}M")
+    # Rich health states (version 2) from vllm-fleet-health (cloud-init/vllm-fleet-health.py).
     health_extension = compute.VirtualMachineScaleSetExtensionArgs(
         name="health", publisher="Microsoft.ManagedServices", type="ApplicationHealthLinux",
         type_handler_version="2.0", auto_upgrade_minor_version=True,
-        settings={"protocol": "http", "port": HEALTH_STATE_PORT, "requestPath": HEALTH_STATE_PATH,
+        settings={"protocol": "http", "port": lifecycle.HEALTH_PORT, "requestPath": lifecycle.HEALTH_PATH,
                   "intervalInSeconds": HEALTH_PROBE_INTERVAL_SECONDS, "numberOfProbes": 3,
-                  "gracePeriod": min(grace, HEALTH_GRACE_MAX_SECONDS)})
-    if grace > HEALTH_GRACE_MAX_SECONDS:
-        fleet.warn(f"{spec.stack}: a new VM needs ~{math.ceil(grace / 60)} minutes to serve, more than the "
-                   f"{HEALTH_GRACE_MAX_SECONDS // 60} minutes the Application Health extension waits: rolling "
-                   f"upgrades may pause on VMs still loading.")
+                  "gracePeriod": health_grace_seconds(sizing)})
     return compute.VirtualMachineScaleSet(
         fleet.child("gpu"), resource_group_name=group, location=spec.region, tags=fleet.tags,
         orchestration_mode="Uniform",
@@ -116,6 +112,11 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
                 prioritize_unhealthy_instances=True, rollback_failed_instances_on_policy_breach=True)),
         virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
             priority="Spot" if spec.spot else "Regular",
+            # A VM the scale set deletes (scale-in, a rolling upgrade, a repair) first gets a Terminate scheduled
+            # event and this long to drain; vllm-fleet-drain lets its generations finish and approves it early.
+            scheduled_events_profile=compute.ScheduledEventsProfileArgs(
+                terminate_notification_profile=compute.TerminateNotificationProfileArgs(
+                    enable=True, not_before_timeout=_iso_minutes(terminate_notice_seconds(spec)))),
             eviction_policy="Delete" if spec.spot else None,
             # Pay up to the on-demand price: a spot VM is then evicted for capacity only, never for price.
             billing_profile=compute.BillingProfileArgs(max_price=-1) if spec.spot else None,

@@ -13,7 +13,7 @@ from pulumi_gcp import compute, dns, storage
 
 from components.base import FleetComponent
 from components.edge_model import API_PATH, Resources, of_type, path_readings, strictest_of
-from fleet import iam_names
+from fleet import iam_names, lifecycle
 from fleet.schedule import closed_answer
 from fleet.spec import FleetSpec
 
@@ -24,8 +24,6 @@ BACKEND_TIMEOUT_SECONDS = 1200
 # The global external Application Load Balancer keeps idle connections to the VMs open 600 s, a fixed value;
 # Google asks for backends that keep them longer (https://cloud.google.com/load-balancing/docs/https#timeouts).
 BACKEND_KEEPALIVE_SECONDS = 600
-# Let in-flight generations finish before a VM leaves the backend (scale-in, rolling update).
-CONNECTION_DRAINING_SECONDS = 300
 # Cloud Armor accepts at most this many ranges in one basic (src_ip_ranges) rule.
 ARMOR_RANGES_PER_RULE = 10
 ARMOR_DEFAULT_RULE_PRIORITY = 2147483647
@@ -61,7 +59,10 @@ def security_policy(fleet: FleetComponent, spec: FleetSpec):
 def load_balancer(fleet: FleetComponent, spec: FleetSpec, group, health_check):
     backend = compute.BackendService(
         fleet.child("vllm"), load_balancing_scheme="EXTERNAL_MANAGED", protocol="HTTP", port_name="http",
-        timeout_sec=BACKEND_TIMEOUT_SECONDS, connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
+        timeout_sec=BACKEND_TIMEOUT_SECONDS,
+        # Generations in flight finish before a VM leaves the backend (scale-in, rolling update): the longest the
+        # stack allows (docs/drain.md).
+        connection_draining_timeout_sec=lifecycle.drain_seconds(spec),
         health_checks=health_check.id, security_policy=security_policy(fleet, spec).self_link,
         # Generations vary from milliseconds to minutes: send each request to the least busy VM.
         locality_lb_policy="LEAST_REQUEST",

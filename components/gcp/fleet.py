@@ -10,7 +10,7 @@ import pulumi
 from pulumi_gcp import compute
 
 from components.base import FleetComponent
-from fleet import catalog, serving
+from fleet import catalog, lifecycle, serving
 from fleet.bootstrap import CloudBoot, render_user_data
 from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
@@ -39,8 +39,14 @@ def boot_image(fleet: FleetComponent, options: GcpOptions) -> pulumi.Output[str]
 
 def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, subnetwork,
                       account, secret_versions, grants):
+    # The autohealing check reaches the health endpoint from Google's health checkers; until the initial delay is
+    # almost over, a VM still starting answers "not yet" (a rolling update waits for it to serve).
     user_data = pulumi.Output.all(**secret_versions).apply(lambda versions: render_user_data(
-        spec, sizing, CloudBoot(secret_refs=versions, edge_idle_timeout_seconds=BACKEND_KEEPALIVE_SECONDS)))
+        spec, sizing, CloudBoot(secret_refs=versions, edge_idle_timeout_seconds=BACKEND_KEEPALIVE_SECONDS,
+                                metadata_url="http://metadata.google.internal",
+                                health_listen="0.0.0.0",
+                                starting_healthy_after_seconds=lifecycle.healthy_after_seconds(
+                                    autohealing_delay_seconds(sizing)))))
     if spec.spot:
         # DELETE: the group recreates a preempted VM from the template when capacity returns.
         scheduling = compute.InstanceTemplateSchedulingArgs(
@@ -80,18 +86,33 @@ def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, op
         opts=fleet.child_opts(depends_on=grants),
     )
 
+# What the autohealing check finds in the health endpoint's answer of a VM that serves or makes progress.
+HEALTHY_ANSWER = '{"ApplicationHealthState": "Healthy"'
+
+
 def health_checks(fleet: FleetComponent):
-    def check(suffix: str, interval: int, timeout: int, healthy: int, unhealthy: int, what: str):
+    def check(suffix: str, interval: int, timeout: int, healthy: int, unhealthy: int, what: str, http):
         return compute.HealthCheck(
             fleet.child(suffix), description=what, check_interval_sec=interval, timeout_sec=timeout,
-            healthy_threshold=healthy, unhealthy_threshold=unhealthy,
-            http_health_check=compute.HealthCheckHttpHealthCheckArgs(
-                port=serving.SERVE_PORT, request_path=serving.HEALTH_PATH), opts=fleet.opts)
+            healthy_threshold=healthy, unhealthy_threshold=unhealthy, http_health_check=http, opts=fleet.opts)
 
-    serving_check = check("health", 10, 5, 2, 3, "vLLM /health: which VMs get requests")
-    # Autohealing recreates a VM (and downloads the weights again): only after minutes of failed checks.
-    autohealing_check = check("autohealing", 30, 10, 1, 6, "vLLM /health: which VMs are recreated")
+    serving_check = check(
+        "health", 10, 5, 2, 3, "vLLM /health: which VMs get requests",
+        compute.HealthCheckHttpHealthCheckArgs(port=serving.SERVE_PORT, request_path=serving.HEALTH_PATH))
+    # Autohealing recreates a VM (and downloads the weights again): only after minutes of failed checks, and only
+    # once the health endpoint says it failed (no progress, a setup that cannot succeed, vLLM gone).
+    autohealing_check = check(
+        "autohealing", 30, 10, 1, 6, "vllm-fleet-health: which VMs are recreated (setup progress, then vLLM)",
+        compute.HealthCheckHttpHealthCheckArgs(port=lifecycle.HEALTH_PORT, request_path=lifecycle.HEALTH_PATH,
+                                               response=HEALTHY_ANSWER))
     return serving_check, autohealing_check
+
+
+def autohealing_delay_seconds(sizing: Sizing) -> int:
+    """The autohealing initial delay: a new VM's time to serve with margin, within GCP's cap. A VM slower than that
+    is judged by its progress from then on, so the cap no longer bounds a large model."""
+    return min(delay_with_margin_seconds(sizing), MAX_INITIAL_DELAY_SECONDS)
+
 
 def delay_with_margin_seconds(sizing: Sizing) -> int:
     """What a delay before a new VM's first health check must cover: its time to serve with the weights downloaded
@@ -129,20 +150,10 @@ def standby_delay_seconds(sizing: Sizing) -> int:
 
 
 def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, template, autohealing_check):
-    initial_delay = delay_with_margin_seconds(sizing)
-    autohealing = None
-    if initial_delay > MAX_INITIAL_DELAY_SECONDS:
-        # A VM recreated mid-download starts the download again, and so would its replacement, forever.
-        fleet.warn(f"{spec.stack}: no autohealing: a new VM may need {initial_delay} s to serve (its weights at "
-                   f"half the assumed download rate), but GCP starts autohealing checks after at most "
-                   f"{MAX_INITIAL_DELAY_SECONDS} s and would recreate it before it serves. A VM that fails stays in "
-                   f"the group, out of the load balancer's rotation (its health check), until it is recreated by "
-                   f"hand (gcloud compute instance-groups managed recreate-instances)")
-    else:
-        autohealing = compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
-            health_check=autohealing_check.id,
-            # Long enough to install vLLM and download and load the weights before checks count.
-            initial_delay_sec=initial_delay)
+    # Until the delay ends a new VM is VERIFYING: a rolling update waits for it to serve (its endpoint answers "not
+    # yet" until shortly before). Afterwards a VM that still makes progress answers healthy and is kept.
+    autohealing = compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
+        health_check=autohealing_check.id, initial_delay_sec=autohealing_delay_seconds(sizing))
     autoscaled = spec.replicas.min != spec.replicas.max or spec.office_hours is not None
     roll_timeout = f"{roll_minutes(spec, sizing, len(options.zones))}m"
     return compute.RegionInstanceGroupManager(

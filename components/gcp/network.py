@@ -6,7 +6,7 @@ from __future__ import annotations
 from pulumi_gcp import compute
 
 from components.base import FleetComponent
-from fleet import serving
+from fleet import lifecycle, serving
 from fleet.spec import FleetSpec
 
 from .options import GcpOptions
@@ -48,9 +48,11 @@ def firewall(fleet: FleetComponent, spec: FleetSpec, options: GcpOptions, networ
     # anywhere at priority 65534); the allow rules outrank the deny.
     targets = [account.email]
     compute.Firewall(fleet.child("vllm-from-lb"), network=network, direction="INGRESS", priority=900,
-                     description=f"vllm-fleet {spec.stack}: vLLM from Google's load balancers and health checks only",
+                     description=f"vllm-fleet {spec.stack}: vLLM and the VMs' health endpoint from Google's load "
+                                 f"balancers and health checks only",
                      source_ranges=list(LB_SOURCE_RANGES), target_service_accounts=targets,
-                     allows=[compute.FirewallAllowArgs(protocol="tcp", ports=[str(serving.SERVE_PORT)])],
+                     allows=[compute.FirewallAllowArgs(protocol="tcp", ports=[str(serving.SERVE_PORT),
+                                                                              str(lifecycle.HEALTH_PORT)])],
                      opts=fleet.opts)
     if options.iap_ssh:
         compute.Firewall(fleet.child("ssh-from-iap"), network=network, direction="INGRESS", priority=900,
