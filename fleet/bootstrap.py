@@ -17,6 +17,7 @@ import jinja2
 import yaml
 
 from . import serving
+from .metrics import Scrape
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -61,6 +62,8 @@ class CloudBoot:
     vars: Mapping[str, str] = field(default_factory=dict)
     files: tuple[CloudFile, ...] = ()
     units: tuple[str, ...] = ()  # systemd units of `files` to enable and start
+    # What the VM's metrics agent scrapes from vLLM (fleet/metrics.py), for the agent's files among `files`.
+    scrape: Scrape | None = None
 
 
 _templates = jinja2.Environment(
@@ -94,6 +97,7 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         cloud_vars=dict(boot.vars),
         cloud_files=boot.files,
         cloud_units=boot.units,
+        scrape=boot.scrape,
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

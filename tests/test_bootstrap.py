@@ -13,6 +13,7 @@ import pytest
 
 from conftest import config_of, launcher_argv, materialize, stacks_of, write_files
 from components.aws.fleet import READY_SCRIPT
+from components.monitoring import METRICS_SCRIPT, METRICS_UNIT
 from fleet.bootstrap import PATHS
 from cli.plan import SECRET_STAND_IN
 
@@ -51,7 +52,8 @@ def test_scripts_pass_shellcheck(stack, plan_of, tmp_path):
     scripts = {p: f for p, f in files.items() if f["content"].startswith(("#!/bin/bash", "# shellcheck shell=bash"))}
     # the setup script, the launcher and the cloud's library; on AWS with a warm pool, the ready script
     ready = [READY_SCRIPT] if _has_ready_hook(plan_of(stack)) else []
-    assert set(scripts) == {PATHS["setup"], PATHS["launcher"], PATHS["cloud_lib"], *ready}, sorted(files)
+    # and the script that installs and starts the cloud's metrics agent (components/monitoring.py)
+    assert set(scripts) == {PATHS["setup"], PATHS["launcher"], PATHS["cloud_lib"], METRICS_SCRIPT, *ready}, sorted(files)
     for path, entry in scripts.items():
         script = tmp_path / Path(path).name
         script.write_text(entry["content"])
@@ -71,7 +73,7 @@ def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
     units = sorted(p.name for p in (root / "etc/systemd/system").glob("*.service"))
     cloud_units = (["vllm-fleet-health.service"] if config_of(stack)["cloud"] == "azure" else []) + (
         ["vllm-fleet-ready.service"] if _has_ready_hook(plan_of(stack)) else [])
-    assert units == sorted(["vllm-fleet-setup.service", "vllm.service", *cloud_units])
+    assert units == sorted(["vllm-fleet-setup.service", "vllm.service", METRICS_UNIT, *cloud_units])
     # Boot as the VM does after the first boot: our units enabled (runcmd), cloud-init's target pulled into
     # multi-user.target (cloud-init's generator), so that ordering cycles with cloud-init show up.
     subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", *units], check=True)

@@ -11,7 +11,7 @@ from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, network
+from . import edge, fleet, identity, monitoring, network
 from .options import AwsOptions
 
 
@@ -33,6 +33,7 @@ class Fleet(FleetComponent):
         self.standby_pool, self.standby_note = fleet.warm_pool(spec, sizing)
         profile = identity.instance_profile(self, spec, secret_arns,
                                             fleet.group_name(spec) if self.standby_pool else None)
+        monitoring.allow_publishing(self, profile.role, monitoring.log_group(self, spec))
         template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
         self.instance_types = fleet.launchable_types(spec, sizing)

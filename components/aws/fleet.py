@@ -20,6 +20,7 @@ from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from . import monitoring
 from .edge import LB_IDLE_TIMEOUT_SECONDS
 from .options import AwsOptions
 
@@ -89,17 +90,21 @@ def warm_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]
 
 
 def user_data(spec: FleetSpec, sizing: Sizing, secret_refs, with_ready_hook: bool) -> pulumi.Output[str]:
-    # With a warm pool, vllm-fleet-ready completes the launch lifecycle hook once vLLM serves.
-    ready = dict(
-        vars={"group_name": group_name(spec), "ready_hook": READY_HOOK, "ready_timeout": str(hook_heartbeat_seconds(sizing)),
-              "vllm_port": str(serving.SERVE_PORT), "vllm_health_path": serving.HEALTH_PATH,
-              "ready_script": READY_SCRIPT},
-        files=(CloudFile(READY_SCRIPT, "clouds/aws-ready.sh.j2", "0755"),
-               CloudFile(f"/etc/systemd/system/{READY_UNIT}", "clouds/aws-ready.service.j2")),
-        units=(READY_UNIT,)) if with_ready_hook else {}
+    # The CloudWatch agent ships vLLM's metrics (monitoring.py); with a warm pool, vllm-fleet-ready completes the
+    # launch lifecycle hook once vLLM serves.
+    agent = monitoring.boot(spec, group_name(spec))
+    files, units, values = agent["files"], agent["units"], dict(agent["vars"])
+    if with_ready_hook:
+        values.update({"group_name": group_name(spec), "ready_hook": READY_HOOK,
+                       "ready_timeout": str(hook_heartbeat_seconds(sizing)), "vllm_port": str(serving.SERVE_PORT),
+                       "vllm_health_path": serving.HEALTH_PATH, "ready_script": READY_SCRIPT})
+        files += (CloudFile(READY_SCRIPT, "clouds/aws-ready.sh.j2", "0755"),
+                  CloudFile(f"/etc/systemd/system/{READY_UNIT}", "clouds/aws-ready.service.j2"))
+        units += (READY_UNIT,)
 
     def encode(refs: dict[str, str]) -> str:
-        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS, **ready)
+        boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS, vars=values,
+                         files=files, units=units, scrape=agent["scrape"])
         text = render_user_data(spec, sizing, boot)
         # mtime 0: the same user-data compresses to the same bytes, so an unchanged stack shows no change.
         packed = gzip.compress(text.encode(), mtime=0)

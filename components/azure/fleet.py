@@ -17,6 +17,7 @@ from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from . import monitoring
 from .edge import GATEWAY_REQUEST_TIMEOUT_SECONDS, HEALTH_PROBE_INTERVAL_SECONDS
 from .options import AzureOptions
 
@@ -46,14 +47,17 @@ def _iso_minutes(seconds: int) -> str:
 def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulumi.Output[str]:
     def render(args) -> str:
         client_id, uris = args
+        # Telegraf ships vLLM's metrics (monitoring.py); vllm-fleet-health answers the Application Health extension.
+        agent = monitoring.boot(spec)
         boot = CloudBoot(
             secret_refs=uris, edge_idle_timeout_seconds=GATEWAY_REQUEST_TIMEOUT_SECONDS,
-            vars={"identity_client_id": client_id, "health_state_script": HEALTH_STATE_SCRIPT,
+            vars={**agent["vars"], "identity_client_id": client_id, "health_state_script": HEALTH_STATE_SCRIPT,
                   "health_state_port": str(HEALTH_STATE_PORT), "vllm_port": str(serving.SERVE_PORT),
                   "vllm_health_path": serving.HEALTH_PATH},
             files=(CloudFile(HEALTH_STATE_SCRIPT, "clouds/azure-health.py"),
-                   CloudFile(f"/etc/systemd/system/{HEALTH_STATE_UNIT}", "clouds/azure-health.service.j2")),
-            units=(HEALTH_STATE_UNIT,))
+                   CloudFile(f"/etc/systemd/system/{HEALTH_STATE_UNIT}", "clouds/azure-health.service.j2"),
+                   *agent["files"]),
+            units=(HEALTH_STATE_UNIT, *agent["units"]), scrape=agent["scrape"])
         text = render_user_data(spec, sizing, boot)
         # Azure takes at most 65535 bytes of custom data (before base64); cloud-init reads it gzip-compressed too.
         packed = gzip.compress(text.encode(), mtime=0)

@@ -16,6 +16,7 @@ from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from . import monitoring
 from .edge import BACKEND_KEEPALIVE_SECONDS
 from .options import GcpOptions
 
@@ -40,7 +41,8 @@ def boot_image(fleet: FleetComponent, options: GcpOptions) -> pulumi.Output[str]
 def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: GcpOptions, subnetwork,
                       account, secret_versions, grants):
     user_data = pulumi.Output.all(**secret_versions).apply(lambda versions: render_user_data(
-        spec, sizing, CloudBoot(secret_refs=versions, edge_idle_timeout_seconds=BACKEND_KEEPALIVE_SECONDS)))
+        spec, sizing, CloudBoot(secret_refs=versions, edge_idle_timeout_seconds=BACKEND_KEEPALIVE_SECONDS,
+                                **monitoring.boot(spec))))
     if spec.spot:
         # DELETE: the group recreates a preempted VM from the template when capacity returns.
         scheduling = compute.InstanceTemplateSchedulingArgs(

@@ -8,7 +8,8 @@ from typing import Any
 
 from .core import Attribute, Calls, Field, Model, Pairs, ProviderOnly, Resource, Sent, Spread
 
-SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53"}
+SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53", "logs",
+            "cloudwatch", "sns"}
 KINDS = {"structure": "structure", "list": "list", "map": "map", "string": "string", "integer": "integer",
          "long": "integer", "double": "number", "float": "number", "boolean": "boolean", "timestamp": "string",
          "blob": "string"}
@@ -146,6 +147,9 @@ RESOURCES: dict[str, Resource] = {
     "aws:autoscaling/policy:Policy": Resource("autoscaling:PutScalingPolicy", name="PolicyName"),
     "aws:autoscaling/schedule:Schedule": Resource("autoscaling:PutScheduledUpdateGroupAction"),
     "aws:scheduler/schedule:Schedule": Resource("scheduler:CreateSchedule", name="Name"),
+    "aws:cloudwatch/logGroup:LogGroup": Resource("logs:CreateLogGroup", {
+        "name": "logGroupName", "retentionInDays": "logs:PutRetentionPolicy.retentionInDays"},
+        name="logGroupName", supplied={"logs:PutRetentionPolicy.logGroupName": "the group's name"}),
     "aws:secretsmanager/secret:Secret": Resource("secretsmanager:CreateSecret", {
         # name_prefix: the provider appends a 26-character unique id (terraform-plugin-sdk id.PrefixedUniqueId)
         "namePrefix": Sent("Name", lambda prefix: prefix + "20261207000000000000000001"),
