@@ -223,4 +223,6 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
     }
     if spec.office_hours:
         outputs["officeHours"] = office_hours(spec, fleet, lead)
+    if fleet.autoscaling:
+        outputs["autoscaling"] = fleet.autoscaling
     return outputs

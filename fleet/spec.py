@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import catalog, iam_names
+from . import autoscaling as _autoscaling
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .values import did_you_mean, whole_number as _int
@@ -162,6 +163,8 @@ class FleetSpec:
     # The bytes of the named-keys secret (fleet/program.py: JSON of name -> key) holding the first 1, 2, ... n keys
     # by name: the sizes, never the keys; each cloud checks them against its secret store (api_keys_fit).
     api_keys_secret_bytes: tuple[int, ...] = ()
+    # The autoscaling key: targets of vLLM's signals, each None where the sizing sets it (fleet/autoscaling.py).
+    autoscaling: _autoscaling.AutoscalingConfig = field(default_factory=_autoscaling.AutoscalingConfig)
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -227,7 +230,9 @@ KEY_DOCS: dict[str, str] = {
     "gpuMemoryUtilization": "fraction of GPU memory vLLM may use, 0.5-0.95 (default 0.9)",
     "accelerator": "GPU:count, e.g. A100-80GB:2 (default: the cheapest instance type that fits)",
     "instanceType": "an explicit instance type of the catalog (instead of accelerator)",
-    "replicas": "{min, desired, max} VMs (default 1/1/1), targetRequestsPerMinute per VM for autoscaling (default 30)",
+    "replicas": "{min, desired, max} VMs (default 1/1/1); on GCP also targetRequestsPerMinute, the requests a minute "
+                "the load balancer sends one VM before it prefers another (default 30)",
+    "autoscaling": _autoscaling.KEY_DOC,
     "capacity": "{concurrentRequests, tokensPerRequest}: size the fleet to hold that many requests of that many "
                 "tokens (prompt + completion) at once; replicas.desired follows unless set",
     "spot": "true to run on spot/preemptible VMs",
@@ -609,6 +614,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
         api_keys_secret_bytes=api_keys_secret_bytes,
+        autoscaling=_autoscaling.parse(values.get("autoscaling"), values.get("replicas"), cloud),
     )
 
 

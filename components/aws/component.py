@@ -40,7 +40,7 @@ class Fleet(FleetComponent):
         self.image = (f"{options.ami_id} (aws.amiId)" if options.ami_id else
                       f"{options.ami_name} (pinned; aws.amiName names a newer release)")
         group = fleet.auto_scaling_group(self, spec, sizing, template, target_group, private_subnets, tags)
-        fleet.autoscaling_policy(self, spec, group, alb, target_group)
+        fleet.autoscaling_policy(self, spec, sizing, group)
         if self.standby_pool:
             fleet.ready_hook(self, spec, sizing, group)
         scheme, api_rule = edge.listeners(self, spec, alb, target_group)

@@ -12,8 +12,9 @@ import pulumi
 from pulumi_aws import autoscaling, ec2
 
 from components.base import FleetComponent
-from fleet import catalog
-from fleet import serving
+from fleet import catalog, metrics, serving
+from fleet.autoscaling import PERIOD_SECONDS, Reaction, reaction_output, time_to_capacity
+from fleet.autoscaling import targets as autoscaling_targets
 from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
 from fleet.catalog import InstanceType
 from fleet.schedule import StandbyPool, standby_vms
@@ -183,7 +184,7 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
     pool = fleet.standby_pool
     # The grace period and the warm-ups start when an instance enters InService, after its launch lifecycle hook:
     # with the ready hook that is once vLLM serves, so they need not wait for the setup a second time.
-    grace = AFTER_READY_HOOK_SECONDS if pool else sizing.startup_grace_seconds
+    grace = fleet_grace(fleet, sizing)
     # With a scaling policy, replicas.desired is the first size and the policy owns it afterwards: a later
     # `pulumi up` must not set it back and terminate the VMs it added. With office hours the scheduled actions
     # own the sizes too (a `pulumi up` at night must not start the fleet); they carry the config's. The initial
@@ -266,18 +267,59 @@ def office_hours(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) 
                              desired_capacity=hours.off_hours_replicas, opts=fleet.opts)
 
 
-def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, group, alb, target_group):
+def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) -> None:
+    """Target tracking on vLLM's signals, as the CloudWatch agent publishes them (monitoring.py): the requests
+    waiting + running a VM (metric math on the group's averages) and the KV cache usage. The group scales out when
+    either is above its target and in only when both are below."""
     if spec.replicas.min == spec.replicas.max:
         return
+    targets = autoscaling_targets(spec, sizing)
+    spec_args = autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationArgs
+    tracking = autoscaling.PolicyTargetTrackingConfigurationArgs
+
+    def average(id_: str, key: str):
+        return autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+            id=id_, return_data=False,
+            metric_stat=autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
+                stat="Average", metric=autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
+                    namespace=monitoring.NAMESPACE, metric_name=monitoring.metric_name(metrics.metric(key)),
+                    dimensions=[autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs(
+                        name=monitoring.DIMENSION, value=group_name(spec))])))
+
+    in_hand = autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+        id="inhand", expression="waiting + running", label="vLLM requests waiting + running, average a VM",
+        return_data=True)
     autoscaling.Policy(
-        fleet.child("requests-per-target"), autoscaling_group_name=group.name,
-        policy_type="TargetTrackingScaling",
-        target_tracking_configuration=autoscaling.PolicyTargetTrackingConfigurationArgs(
-            predefined_metric_specification=autoscaling.PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
-                predefined_metric_type="ALBRequestCountPerTarget",
-                resource_label=pulumi.Output.concat(alb.arn_suffix, "/", target_group.arn_suffix)),
-            target_value=spec.replicas.target_requests_per_minute),
+        fleet.child("vllm-requests"), autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",
+        target_tracking_configuration=tracking(target_value=targets.requests_per_vm, customized_metric_specification=spec_args(
+            metrics=[average("waiting", "requests_waiting"), average("running", "requests_running"), in_hand])),
         opts=fleet.opts)
+    autoscaling.Policy(
+        fleet.child("vllm-kv-cache"), autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",
+        target_tracking_configuration=tracking(target_value=targets.kv_cache_usage, customized_metric_specification=spec_args(
+            namespace=monitoring.NAMESPACE, metric_name=monitoring.metric_name(metrics.metric("kv_cache_usage")),
+            statistic="Average", metric_dimensions=[
+                autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimensionArgs(
+                    name=monitoring.DIMENSION, value=group_name(spec))])),
+        opts=fleet.opts)
+    warmup = min(fleet_grace(fleet, sizing), MAX_DEFAULT_INSTANCE_WARMUP)
+    # Target tracking's alarms: 3 one-minute data points above the target scale out (AWS's own alarms of the policy).
+    # A scale-out beyond the office-hours size launches a new instance: the warm pool holds at most that size.
+    seconds, basis = time_to_capacity(3 * PERIOD_SECONDS, sizing.time_to_serve.seconds,
+                                      "a new instance's time to serve")
+    fleet.autoscaling = reaction_output(targets, Reaction(
+        policies=(f"target tracking: vLLM requests waiting + running, average a VM, at {targets.requests_per_vm}",
+                  f"target tracking: vLLM KV cache usage, average a VM, at {targets.kv_cache_usage:.0%}"),
+        period_seconds=PERIOD_SECONDS, warmup_seconds=warmup,
+        scale_in=("when both are below target for 15 minutes (target tracking's scale-in alarm), removing the "
+                  "instances the gap asks for"),
+        time_to_capacity_seconds=seconds, basis=basis))
+
+
+def fleet_grace(fleet: FleetComponent, sizing: Sizing) -> int:
+    """The grace period before an instance's health checks count, and its metrics' warm-up: from InService, which
+    with the ready hook is once vLLM serves."""
+    return AFTER_READY_HOOK_SECONDS if fleet.standby_pool else sizing.startup_grace_seconds
 
 
 def update_surge(vms: int) -> int:

@@ -45,7 +45,7 @@ class Fleet(FleetComponent):
                                     backend_pool_id, depends_on=[gateway, *grants])
         monitoring.allow_publishing(self, spec, scale_set, vm_identity)
         self.standby_note = fleet.standby_note(spec)
-        setting = fleet.autoscale(self, spec, sizing, options, group, scale_set, gateway)
+        setting = fleet.autoscale(self, spec, sizing, options, group, scale_set)
         if spec.office_hours:
             self.wake_target = {"cloud": "azure", "resourceGroup": group, "autoscaleSetting": setting.name,
                                 "timezone": options.windows_time_zone}

@@ -25,6 +25,12 @@ def metric_type(metric: metrics.VllmMetric) -> str:
     return f"prometheus.googleapis.com/{metric.samples[0] if metric.type == 'counter' else metric.family}/{metric.type}"
 
 
+def job_filter(spec: FleetSpec) -> str:
+    """The Monitoring filter of the stack's own series: the Ops Agent writes them on the prometheus_target resource
+    whose job is the stack's (a per-group metric for the autoscaler, which sums the VMs' series)."""
+    return f'resource.type = "prometheus_target" AND resource.labels.job = "{metrics.job_name(spec)}"'
+
+
 def boot(spec: FleetSpec) -> dict:
     """CloudBoot's part for the Ops Agent (components/monitoring.py)."""
     return agent_boot("gcp", spec, SHIPPED, {AGENT_CONFIG: "gcp-ops-agent.yaml.j2"},
