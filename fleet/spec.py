@@ -22,6 +22,7 @@ import yaml
 
 from . import catalog, iam_names
 from . import autoscaling as _autoscaling
+from . import alerts as _alerts
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .values import did_you_mean, whole_number as _int
@@ -165,6 +166,8 @@ class FleetSpec:
     api_keys_secret_bytes: tuple[int, ...] = ()
     # The autoscaling key: targets of vLLM's signals, each None where the sizing sets it (fleet/autoscaling.py).
     autoscaling: _autoscaling.AutoscalingConfig = field(default_factory=_autoscaling.AutoscalingConfig)
+    # The alerts key: where the stack's alarms notify, and their thresholds (fleet/alerts.py).
+    alerts: _alerts.Alerts = field(default_factory=_alerts.Alerts)
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -233,6 +236,7 @@ KEY_DOCS: dict[str, str] = {
     "replicas": "{min, desired, max} VMs (default 1/1/1); on GCP also targetRequestsPerMinute, the requests a minute "
                 "the load balancer sends one VM before it prefers another (default 30)",
     "autoscaling": _autoscaling.KEY_DOC,
+    "alerts": _alerts.KEY_DOC,
     "capacity": "{concurrentRequests, tokensPerRequest}: size the fleet to hold that many requests of that many "
                 "tokens (prompt + completion) at once; replicas.desired follows unless set",
     "spot": "true to run on spot/preemptible VMs",
@@ -615,6 +619,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
         api_keys_secret_bytes=api_keys_secret_bytes,
         autoscaling=_autoscaling.parse(values.get("autoscaling"), values.get("replicas"), cloud),
+        alerts=_alerts.parse_alerts(values.get("alerts"), cloud),
     )
 
 

@@ -11,7 +11,7 @@ from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, monitoring, network
+from . import dashboard, edge, fleet, identity, monitoring, network
 from .options import AwsOptions
 
 
@@ -44,6 +44,7 @@ class Fleet(FleetComponent):
         if self.standby_pool:
             fleet.ready_hook(self, spec, sizing, group)
         scheme, api_rule = edge.listeners(self, spec, alb, target_group)
+        dashboard.create(self, spec, sizing, fleet.group_name(spec), alb, target_group)
         if self.office_schedule(sizing):
             fleet.office_hours(self, spec, sizing, group)
             edge.closed_outside_hours(self, spec, api_rule, target_group)

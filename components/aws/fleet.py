@@ -21,7 +21,7 @@ from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import monitoring
+from . import dashboard, monitoring
 from .edge import LB_IDLE_TIMEOUT_SECONDS
 from .options import AwsOptions
 
@@ -203,6 +203,8 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         capacity_rebalance=spec.spot,
         target_group_arns=[target_group.arn],
         health_check_type="ELB",
+        # The sizes the dashboard and the no-healthy-VM alarm read (dashboard.py), at no charge.
+        enabled_metrics=list(dashboard.GROUP_METRICS.values()), metrics_granularity="1Minute",
         # Long enough to install vLLM and download and load the weights before health checks count.
         health_check_grace_period=grace,
         # How long a new instance's metrics are left out of scaling decisions; AWS takes at most an hour.

@@ -12,7 +12,7 @@ from fleet import iam_names
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, monitoring, network
+from . import dashboard, edge, fleet, identity, monitoring, network
 from .options import DEFAULT_IMAGE, AzureOptions
 
 
@@ -46,6 +46,7 @@ class Fleet(FleetComponent):
         monitoring.allow_publishing(self, spec, scale_set, vm_identity)
         self.standby_note = fleet.standby_note(spec)
         setting = fleet.autoscale(self, spec, sizing, options, group, scale_set)
+        dashboard.create(self, spec, sizing, group, scale_set, gateway, setting)
         if spec.office_hours:
             self.wake_target = {"cloud": "azure", "resourceGroup": group, "autoscaleSetting": setting.name,
                                 "timezone": options.windows_time_zone}

@@ -13,7 +13,7 @@ from fleet import catalog, iam_names
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, monitoring, network
+from . import dashboard, edge, fleet, identity, monitoring, network
 from .options import GcpOptions
 
 
@@ -45,6 +45,7 @@ class Fleet(FleetComponent):
             self.wake_target = {"cloud": "gcp", "project": options.project, "region": spec.region,
                                 "group": group.name}
         address, scheme = edge.load_balancer(self, spec, group, health_check)
+        dashboard.create(self, spec, sizing, options.project, group, self.url_map_name)
 
         self.image = options.image or (f"{catalog.cloud('gcp').raw['image']['name']} (pinned; gcp.image names "
                                        f"another image)")
