@@ -44,3 +44,60 @@ def kept_by(cloud: str, files: dict[str, str], samples: set[str]) -> set[str]:
         kept = {sample for sample in kept
                 if any(re.search(selector, sample) for d in declaration for selector in d["metric_selectors"])}
     return kept
+
+
+def _walk(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+    else:
+        yield value
+
+
+def referenced_samples(cloud: str, plan) -> set[str]:
+    """Every vLLM sample name that the stack's planned policies, dashboard and alarms read, as the Prometheus sample
+    it comes from: what must exist on the real server's /metrics."""
+    from components.aws import monitoring as aws
+    from components.azure import monitoring as azure
+
+    found: set[str] = set()
+    if cloud == "aws":
+        def metric_names(value):  # {namespace, metricName} objects and the dashboard's [namespace, name, ...] rows
+            if isinstance(value, dict):
+                if value.get("namespace") == aws.NAMESPACE:
+                    found.add(value["metricName"])
+                for item in value.values():
+                    metric_names(item)
+            elif isinstance(value, list):
+                if len(value) > 1 and value[0] == aws.NAMESPACE:
+                    found.add(value[1])
+                for item in value:
+                    metric_names(item)
+
+        for step in plan.steps:
+            inputs = step["newState"]["inputs"]
+            if step["type"] == "aws:cloudwatch/dashboard:Dashboard":
+                inputs = json.loads(inputs["dashboardBody"])
+            metric_names(inputs)
+        return found
+    for step in plan.steps:
+        if step["type"] == "gcp:compute/instanceTemplate:InstanceTemplate":
+            continue  # the agent's configuration in the user-data: kept_by reads it
+        for text in _walk(step["newState"]["inputs"]):
+            if not isinstance(text, str):
+                continue
+            if cloud == "gcp":
+                found |= set(re.findall(r"(?<![\w:])vllm:[A-Za-z0-9_:]+", text))
+            elif cloud == "azure" and re.fullmatch(r"vllm_[a-z0-9_]+", text) and step["type"] != "azure-native:portal:Dashboard":
+                found.add("vllm:" + text.removeprefix("vllm_").removesuffix("_rate"))
+    if cloud == "azure":  # the dashboard's parts
+        for board in plan.resources("azure-native:portal:Dashboard"):
+            for part in board["properties"]["lenses"][0]["parts"]:
+                for spec in part["metadata"].get("inputs", []):
+                    for metric in spec.get("value", {}).get("chart", {}).get("metrics", []):
+                        if metric["namespace"] == azure.NAMESPACE:
+                            found.add("vllm:" + metric["name"].removeprefix("vllm_").removesuffix("_rate"))
+    return found

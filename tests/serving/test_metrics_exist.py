@@ -1,6 +1,7 @@
 """The real vLLM server's /metrics (the CPU build of the release the VMs install, started as codellama-prod's VM is)
-has every metric of fleet/metrics.py with the type the clouds assume, and each cloud's planned agent keeps exactly
-the samples of the metrics that cloud ships: a vLLM release that renames or retypes one fails here. ~30 s to start."""
+has every metric of fleet/metrics.py with the type the clouds assume, each cloud's planned agent keeps exactly the
+samples of the metrics that cloud ships, and every vLLM name that a stack's scaling policies, dashboard and alarms
+read is a sample of the server's: a vLLM release that renames or retypes one fails here. ~30 s to start."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from components.azure import monitoring as azure
 from components.gcp import monitoring as gcp
 from conftest import stacks_of
 from fleet import metrics
-from metrics_configs import agent_files, kept_by
+from metrics_configs import agent_files, kept_by, referenced_samples
 from stack_on_cpu import ServedStack, serve_stack_on_cpu
 
 STACK = "codellama-prod"
@@ -64,3 +65,18 @@ def test_the_clouds_metric_names_are_of_samples_the_server_has(scrape):
     assert {re.fullmatch(r"prometheus\.googleapis\.com/(.+)/(gauge|counter|histogram)", gcp.metric_type(m))[1]
             for m in gcp.SHIPPED} <= {m.family for m in metrics.METRICS} | samples
     assert {azure.metric_name(m).removesuffix("_rate") for m in azure.SHIPPED} <= {s.replace(":", "_") for s in samples}
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_every_name_the_policies_dashboards_and_alarms_read_is_a_sample_of_the_server(cloud, scrape, plan_of):
+    types, samples = scrape
+    shipped = {sample for m in SHIPPED[cloud] for sample in m.samples}
+    for stack in stacks_of(cloud):
+        read = referenced_samples(cloud, plan_of(stack))
+        assert read, stack  # every stack has a dashboard at least
+        assert read <= samples & shipped, (stack, sorted(read - samples), sorted(read - shipped))
+        # and each read as its type: a histogram only through its buckets, a counter as its _total
+        for sample in read:
+            family = next(m for m in metrics.METRICS if sample in m.samples)
+            assert family.type != "histogram" or sample.endswith("_bucket"), sample
+            assert types[family.exposed] == family.type
