@@ -424,9 +424,9 @@ def _replicas(value: Any) -> Replicas:
         raise ConfigError("replicas.desired", desired, f"must lie between replicas.min ({lo}) and replicas.max ({hi})")
     target = _int("replicas.targetRequestsPerMinute", value.get("targetRequestsPerMinute", 30), 1, 100000)
     if lo == 0:
-        # Autoscaling counts requests per VM: with no VM there is nothing to count, and no VM ever comes back.
+        # Autoscaling reads vLLM's metrics on the VMs: with no VM there is nothing to read, and no VM ever comes back.
         raise ConfigError("replicas.min", 0, "must be at least 1: a group scaled to 0 VMs is never scaled up again "
-                                             "by load (the load balancer counts requests per VM); to run no VM at "
+                                             "by load (autoscaling reads vLLM's own metrics on the VMs); to run no VM at "
                                              "night or at weekends, set officeHours")
     return Replicas(lo, desired, hi, target)
 

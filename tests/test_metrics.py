@@ -117,3 +117,15 @@ def test_metrics_stays_refused_at_the_edge(cloud, plan_of):
     resources = [(step["type"], step["newState"]["inputs"]) for step in plan.steps]
     answer = components.load(cloud).edge_answer(resources, "GET", metrics.METRICS_PATH)
     assert answer is not None and answer >= 400
+
+
+def test_a_gcp_deploy_account_may_grant_only_the_metric_writer_role_in_the_project():
+    """The project-level grant (gcp:projects/iAMMember) needs setIamPolicy on the project: the deploy account's
+    condition lets it through only when every role it changes is the VMs' metric writer."""
+    from deployer.gcp import stack_condition
+    from fleet.iam_names import GCP_METRIC_WRITER_ROLE
+
+    condition = stack_condition("codellama-gcp", "123456789012", "my-gcp-project", None)
+    assert (f"(resource.type != 'cloudresourcemanager.googleapis.com/Project' || api.getAttribute("
+            f"'iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(['{GCP_METRIC_WRITER_ROLE}']))") in condition
+    assert GCP_METRIC_WRITER_ROLE == gcp.METRIC_WRITER

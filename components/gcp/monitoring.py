@@ -11,12 +11,12 @@ from pulumi_gcp import projects
 
 from components.base import FleetComponent
 from components.monitoring import CONFIG_DIR, agent_boot
-from fleet import metrics
+from fleet import iam_names, metrics
 from fleet.spec import FleetSpec
 
 SHIPPED = metrics.METRICS
 AGENT_CONFIG = "ops-agent.yaml"
-METRIC_WRITER = "roles/monitoring.metricWriter"
+METRIC_WRITER = iam_names.GCP_METRIC_WRITER_ROLE
 
 
 def metric_type(metric: metrics.VllmMetric) -> str:
