@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import runpy
 import sys
 import traceback
@@ -278,7 +279,7 @@ def render_text(plan: Plan) -> str:
     out += ["", "Outputs:"]
     for key, value in plan.outputs.items():
         if key in ("estimatedCost", "quota", "curlExample", "continueConfig", "warnings", "timeToServe", "image",
-                   "capacity", "officeHours"):
+                   "capacity", "officeHours", "autoscaling"):
             continue
         out.append(f"  {key}: {SHOWN_SECRET if key in plan.secret_outputs else json.dumps(value)}")
     cost = plan.outputs.get("estimatedCost")
@@ -304,6 +305,15 @@ def render_text(plan: Plan) -> str:
         out += [f"Capacity: {held['requestsPerReplica']} request{plural} of {held['tokensPerRequest']} tokens at once "
                 f"a replica (limited by its {held['limitedBy'].replace('_', ' ')}), {held['requestsAtDesired']} at "
                 f"desired and {held['requestsAtMax']} at max replicas"]
+    scaling = plan.outputs.get("autoscaling")
+    if scaling:
+        out += [f"Autoscaling on vLLM's signals: requests waiting + running at {scaling['requestsPerVm']} a VM "
+                f"({scaling['requestsPerVmFrom']}), KV cache usage at {scaling['kvCacheUsage']:.0%}; metric period "
+                f"{scaling['periodSeconds']} s, a new VM's metrics left out (warm-up) {scaling['warmupSeconds']} s",
+                *(f"  {policy}" for policy in scaling["policies"]),
+                f"  scale-in: {scaling['scaleIn']}",
+                f"  a scale-out adds serving capacity in ~{math.ceil(scaling['timeToCapacitySeconds'] / 60)} min: "
+                f"{scaling['timeToCapacityBasis']}"]
     budget = plan.outputs.get("timeToServe")
     if budget:
         out += ["", f"Time to serve: a new VM takes {budget['basis']}",

@@ -28,6 +28,10 @@ class FleetComponent(pulumi.ComponentResource):
     standby_note: str
     # With office hours: the cloud's names of what `make wake` changes (cli/wake.py).
     wake_target: dict[str, object]
+    # How the autoscaler reacts to vLLM's signals (fleet/autoscaling.py reaction_output), or None: a fixed size.
+    autoscaling: dict | None
+    # The stack's dashboard in the cloud's console (components/<cloud>/dashboard.py).
+    dashboard_url: pulumi.Input[str] | None
     # Options for every child resource (parent, provider); a cloud's component sets them once its provider exists.
     opts: pulumi.ResourceOptions
     invoke_opts: pulumi.InvokeOptions
@@ -40,6 +44,8 @@ class FleetComponent(pulumi.ComponentResource):
         self.standby_pool = None
         self.standby_note = ""
         self.wake_target = {}
+        self.autoscaling = None
+        self.dashboard_url = None
         self.warnings = []
         self.opts = pulumi.ResourceOptions(parent=self)
         self.invoke_opts = pulumi.InvokeOptions(parent=self)

@@ -40,7 +40,8 @@ def attribute_condition(github: GitHub, repository_id: int) -> str:
 
 def stack_condition(stack: str, project_number: str, project: str, model: str | None) -> str:
     """What a stack's deploy account may act as, change or read among service accounts, secrets and buckets: its
-    own (fleet/iam_names.py; the model's bucket, read by its VMs, too). Other resource types pass."""
+    own (fleet/iam_names.py; the model's bucket, read by its VMs, too); in the project's IAM policy, grants of the
+    VMs' metric writer role only. Other resource types pass."""
     account = f"{iam_names.gcp_vm_service_account_id(stack)}@{project}.iam.gserviceaccount.com"
     secrets = " || ".join(
         f"resource.name == '{name}' || resource.name.startsWith('{name}/')" for name in
@@ -48,7 +49,12 @@ def stack_condition(stack: str, project_number: str, project: str, model: str | 
     buckets = [f"resource.name.startsWith('projects/_/buckets/{iam_names.gcp_closed_bucket(stack)}-')"]
     if model and model.startswith("gs://"):
         buckets.append(f"resource.name == 'projects/_/buckets/{model[len('gs://'):].split('/', 1)[0]}'")
+    # The project's IAM policy: only grants of the role the VMs write metrics with (components/gcp/monitoring.py).
+    project_grants = (f"(resource.type != 'cloudresourcemanager.googleapis.com/Project' || "
+                      f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+                      f".hasOnly(['{iam_names.GCP_METRIC_WRITER_ROLE}']))")
     return (f"(resource.type != 'iam.googleapis.com/ServiceAccount' || resource.name.endsWith('/{account}')) && "
+            f"{project_grants} && "
             f"(!resource.type.startsWith('secretmanager.googleapis.com/') || {secrets}) && "
             f"(!resource.type.startsWith('storage.googleapis.com/') || {' || '.join(buckets)})")
 

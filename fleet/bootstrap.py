@@ -9,6 +9,7 @@ how long its load balancer keeps idle connections, and any files only that cloud
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import jinja2
 import yaml
 
 from . import lifecycle, serving
+from .metrics import Scrape
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -78,10 +80,27 @@ class CloudBoot:
     # asks), and from what uptime a VM still starting answers healthy (lifecycle.healthy_after_seconds).
     health_listen: str = "127.0.0.1"
     starting_healthy_after_seconds: int = 0
+    # What the VM's metrics agent scrapes from vLLM (fleet/metrics.py), for the agent's files among `files`.
+    scrape: Scrape | None = None
+
+
+# A whole-line comment of a shell, Python, YAML or unit file (not a shebang, not a shellcheck directive).
+_COMMENT_LINE = re.compile(r"^[ \t]*#(?!!)(?!.*shellcheck)")
+
+
+class _ShippedLoader(jinja2.FileSystemLoader):
+    """The files a VM gets, without their whole-line comments: those explain the source to its readers, and EC2
+    takes 16 KB of user-data. The user-data's own template keeps its lines (#cloud-config, block scalars)."""
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        source, filename, uptodate = super().get_source(environment, template)
+        if template != "user-data.yaml.j2":
+            source = "".join(line for line in source.splitlines(keepends=True) if not _COMMENT_LINE.match(line))
+        return source, filename, uptodate
 
 
 _templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    loader=_ShippedLoader(TEMPLATE_DIR),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,  # shell and YAML, not HTML: values are quoted with the `sh` filter instead
@@ -133,6 +152,7 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         drain_config=json.dumps(drain_config(spec, boot)),
         drain_unit=DRAIN_UNIT,
         stop_timeout=lifecycle.stop_timeout_seconds(spec),
+        scrape=boot.scrape,
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

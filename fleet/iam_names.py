@@ -79,3 +79,7 @@ SECRET_KEYS = ("apiKeys", "hfToken")
 # deploy identity is assigned its role) or named by the stack (azure.resourceGroupName).
 def azure_resource_group(stack: str) -> str:
     return f"vllm-fleet-{name_within(stack, STACK_NAME_MAX)}"
+
+# The role the GCP VMs write vLLM's metrics with (components/gcp/monitoring.py), on the project: the only role a
+# stack's deploy account may grant in the project's IAM policy (deployer/gcp.py).
+GCP_METRIC_WRITER_ROLE = "roles/monitoring.metricWriter"

@@ -236,4 +236,8 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
     }
     if spec.office_hours:
         outputs["officeHours"] = office_hours(spec, fleet, lead)
+    if fleet.autoscaling:
+        outputs["autoscaling"] = fleet.autoscaling
+    if fleet.dashboard_url:
+        outputs["dashboard"] = fleet.dashboard_url
     return outputs

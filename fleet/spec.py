@@ -21,6 +21,8 @@ from typing import Any, Mapping
 import yaml
 
 from . import catalog, iam_names
+from . import autoscaling as _autoscaling
+from . import alerts as _alerts
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .tool_calling import NO_TOOL_CALLING, ToolCalling, resolve as resolve_tool_calling
@@ -165,6 +167,10 @@ class FleetSpec:
     api_keys_secret_bytes: tuple[int, ...] = ()
     # The tool-call and reasoning parsers vLLM runs with, and the flags added for them (fleet/tool_calling.py).
     tool_calling: ToolCalling = NO_TOOL_CALLING
+    # The autoscaling key: targets of vLLM's signals, each None where the sizing sets it (fleet/autoscaling.py).
+    autoscaling: _autoscaling.AutoscalingConfig = field(default_factory=_autoscaling.AutoscalingConfig)
+    # The alerts key: where the stack's alarms notify, and their thresholds (fleet/alerts.py).
+    alerts: _alerts.Alerts = field(default_factory=_alerts.Alerts)
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -230,7 +236,10 @@ KEY_DOCS: dict[str, str] = {
     "gpuMemoryUtilization": "fraction of GPU memory vLLM may use, 0.5-0.95 (default 0.9)",
     "accelerator": "GPU:count, e.g. A100-80GB:2 (default: the cheapest instance type that fits)",
     "instanceType": "an explicit instance type of the catalog (instead of accelerator)",
-    "replicas": "{min, desired, max} VMs (default 1/1/1), targetRequestsPerMinute per VM for autoscaling (default 30)",
+    "replicas": "{min, desired, max} VMs (default 1/1/1); on GCP also targetRequestsPerMinute, the requests a minute "
+                "the load balancer sends one VM before it prefers another (default 30)",
+    "autoscaling": _autoscaling.KEY_DOC,
+    "alerts": _alerts.KEY_DOC,
     "capacity": "{concurrentRequests, tokensPerRequest}: size the fleet to hold that many requests of that many "
                 "tokens (prompt + completion) at once; replicas.desired follows unless set",
     "spot": "true to run on spot/preemptible VMs",
@@ -418,9 +427,9 @@ def _replicas(value: Any) -> Replicas:
         raise ConfigError("replicas.desired", desired, f"must lie between replicas.min ({lo}) and replicas.max ({hi})")
     target = _int("replicas.targetRequestsPerMinute", value.get("targetRequestsPerMinute", 30), 1, 100000)
     if lo == 0:
-        # Autoscaling counts requests per VM: with no VM there is nothing to count, and no VM ever comes back.
+        # Autoscaling reads vLLM's metrics on the VMs: with no VM there is nothing to read, and no VM ever comes back.
         raise ConfigError("replicas.min", 0, "must be at least 1: a group scaled to 0 VMs is never scaled up again "
-                                             "by load (the load balancer counts requests per VM); to run no VM at "
+                                             "by load (autoscaling reads vLLM's own metrics on the VMs); to run no VM at "
                                              "night or at weekends, set officeHours")
     return Replicas(lo, desired, hi, target)
 
@@ -613,6 +622,8 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
         api_keys_secret_bytes=api_keys_secret_bytes,
+        autoscaling=_autoscaling.parse(values.get("autoscaling"), values.get("replicas"), cloud),
+        alerts=_alerts.parse_alerts(values.get("alerts"), cloud),
     )
 
 

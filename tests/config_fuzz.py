@@ -39,6 +39,8 @@ COMMON = {"model": "codellama/CodeLlama-7b-Instruct-hf", "maxModelLen": 8192, "a
 # Fields of the structured keys, and plausible values, so that generated configs also get past the first check.
 FIELDS = {
     "replicas": ["min", "desired", "max", "targetRequestsPerMinute"],
+    "autoscaling": ["requestsPerVm", "kvCacheUsage"],
+    "alerts": ["email", "topic", "errorsPerMinute", "ttftP95Seconds"],
     "modelParams": ["like", "params_b", "layers", "heads", "kv_heads", "head_dim", "max_len", "quantization"],
     "tags": ["team", "managed-by", "a/b", "aws:x", "x" * 70],
     "apiKeys": ["alice", "Bob Smith", "default"],

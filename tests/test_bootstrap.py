@@ -13,6 +13,7 @@ import pytest
 
 from conftest import config_of, launcher_argv, materialize, stacks_of, write_files
 from components.aws.fleet import READY_SCRIPT
+from components.monitoring import METRICS_SCRIPT, METRICS_UNIT
 from fleet.bootstrap import PATHS
 from cli.plan import SECRET_STAND_IN
 
@@ -46,7 +47,8 @@ def test_scripts_pass_shellcheck(stack, plan_of, tmp_path):
     scripts = {p: f for p, f in files.items() if f["content"].startswith(("#!/bin/bash", "# shellcheck shell=bash"))}
     # the setup script, the launcher and the cloud's library; on AWS the ready script (its launch lifecycle hook)
     ready = [READY_SCRIPT] if config_of(stack)["cloud"] == "aws" else []
-    assert set(scripts) == {PATHS["setup"], PATHS["launcher"], PATHS["cloud_lib"], *ready}, sorted(files)
+    # and the script that installs and starts the cloud's metrics agent (components/monitoring.py)
+    assert set(scripts) == {PATHS["setup"], PATHS["launcher"], PATHS["cloud_lib"], METRICS_SCRIPT, *ready}, sorted(files)
     for path, entry in scripts.items():
         script = tmp_path / Path(path).name
         script.write_text(entry["content"])
@@ -66,7 +68,7 @@ def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
     units = sorted(p.name for p in (root / "etc/systemd/system").glob("*.service"))
     cloud_units = ["vllm-fleet-ready.service"] if config_of(stack)["cloud"] == "aws" else []
     assert units == sorted(["vllm-fleet-setup.service", "vllm.service", "vllm-fleet-health.service",
-                            "vllm-fleet-drain.service", *cloud_units])
+                            "vllm-fleet-drain.service", METRICS_UNIT, *cloud_units])
     # Boot as the VM does after the first boot: our units enabled (runcmd), cloud-init's target pulled into
     # multi-user.target (cloud-init's generator), so that ordering cycles with cloud-init show up.
     subprocess.run(["systemctl", f"--root={root}", "--quiet", "enable", *units], check=True)

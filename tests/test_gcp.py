@@ -213,7 +213,8 @@ def test_autoscaler_follows_replicas_and_requests_per_vm(stack, plan_of):
         # keep the office-hours VMs (tests/test_office_hours.py).
         floor = office_hours.get("offHoursReplicas", 0) if office_hours else replicas["min"]
         assert (policy["minReplicas"], policy["maxReplicas"]) == (floor, replicas["max"])
-        assert policy["loadBalancingUtilization"]["target"] > 0
+        # vLLM's signals, not the load balancer's utilization (tests/test_autoscaling.py)
+        assert "loadBalancingUtilization" not in policy and len(policy["metrics"]) == 3
         assert autoscaler["target"] == f"{stack}-gpu-id"
 
 
@@ -249,7 +250,10 @@ def test_vms_read_exactly_this_stacks_secrets_which_stay_out_of_metadata(stack, 
     assert sorted(r["secretId"] for r in readers) == sorted(s["secretId"] for s in secrets.values())
     assert {(r["role"], r["member"]) for r in readers} == {
         ("roles/secretmanager.secretAccessor", f"serviceAccount:{vm_service_account(plan)}")}
-    assert not [s for s in plan.steps if s["type"].startswith("gcp:projects/")]  # no project-wide grant
+    # no project-wide grant but writing metrics, which Cloud Monitoring grants on the project only
+    assert [(s["newState"]["inputs"]["role"], s["newState"]["inputs"]["member"]) for s in plan.steps
+            if s["type"].startswith("gcp:projects/")] == [
+        ("roles/monitoring.metricWriter", f"serviceAccount:{vm_service_account(plan)}")]
     assert [v["secretData"] for v in plan.resources(SECRET_VERSION)] == ["[secret]"] * len(secrets)
     # The VMs get the secrets' current versions, never their values.
     setup = write_files(plan.user_data)["/usr/local/sbin/vllm-fleet-setup"]["content"]

@@ -11,7 +11,7 @@ from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, network
+from . import dashboard, edge, fleet, identity, monitoring, network
 from .options import AwsOptions
 
 
@@ -32,15 +32,17 @@ class Fleet(FleetComponent):
         secret_arns, secret_refs = identity.store_secrets(self, spec, secrets)
         self.standby_pool, self.standby_note = fleet.warm_pool(spec, sizing)
         profile = identity.instance_profile(self, spec, secret_arns, fleet.group_name(spec))
+        monitoring.allow_publishing(self, profile.role, monitoring.log_group(self, spec))
         template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
         self.instance_types = fleet.launchable_types(spec, sizing)
         self.image = (f"{options.ami_id} (aws.amiId)" if options.ami_id else
                       f"{options.ami_name} (pinned; aws.amiName names a newer release)")
         group = fleet.auto_scaling_group(self, spec, sizing, template, target_group, private_subnets, tags)
-        fleet.autoscaling_policy(self, spec, group, alb, target_group)
+        fleet.autoscaling_policy(self, spec, sizing, group)
         fleet.ready_hook(self, group)
         scheme, api_rule = edge.listeners(self, spec, alb, target_group)
+        dashboard.create(self, spec, sizing, fleet.group_name(spec), alb, target_group)
         if self.office_schedule(sizing):
             fleet.office_hours(self, spec, sizing, group)
             edge.closed_outside_hours(self, spec, api_rule, target_group)

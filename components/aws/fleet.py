@@ -12,14 +12,16 @@ import pulumi
 from pulumi_aws import autoscaling, ec2
 
 from components.base import FleetComponent
-from fleet import catalog
-from fleet import lifecycle
+from fleet import catalog, lifecycle, metrics
+from fleet.autoscaling import PERIOD_SECONDS, Reaction, reaction_output, time_to_capacity
+from fleet.autoscaling import targets as autoscaling_targets
 from fleet.bootstrap import CloudBoot, CloudFile, render_user_data
 from fleet.catalog import InstanceType
 from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from . import dashboard, monitoring
 from .edge import LB_IDLE_TIMEOUT_SECONDS
 from .options import AwsOptions
 
@@ -90,20 +92,22 @@ def warm_pool(spec: FleetSpec, sizing: Sizing) -> tuple[StandbyPool | None, str]
 
 
 def user_data(spec: FleetSpec, sizing: Sizing, secret_refs) -> pulumi.Output[str]:
-    # vllm-fleet-ready heartbeats for the launch lifecycle hook while the VM makes progress, completes it once vLLM
-    # serves.
-    ready = dict(
-        vars={"group_name": group_name(spec), "ready_hook": READY_HOOK, "hook_timeout": str(HOOK_HEARTBEAT_TIMEOUT),
-              "hook_global_timeout": str(HOOK_GLOBAL_TIMEOUT), "heartbeat_seconds": str(lifecycle.HEARTBEAT_SECONDS),
+    # The CloudWatch agent ships vLLM's metrics (monitoring.py); vllm-fleet-ready heartbeats for the launch lifecycle
+    # hook while the VM makes progress, completes it once vLLM serves.
+    agent = monitoring.boot(spec, group_name(spec))
+    values = {**agent["vars"], "group_name": group_name(spec), "ready_hook": READY_HOOK,
+              "hook_timeout": str(HOOK_HEARTBEAT_TIMEOUT), "hook_global_timeout": str(HOOK_GLOBAL_TIMEOUT),
+              "heartbeat_seconds": str(lifecycle.HEARTBEAT_SECONDS),
               "health_url": f"http://127.0.0.1:{lifecycle.HEALTH_PORT}{lifecycle.HEALTH_PATH}",
-              "ready_script": READY_SCRIPT},
-        files=(CloudFile(READY_SCRIPT, "clouds/aws-ready.sh.j2", "0755"),
-               CloudFile(f"/etc/systemd/system/{READY_UNIT}", "clouds/aws-ready.service.j2")),
-        units=(READY_UNIT,))
+              "ready_script": READY_SCRIPT}
+    files = (*agent["files"], CloudFile(READY_SCRIPT, "clouds/aws-ready.sh.j2", "0755"),
+             CloudFile(f"/etc/systemd/system/{READY_UNIT}", "clouds/aws-ready.service.j2"))
+    units = (*agent["units"], READY_UNIT)
 
     def encode(refs: dict[str, str]) -> str:
         boot = CloudBoot(secret_refs=refs, edge_idle_timeout_seconds=LB_IDLE_TIMEOUT_SECONDS,
-                         metadata_url="http://169.254.169.254", **ready)
+                         metadata_url="http://169.254.169.254", vars=values, files=files, units=units,
+                         scrape=agent["scrape"])
         text = render_user_data(spec, sizing, boot)
         # mtime 0: the same user-data compresses to the same bytes, so an unchanged stack shows no change.
         packed = gzip.compress(text.encode(), mtime=0)
@@ -201,6 +205,8 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         capacity_rebalance=spec.spot,
         target_group_arns=[target_group.arn],
         health_check_type="ELB",
+        # The sizes the dashboard and the no-healthy-VM alarm read (dashboard.py), at no charge.
+        enabled_metrics=list(dashboard.GROUP_METRICS.values()), metrics_granularity="1Minute",
         # The load balancer's first checks after the hook: the setup is judged by its progress, in the hook.
         health_check_grace_period=grace,
         # How long a new instance's metrics are left out of scaling decisions; AWS takes at most an hour.
@@ -259,18 +265,54 @@ def office_hours(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) 
                              desired_capacity=hours.off_hours_replicas, opts=fleet.opts)
 
 
-def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, group, alb, target_group):
+def autoscaling_policy(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group) -> None:
+    """Target tracking on vLLM's signals, as the CloudWatch agent publishes them (monitoring.py): the requests
+    waiting + running a VM (metric math on the group's averages) and the KV cache usage. The group scales out when
+    either is above its target and in only when both are below."""
     if spec.replicas.min == spec.replicas.max:
         return
+    targets = autoscaling_targets(spec, sizing)
+    spec_args = autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationArgs
+    tracking = autoscaling.PolicyTargetTrackingConfigurationArgs
+
+    def average(id_: str, key: str):
+        return autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+            id=id_, return_data=False,
+            metric_stat=autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatArgs(
+                stat="Average", metric=autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricArgs(
+                    namespace=monitoring.NAMESPACE, metric_name=monitoring.metric_name(metrics.metric(key)),
+                    dimensions=[autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricMetricStatMetricDimensionArgs(
+                        name=monitoring.DIMENSION, value=group_name(spec))])))
+
+    in_hand = autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgs(
+        id="inhand", expression="waiting + running", label="vLLM requests waiting + running, average a VM",
+        return_data=True)
     autoscaling.Policy(
-        fleet.child("requests-per-target"), autoscaling_group_name=group.name,
-        policy_type="TargetTrackingScaling",
-        target_tracking_configuration=autoscaling.PolicyTargetTrackingConfigurationArgs(
-            predefined_metric_specification=autoscaling.PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
-                predefined_metric_type="ALBRequestCountPerTarget",
-                resource_label=pulumi.Output.concat(alb.arn_suffix, "/", target_group.arn_suffix)),
-            target_value=spec.replicas.target_requests_per_minute),
+        fleet.child("vllm-requests"), autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",
+        target_tracking_configuration=tracking(target_value=targets.requests_per_vm, customized_metric_specification=spec_args(
+            metrics=[average("waiting", "requests_waiting"), average("running", "requests_running"), in_hand])),
         opts=fleet.opts)
+    autoscaling.Policy(
+        fleet.child("vllm-kv-cache"), autoscaling_group_name=group.name, policy_type="TargetTrackingScaling",
+        target_tracking_configuration=tracking(target_value=targets.kv_cache_usage, customized_metric_specification=spec_args(
+            namespace=monitoring.NAMESPACE, metric_name=monitoring.metric_name(metrics.metric("kv_cache_usage")),
+            statistic="Average", metric_dimensions=[
+                autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimensionArgs(
+                    name=monitoring.DIMENSION, value=group_name(spec))])),
+        opts=fleet.opts)
+    warmup = min(AFTER_READY_HOOK_SECONDS, MAX_DEFAULT_INSTANCE_WARMUP)
+    # Target tracking's alarms: 3 one-minute data points above the target scale out (AWS's own alarms of the policy).
+    # A scale-out beyond the office-hours size launches a new instance: the warm pool holds at most that size.
+    seconds, basis = time_to_capacity(3 * PERIOD_SECONDS, sizing.time_to_serve.seconds,
+                                      "a new instance's time to serve")
+    fleet.autoscaling = reaction_output(targets, Reaction(
+        policies=(f"target tracking: vLLM requests waiting + running, average a VM, at {targets.requests_per_vm}",
+                  f"target tracking: vLLM KV cache usage, average a VM, at {targets.kv_cache_usage:.0%}"),
+        period_seconds=PERIOD_SECONDS, warmup_seconds=warmup,
+        scale_in=("when both are below target for 15 minutes (target tracking's scale-in alarm), removing the "
+                  "instances the gap asks for"),
+        time_to_capacity_seconds=seconds, basis=basis))
+
 
 
 def update_surge(vms: int) -> int:

@@ -48,6 +48,8 @@ def offline_state(type_: str, name: str, inputs: Mapping[str, Any], region: str)
     if type_ == "aws:lb/loadBalancer:LoadBalancer":
         state.update(dnsName=f"{name}-1234567890.{region}.elb.amazonaws.com", zoneId=ALB_ZONE_IDS[region],
                      arnSuffix=f"app/{name}/0123456789abcdef")
+    if type_ == "aws:cloudwatch/logGroup:LogGroup":
+        state["arn"] = f"arn:aws:logs:{region}:{OFFLINE_ACCOUNT}:log-group:{inputs['name']}"
     if type_ == "aws:lb/targetGroup:TargetGroup":
         state["arnSuffix"] = f"targetgroup/{name}/0123456789abcdef"
     if type_ == "aws:ec2/launchTemplate:LaunchTemplate":

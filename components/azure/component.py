@@ -12,7 +12,7 @@ from fleet import iam_names
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, network
+from . import dashboard, edge, fleet, identity, monitoring, network
 from .options import DEFAULT_IMAGE, AzureOptions
 
 
@@ -43,8 +43,10 @@ class Fleet(FleetComponent):
         gateway, backend_pool_id = edge.gateway(self, spec, options, group, gateway_subnet, public_ip)
         scale_set = fleet.scale_set(self, spec, sizing, options, group, vm_subnet, vm_identity, secret_uris,
                                     backend_pool_id, depends_on=[gateway, *grants])
+        monitoring.allow_publishing(self, spec, scale_set, vm_identity)
         self.standby_note = fleet.standby_note(spec)
-        setting = fleet.autoscale(self, spec, sizing, options, group, scale_set, gateway)
+        setting = fleet.autoscale(self, spec, sizing, options, group, scale_set)
+        dashboard.create(self, spec, sizing, group, scale_set, gateway, setting)
         if spec.office_hours:
             self.wake_target = {"cloud": "azure", "resourceGroup": group, "autoscaleSetting": setting.name}
 

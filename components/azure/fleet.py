@@ -12,11 +12,14 @@ import pulumi_random
 from pulumi_azure_native import compute, monitor
 
 from components.base import FleetComponent
-from fleet import lifecycle
+from fleet import lifecycle, metrics
+from fleet.autoscaling import PERIOD_SECONDS, Reaction, reaction_output, time_to_capacity
+from fleet.autoscaling import targets as autoscaling_targets
 from fleet.bootstrap import CloudBoot, render_user_data
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from . import monitoring
 from .edge import GATEWAY_REQUEST_TIMEOUT_SECONDS, HEALTH_PROBE_INTERVAL_SECONDS
 from .options import AzureOptions
 
@@ -36,21 +39,32 @@ TERMINATE_NOTICE_MIN_MINUTES, TERMINATE_NOTICE_MAX_MINUTES = 5, 15
 # Azure's shortest automatic repairs grace period (ISO 8601 minutes; at most 90): the health endpoint is up well
 # before it ends.
 REPAIR_GRACE_MIN_MINUTES = 10
+# The autoscale rules' windows: scale out on 5 minutes of load, in on 15 quiet minutes, 15 minutes apart.
+OUT_WINDOW, IN_WINDOW, IN_COOLDOWN = "PT5M", "PT15M", "PT15M"
+# Requests waiting, on average a VM, that scale out: vLLM queues only once a VM is full.
+QUEUE_THRESHOLD = 1
 
 
 def _iso_minutes(seconds: int) -> str:
     return f"PT{math.ceil(seconds / 60)}M"
 
 
+def _minutes(iso: str) -> int:
+    return int(iso.removeprefix("PT").removesuffix("M"))
+
+
 def custom_data(spec: FleetSpec, sizing: Sizing, identity, secret_uris) -> pulumi.Output[str]:
     def render(args) -> str:
         client_id, uris = args
-        # The extension keeps a VM that answers "not yet" Initializing for its grace period (a rolling upgrade
-        # waits for it to serve); from shortly before that ends, a VM that still makes progress answers Healthy.
+        # Telegraf ships vLLM's metrics (monitoring.py). The extension keeps a VM that answers "not yet" Initializing
+        # for its grace period (a rolling upgrade waits for it to serve); from shortly before that ends, a VM that
+        # still makes progress answers Healthy.
+        agent = monitoring.boot(spec)
         boot = CloudBoot(
             secret_refs=uris, edge_idle_timeout_seconds=GATEWAY_REQUEST_TIMEOUT_SECONDS,
             metadata_url="http://169.254.169.254",
-            vars={"identity_client_id": client_id},
+            vars={**agent["vars"], "identity_client_id": client_id},
+            files=tuple(agent["files"]), units=tuple(agent["units"]), scrape=agent["scrape"],
             starting_healthy_after_seconds=lifecycle.healthy_after_seconds(health_grace_seconds(sizing)))
         text = render_user_data(spec, sizing, boot)
         # Azure takes at most 65535 bytes of custom data (before base64); cloud-init reads it gzip-compressed too.
@@ -166,8 +180,7 @@ def standby_note(spec: FleetSpec) -> str:
             "morning creates new VMs (its scale-up starts the whole time to serve early)")
 
 
-def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, scale_set,
-              gateway):
+def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, scale_set):
     """Always present: besides scaling on load it restores the minimum after spot evictions delete VMs. With office
     hours, recurring profiles in the stack's time zone (its Windows name: Azure's autoscale takes no IANA names)
     switch between the office-hours sizes, early enough for new VMs to serve when each window opens, and
@@ -176,21 +189,40 @@ def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
     replicas = spec.replicas
     rules = []
     if replicas.min != replicas.max:
-        def rule(operator: str, threshold: float, window: str, direction: str, cooldown: str):
+        targets = autoscaling_targets(spec, sizing)
+
+        def rule(key: str, operator: str, threshold: float, window: str, direction: str, cooldown: str):
+            # vLLM's metric as Telegraf publishes it on the scale set (monitoring.py): the average over its VMs.
             return monitor.ScaleRuleArgs(
                 metric_trigger=monitor.MetricTriggerArgs(
-                    metric_name="AvgRequestCountPerHealthyHost", metric_namespace="Microsoft.Network/applicationGateways",
-                    metric_resource_uri=gateway.id, operator=operator, statistic="Average", threshold=threshold,
+                    metric_name=monitoring.metric_name(metrics.metric(key)), metric_namespace=monitoring.NAMESPACE,
+                    metric_resource_uri=scale_set.id, operator=operator, statistic="Average", threshold=threshold,
                     time_aggregation="Average", time_grain="PT1M", time_window=window),
                 scale_action=monitor.ScaleActionArgs(direction=direction, type="ChangeCount", value="1",
-                                                     cooldown=cooldown))
+                                                        cooldown=cooldown))
 
-        target = replicas.target_requests_per_minute
+        # Out when any rule holds, in only when all do (Azure autoscale's rule). Azure adds no two metrics: requests
+        # running and a queue each; after a scale-out, a new VM's startup passes before the load is judged again.
+        out = _iso_minutes(sizing.startup_grace_seconds)
         rules = [
-            # Wait out a new VM's startup before judging the load again.
-            rule("GreaterThan", target, "PT5M", "Increase", _iso_minutes(sizing.startup_grace_seconds)),
-            rule("LessThan", target / 2, "PT15M", "Decrease", "PT15M"),
+            rule("requests_running", "GreaterThanOrEqual", targets.requests_per_vm, OUT_WINDOW, "Increase", out),
+            rule("requests_waiting", "GreaterThanOrEqual", QUEUE_THRESHOLD, OUT_WINDOW, "Increase", out),
+            rule("kv_cache_usage", "GreaterThan", targets.kv_cache_usage, OUT_WINDOW, "Increase", out),
+            rule("requests_running", "LessThan", targets.requests_per_vm / 2, IN_WINDOW, "Decrease", IN_COOLDOWN),
+            rule("requests_waiting", "LessThan", QUEUE_THRESHOLD, IN_WINDOW, "Decrease", IN_COOLDOWN),
+            rule("kv_cache_usage", "LessThan", targets.kv_cache_usage / 2, IN_WINDOW, "Decrease", IN_COOLDOWN),
         ]
+        seconds, basis = time_to_capacity(_minutes(OUT_WINDOW) * 60, sizing.time_to_serve.seconds,
+                                          "a new VM's time to serve")
+        fleet.autoscaling = reaction_output(targets, Reaction(
+            policies=(f"out +1 VM: vLLM requests running average a VM >= {targets.requests_per_vm}, or requests "
+                      f"waiting >= {QUEUE_THRESHOLD}, or KV cache usage > {targets.kv_cache_usage:.0%}, over "
+                      f"{_minutes(OUT_WINDOW)} min",
+                      f"in -1 VM: all three below half their target (the queue below {QUEUE_THRESHOLD}) over "
+                      f"{_minutes(IN_WINDOW)} min"),
+            period_seconds=PERIOD_SECONDS, warmup_seconds=_minutes(out) * 60,
+            scale_in=f"one VM at a time, {_minutes(IN_COOLDOWN)} min apart",
+            time_to_capacity_seconds=seconds, basis=basis))
     office = monitor.ScaleCapacityArgs(minimum=str(replicas.min), default=str(replicas.desired),
                                        maximum=str(replicas.max))
     profiles = [monitor.AutoscaleProfileArgs(name="replicas", rules=rules, capacity=office)]

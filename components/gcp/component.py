@@ -13,7 +13,7 @@ from fleet import catalog, iam_names
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, network
+from . import dashboard, edge, fleet, identity, monitoring, network
 from .options import GcpOptions
 
 
@@ -35,6 +35,7 @@ class Fleet(FleetComponent):
         member = pulumi.Output.concat("serviceAccount:", account.email)
         network.firewall(self, spec, options, vpc, account)
         secret_versions, grants = identity.store_secrets(self, spec, secrets, member)
+        grants.append(monitoring.allow_publishing(self, options.project, member))
         self.standby_pool, self.standby_note = fleet.standby_pool(spec, sizing)
         template = fleet.instance_template(self, spec, sizing, options, subnetwork, account, secret_versions, grants)
         health_check, autohealing_check = fleet.health_checks(self)
@@ -44,6 +45,7 @@ class Fleet(FleetComponent):
             self.wake_target = {"cloud": "gcp", "project": options.project, "region": spec.region,
                                 "group": group.name}
         address, scheme = edge.load_balancer(self, spec, group, health_check)
+        dashboard.create(self, spec, sizing, options.project, group, self.url_map_name)
 
         self.image = options.image or (f"{catalog.cloud('gcp').raw['image']['name']} (pinned; gcp.image names "
                                        f"another image)")

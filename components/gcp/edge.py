@@ -73,6 +73,7 @@ def load_balancer(fleet: FleetComponent, spec: FleetSpec, group, health_check):
     url_map = compute.URLMap(fleet.child("lb"), default_service=backend.id,
                              default_custom_error_response_policy=closed_answer_policy(fleet, spec),
                              opts=fleet.opts)
+    fleet.url_map_name = url_map.name  # what the dashboard's and the alarms' load balancer series filter on
     address = compute.GlobalAddress(fleet.child("lb"), ip_version="IPV4", opts=fleet.opts)
     if not spec.domain:
         fleet.warn_plain_http(spec, "Set domain (and dnsZone) for HTTPS.")

@@ -10,12 +10,15 @@ import pulumi
 from pulumi_gcp import compute
 
 from components.base import FleetComponent
-from fleet import catalog, lifecycle, serving
+from fleet import catalog, lifecycle, metrics, serving
+from fleet.autoscaling import PERIOD_SECONDS, Reaction, reaction_output, time_to_capacity
+from fleet.autoscaling import targets as autoscaling_targets
 from fleet.bootstrap import CloudBoot, render_user_data
 from fleet.schedule import StandbyPool, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
+from . import monitoring
 from .edge import BACKEND_KEEPALIVE_SECONDS
 from .options import GcpOptions
 
@@ -46,7 +49,8 @@ def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, op
                                 metadata_url="http://metadata.google.internal",
                                 health_listen="0.0.0.0",
                                 starting_healthy_after_seconds=lifecycle.healthy_after_seconds(
-                                    autohealing_delay_seconds(sizing)))))
+                                    autohealing_delay_seconds(sizing)),
+                                **monitoring.boot(spec))))
     if spec.spot:
         # DELETE: the group recreates a preempted VM from the template when capacity returns.
         scheduling = compute.InstanceTemplateSchedulingArgs(
@@ -218,6 +222,10 @@ def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
     if spec.replicas.min == spec.replicas.max and not spec.office_hours:
         return
     warmup = min(sizing.startup_grace_seconds, MAX_INITIAL_DELAY_SECONDS)
+    targets = autoscaling_targets(spec, sizing)
+    # GCP adds no two metrics: requests running and requests waiting each against the requests a VM holds.
+    signals = [("requests_running", targets.requests_per_vm), ("requests_waiting", targets.requests_per_vm),
+               ("kv_cache_usage", targets.kv_cache_usage)]
     schedules = None
     if hours:
         # A scaling schedule keeps at least replicas.desired VMs from `lead_minutes` before each window opens until
@@ -233,10 +241,11 @@ def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
         autoscaling_policy=compute.RegionAutoscalerAutoscalingPolicyArgs(
             min_replicas=hours.off_hours_replicas if hours else spec.replicas.min, max_replicas=spec.replicas.max,
             mode="ON", scaling_schedules=schedules,
-            # The backend's capacity is targetRequestsPerMinute a VM (max_rate_per_instance): scale out when
-            # the VMs get more than that.
-            load_balancing_utilization=compute.RegionAutoscalerAutoscalingPolicyLoadBalancingUtilizationArgs(
-                target=1.0),
+            # vLLM's signals (monitoring.py), per-group metrics of the stack's job: the autoscaler sums them over
+            # the VMs and asks for sum / assignment VMs, the most any of them asks for.
+            metrics=[compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+                name=monitoring.metric_type(metrics.metric(key)), filter=monitoring.job_filter(spec),
+                single_instance_assignment=assignment) for key, assignment in signals],
             # A new VM's first minutes (install, weights) say nothing about load.
             cooldown_period=warmup,
             # A VM removed too early takes the startup time to come back: one at a time. With office hours the
@@ -246,6 +255,20 @@ def autoscaler(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group):
                     fixed=1),
                 time_window_sec=warmup)),
         opts=fleet.opts)
+    if spec.replicas.min != spec.replicas.max:
+        # The autoscaler reads a metric's last minute; a new VM's metrics count after the initialization period.
+        pooled = fleet.standby_pool is not None and fleet.standby_pool.stopped_in_hours > 0
+        seconds, basis = time_to_capacity(
+            PERIOD_SECONDS, sizing.time_to_serve.warm_seconds if pooled else sizing.time_to_serve.seconds,
+            "a stopped VM of the standby pool started" if pooled else "a new VM's time to serve")
+        fleet.autoscaling = reaction_output(targets, Reaction(
+            policies=tuple(f"per-group metric {monitoring.metric_type(metrics.metric(key))}: one VM for each "
+                           f"{assignment:g} summed over the VMs" for key, assignment in signals),
+            period_seconds=PERIOD_SECONDS, warmup_seconds=warmup,
+            scale_in=(f"at most one VM each {warmup} s (scale-in control), after the autoscaler's 10-minute "
+                      f"stabilization" if not hours else "down to the schedule's minimum, the autoscaler's 10-minute "
+                                                         "stabilization first"),
+            time_to_capacity_seconds=seconds, basis=basis))
 
 
 def update_surge(vms: int, zones: int) -> int:

@@ -8,7 +8,8 @@ from typing import Any
 
 from .core import Attribute, Calls, Field, Model, Pairs, ProviderOnly, Resource, Sent, Spread
 
-SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53"}
+SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53", "logs",
+            "cloudwatch", "sns"}
 KINDS = {"structure": "structure", "list": "list", "map": "map", "string": "string", "integer": "integer",
          "long": "integer", "double": "number", "float": "number", "boolean": "boolean", "timestamp": "string",
          "blob": "string"}
@@ -131,16 +132,35 @@ RESOURCES: dict[str, Resource] = {
                                                            int),
         "launchTemplate.id": "LaunchTemplate.LaunchTemplateId",
         "vpcZoneIdentifiers": Sent("VPCZoneIdentifier", ",".join),
+        "enabledMetrics": "autoscaling:EnableMetricsCollection.Metrics",
+        "metricsGranularity": "autoscaling:EnableMetricsCollection.Granularity",
         "warmPool": "autoscaling:PutWarmPool",
         "waitForCapacityTimeout": ProviderOnly("how long `pulumi up` waits for the group's instances to be healthy")},
         name="AutoScalingGroupName", supplied={
             "autoscaling:StartInstanceRefresh.AutoScalingGroupName": "the group's name",
-            "autoscaling:PutWarmPool.AutoScalingGroupName": "the group's name"}),
+            "autoscaling:PutWarmPool.AutoScalingGroupName": "the group's name",
+            "autoscaling:EnableMetricsCollection.AutoScalingGroupName": "the group's name"}),
     "aws:autoscaling/lifecycleHook:LifecycleHook": Resource("autoscaling:PutLifecycleHook", {
         "name": "LifecycleHookName"}),
-    "aws:autoscaling/policy:Policy": Resource("autoscaling:PutScalingPolicy", name="PolicyName"),
+    "aws:autoscaling/policy:Policy": Resource("autoscaling:PutScalingPolicy", {
+        "targetTrackingConfiguration.customizedMetricSpecification.metricDimensions":
+            "TargetTrackingConfiguration.CustomizedMetricSpecification.Dimensions"}, name="PolicyName"),
     "aws:autoscaling/schedule:Schedule": Resource("autoscaling:PutScheduledUpdateGroupAction"),
     "aws:scheduler/schedule:Schedule": Resource("scheduler:CreateSchedule", name="Name"),
+    "aws:cloudwatch/logGroup:LogGroup": Resource("logs:CreateLogGroup", {
+        "name": "logGroupName", "retentionInDays": "logs:PutRetentionPolicy.retentionInDays"},
+        name="logGroupName", supplied={"logs:PutRetentionPolicy.logGroupName": "the group's name"}),
+    "aws:cloudwatch/dashboard:Dashboard": Resource("cloudwatch:PutDashboard"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": Resource("cloudwatch:PutMetricAlarm", {
+        "alarmActions": "AlarmActions", "okActions": "OKActions", "dimensions": Pairs("Dimensions[].Name", "Dimensions[].Value"),
+        "metricQueries": "Metrics", "metricQueries[].metric": "Metrics[].MetricStat",
+        "metricQueries[].metric.metricName": "Metrics[].MetricStat.Metric.MetricName",
+        "metricQueries[].metric.namespace": "Metrics[].MetricStat.Metric.Namespace",
+        "metricQueries[].metric.dimensions": Pairs("Metrics[].MetricStat.Metric.Dimensions[].Name",
+                                                   "Metrics[].MetricStat.Metric.Dimensions[].Value")},
+        name="AlarmName"),
+    "aws:sns/topic:Topic": Resource("sns:CreateTopic", name="Name"),
+    "aws:sns/topicSubscription:TopicSubscription": Resource("sns:Subscribe", {"topic": "TopicArn"}),
     "aws:secretsmanager/secret:Secret": Resource("secretsmanager:CreateSecret", {
         # name_prefix: the provider appends a 26-character unique id (terraform-plugin-sdk id.PrefixedUniqueId)
         "namePrefix": Sent("Name", lambda prefix: prefix + "20261207000000000000000001"),
