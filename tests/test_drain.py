@@ -1,7 +1,7 @@
 """The drain (docs/drain.md): every stack's load balancer, systemd and vLLM agree on how long a VM that leaves lets its
 generations finish, and the drain watcher (cloud-init/vllm-fleet-drain.py, as rendered) acts on each cloud's notice,
 read from a metadata service that answers as the cloud documents it, with iptables and systemctl recording their
-calls. The drain itself runs on the CPU server in tests/serving/test_drain.py."""
+calls. The drain itself runs on the CPU server in tests/serving/test_drain_on_cpu.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tool calling by default (fleet/tool_calling.py, catalog/tool-calling.yaml): each catalog model's parsers, named as
 the pinned vLLM names them, on in the launch unless vllmArgs override or turn them off, and what the stack outputs
-tell a client (Continue's roles). tests/serving/test_tool_calling.py serves a tool call for real."""
+tell a client (Continue's roles). tests/serving/test_tool_calling_on_cpu.py serves a tool call for real."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_every_catalog_model_has_its_tool_calling_recorded_and_no_other():
 
 def test_every_recorded_parser_is_a_name_of_the_pinned_vllms_registry():
     """catalog/vllm-serve-flags.json holds vLLM's own registries (tests/serving/test_vllm_flags.py checks it
-    against .venv-vllm; tests/serving/test_tool_calling.py loads each parser there)."""
+    against .venv-vllm; tests/serving/test_tool_calling_on_cpu.py loads each parser there)."""
     for model, entry in tool_calling.entries().items():
         assert entry["tool_call_parser"] is None or entry["tool_call_parser"] in REGISTRIES["tool_call_parsers"], model
         assert entry.get("reasoning_parser") in (None, *REGISTRIES["reasoning_parsers"]), model

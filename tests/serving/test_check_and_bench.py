@@ -53,7 +53,7 @@ CHECKS = ["health", "auth", "models", "completion", "chat", "streaming", "tools"
 
 def test_check_passes_against_the_stack_served_on_cpu(stack):
     """CodeLlama Instruct has no tool-call parser (catalog/tool-calling.yaml): vLLM refuses tool_choice auto, and
-    the tools check says so instead of failing (tests/serving/test_tool_calling.py: a model with one passes it)."""
+    the tools check says so instead of failing (tests/serving/test_tool_calling_on_cpu.py: a model with one passes it)."""
     result = run_tool("cli.check", "--url", stack.base_url, "--api-key", stack.api_key,
                       "--model", stack.served_model_name, "--direct")
     assert result.returncode == 0, result.stdout
