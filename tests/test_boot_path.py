@@ -127,7 +127,10 @@ def test_uvm_device_nodes_are_made_as_root_and_vllm_installs_pinned_with_bytecod
 def test_vms_install_the_pinned_requirements_and_keep_nvidia_packages_from_unattended_upgrades(stack, plan_of,
                                                                                                 tmp_path):
     files = write_files(plan_of(stack).user_data)
-    assert files[PATHS["requirements"]]["content"] == (ROOT / "cloud-init/vllm-requirements.txt").read_text()
+    # every pin as the lock has it (the user-data carries the files without their comment lines: EC2's 16 KB)
+    shipped = files[PATHS["requirements"]]["content"].splitlines()
+    locked = (ROOT / "cloud-init/vllm-requirements.txt").read_text().splitlines()
+    assert shipped == [line for line in locked if not line.lstrip().startswith("#")] and len(shipped) > 100
     # apt reads the file as the VM's apt would, beside the image's own unattended-upgrades list
     parts = tmp_path / "apt.conf.d"
     parts.mkdir()
