@@ -43,7 +43,7 @@ class Fleet(FleetComponent):
         gateway, backend_pool_id = edge.gateway(self, spec, options, group, gateway_subnet, public_ip)
         scale_set = fleet.scale_set(self, spec, sizing, options, group, vm_subnet, vm_identity, secret_uris,
                                     backend_pool_id, depends_on=[gateway, *grants])
-        self.standby_note = fleet.standby_note(spec)
+        self.standby_note = fleet.standby_note(spec, sizing)
         setting = fleet.autoscale(self, spec, sizing, options, group, scale_set, gateway)
         if spec.office_hours:
             self.wake_target = {"cloud": "azure", "resourceGroup": group, "autoscaleSetting": setting.name}
