@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import inspect
 import json
 import math
 import re
@@ -256,6 +257,24 @@ def test_the_sdk_makes_standard_vms_without_a_security_profile():
 
     assert "Uses Azure REST API version 2024-11-01." in Path(virtual_machine_scale_set.__file__).read_text()
     assert {t.value for t in SecurityTypes} == {"TrustedLaunch", "ConfidentialVM"}
+
+
+def test_the_sdks_standby_pool_cannot_wait_for_the_setup():
+    """Why Azure stacks keep no standby pool (docs/azure.md, "No standby pool"): the installed SDK's standby pool
+    API, 2024-03-01, has no postProvisioningDelay, so a pool VM is deallocated once provisioned, before cloud-init
+    runs the setup. A newer SDK must fail here, so that the pool is considered again."""
+    from pathlib import Path
+
+    from pulumi_azure_native.standbypool import StandbyVirtualMachinePoolElasticityProfileArgs, VirtualMachineState
+    from pulumi_azure_native.standbypool import standby_virtual_machine_pool
+
+    from components.azure.fleet import STANDBY_POOL_API
+
+    source = Path(standby_virtual_machine_pool.__file__).read_text()
+    assert f"Uses Azure REST API version {STANDBY_POOL_API}." in source
+    profile_source = Path(inspect.getfile(StandbyVirtualMachinePoolElasticityProfileArgs)).read_text()
+    assert "max_ready_capacity" in profile_source and "post_provisioning_delay" not in profile_source
+    assert {s.value for s in VirtualMachineState} == {"Running", "Deallocated"}
 
 
 def test_https_stack_terminates_tls_with_the_key_vault_certificate(plan_of):

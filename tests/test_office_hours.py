@@ -377,7 +377,23 @@ def test_azure_switches_recurring_autoscale_profiles_in_the_windows_time_zone(pl
     off = profiles["off-hours-0"]
     assert off["recurrence"]["schedule"]["hours"] == [19] and off["recurrence"]["schedule"]["minutes"] == [0]
     assert off["capacity"] == {"minimum": "0", "default": "0", "maximum": "0"} and off["rules"] == []
-    assert "Flexible" in plan.outputs["officeHours"]["standbyNote"]
+    # A spot stack: no pool on any cloud (standby pools keep spot VMs in preview only on Azure).
+    assert "spot" in plan.outputs["officeHours"]["standbyNote"]
+
+
+def test_azure_on_demand_mornings_create_new_vms_and_the_note_says_why_and_what_a_pool_would_save(stack_file):
+    result = run_plan(stack_file({**config_of(AZURE), "spot": False}, "azure-on-demand-hours"))
+    assert result.returncode == 0, result.stderr
+    plan = PlannedStack("azure-on-demand-hours", json.loads(result.stdout))
+    budget, hours = plan.outputs["timeToServe"], plan.outputs["officeHours"]
+    warm = budget["boot"] + budget["load"]
+    assert hours["standbyPool"] is None and plan.outputs["estimatedCost"]["standbyPoolUsdPerMonth"] == 0
+    assert not any("standbypool" in step.get("type", "") for step in plan.steps)
+    assert early(plan) == lead_minutes(budget["seconds"]) > lead_minutes(warm)
+    note = hours["standbyNote"]
+    assert "API 2024-03-01" in note and "before it runs the setup" in note
+    assert f"serve after {budget['seconds']} s (scale-up {early(plan)} min early)" in note
+    assert f"a started pool VM would serve after {warm} s ({lead_minutes(warm)} min)" in note
 
 
 def test_azure_shows_a_closed_page_for_its_502(plan_of):

@@ -44,7 +44,7 @@ class Fleet(FleetComponent):
         scale_set = fleet.scale_set(self, spec, sizing, options, group, vm_subnet, vm_identity, secret_uris,
                                     backend_pool_id, depends_on=[gateway, *grants])
         monitoring.allow_publishing(self, spec, scale_set, vm_identity)
-        self.standby_note = fleet.standby_note(spec)
+        self.standby_note = fleet.standby_note(spec, sizing)
         setting = fleet.autoscale(self, spec, sizing, options, group, scale_set)
         dashboard.create(self, spec, sizing, group, scale_set, gateway, setting)
         if spec.office_hours:

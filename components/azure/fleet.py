@@ -16,6 +16,7 @@ from fleet import lifecycle, metrics
 from fleet.autoscaling import PERIOD_SECONDS, Reaction, reaction_output, time_to_capacity
 from fleet.autoscaling import targets as autoscaling_targets
 from fleet.bootstrap import CloudBoot, render_user_data
+from fleet.schedule import lead_minutes, standby_vms
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -43,6 +44,8 @@ REPAIR_GRACE_MIN_MINUTES = 10
 OUT_WINDOW, IN_WINDOW, IN_COOLDOWN = "PT5M", "PT15M", "PT15M"
 # Requests waiting, on average a VM, that scale out: vLLM queues only once a VM is full.
 QUEUE_THRESHOLD = 1
+# The standby pool API of the installed SDK: it has no postProvisioningDelay (standby_note).
+STANDBY_POOL_API = "2024-03-01"
 
 
 def _iso_minutes(seconds: int) -> str:
@@ -172,12 +175,18 @@ def scale_set(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: A
         opts=fleet.child_opts(depends_on=depends_on, ignore_changes=["sku.capacity"]),
     )
 
-def standby_note(spec: FleetSpec) -> str:
-    """Why an Azure stack keeps no stopped VMs for the morning."""
-    if not spec.office_hours:
-        return ""
-    return ("no standby pool: Azure standby pools take only Flexible scale sets and this one is Uniform; each "
-            "morning creates new VMs (its scale-up starts the whole time to serve early)")
+def standby_note(spec: FleetSpec, sizing: Sizing) -> str:
+    """Why an Azure stack keeps no stopped VMs for the morning (docs/azure.md, "No standby pool"): the reasons every
+    cloud shares (fleet/schedule.py), else Azure's own, with what a pool would have saved each morning."""
+    stopped, why_not = standby_vms(spec.office_hours, spec.replicas.desired, spec.spot)
+    if not stopped:
+        return why_not
+    budget = sizing.time_to_serve
+    return (f"no standby pool: Azure's (API {STANDBY_POOL_API}, the one pulumi-azure-native ships) deallocates a "
+            f"pool VM as soon as it is provisioned, and cloud-init reports a VM provisioned before it runs the setup: "
+            f"a pool VM would stop without vLLM or the weights. Each morning creates new VMs, which serve after "
+            f"{budget.seconds} s (scale-up {lead_minutes(budget.seconds)} min early); a started pool VM would serve "
+            f"after {budget.warm_seconds} s ({lead_minutes(budget.warm_seconds)} min)")
 
 
 def autoscale(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, options: AzureOptions, group, scale_set):
