@@ -25,16 +25,13 @@ import json
 import shlex
 import subprocess
 import sys
-import zoneinfo
 from typing import Any
 
 from fleet.errors import PROJECT, ConfigError
 from fleet.schedule import OfficeHours
 from fleet.spec import FleetSpec
 
-WAKE_NAME = "vllm-fleet-wake"  # the wake's scheduled action, scaling schedule or profile, on every cloud
-# Where a wake reaches into the next window, it lasts until a little after that window opens.
-OVERLAP = dt.timedelta(minutes=5)
+from activator.core import WAKE_NAME  # noqa: F401 (the clouds' wake modules name their wake with it)
 
 
 def _office_hours(spec: FleetSpec) -> OfficeHours:
@@ -49,14 +46,11 @@ def commands(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, hours_aw
     office = _office_hours(spec)
     if not 0 < hours_awake <= 24:
         raise ConfigError("HOURS", hours_awake, "how long to keep the fleet up: more than 0 and at most 24 hours")
-    if office.is_open(now):
+    span = office.wake_span(now, hours_awake)
+    if span is None:
         return []  # it serves now, and its window's close scales it down
-    start = now.astimezone(zoneinfo.ZoneInfo(office.timezone))
-    until, opening = start + dt.timedelta(hours=hours_awake), office.next_opening(now)
-    # Hours that reach into the next window keep the fleet up into it; that window's close scales it down.
-    scale_down = until < opening
     cloud = importlib.import_module(f"components.{target['cloud']}.wake")
-    return cloud.wake_commands(spec, target, start, until if scale_down else opening + OVERLAP, scale_down)
+    return cloud.wake_commands(spec, target, *span)
 
 
 def _stack(stack: str) -> tuple[FleetSpec, dict[str, Any]]:
