@@ -1,0 +1,129 @@
+"""wakeOnRequest: the key's validation, and the AWS activator's handler against moto's emulated Auto Scaling,
+ELBv2 and Secrets Manager APIs (the calls it makes are the ones `make wake` renders)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from activator import aws_function
+from fleet.errors import ConfigError
+from fleet.wake_on_request import parse_wake_on_request
+
+REGION = "us-east-1"
+KEY = "sk-the-developers-key"
+FRIDAY_EVENING = dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.timezone.utc)  # Friday 20:00 in New York
+
+
+@pytest.mark.parametrize("value, hours", [(None, None), (False, None), (True, 2.0), ({"hours": 3}, 3.0),
+                                          ({"hours": 24}, 24.0), ({}, 2.0)])
+def test_wake_on_request_values(value, hours):
+    parsed = parse_wake_on_request(value, "aws", True)
+    assert (parsed.hours if parsed else None) == hours
+
+
+@pytest.mark.parametrize("value, cloud, office, key, says", [
+    ({"hours": 0}, "aws", True, "wakeOnRequest.hours", "more than 0"),
+    ({"hours": 25}, "aws", True, "wakeOnRequest.hours", "at most 24"),
+    ({"hours": "2"}, "aws", True, "wakeOnRequest.hours", "hours"),
+    ({"hour": 2}, "aws", True, "wakeOnRequest", "{hours: N}"),
+    ("yes", "aws", True, "wakeOnRequest", "true, false"),
+    (True, "aws", False, "wakeOnRequest", "needs officeHours"),
+    (True, "gcp", True, "wakeOnRequest", "docs/wake.md"),
+    (True, "azure", True, "wakeOnRequest", "make wake"),
+])
+def test_wake_on_request_refuses_with_one_clear_error(value, cloud, office, key, says):
+    with pytest.raises(ConfigError) as refused:
+        parse_wake_on_request(value, cloud, office)
+    assert refused.value.key == key and says in str(refused.value)
+
+
+@pytest.fixture
+def sleeping(monkeypatch):
+    """A closed office-hours stack in moto: its group at 0, its API rule answering 503, its keys' secret."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        ec2, elb = boto3.client("ec2"), boto3.client("elbv2")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")[
+            "Subnet"]["SubnetId"] for i, z in enumerate("ab")]
+        alb = elb.create_load_balancer(Name="alb", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+        vms = elb.create_target_group(Name="vllm", Protocol="HTTP", Port=8000, VpcId=vpc)["TargetGroups"][0][
+            "TargetGroupArn"]
+        listener = elb.create_listener(LoadBalancerArn=alb, Protocol="HTTP", Port=80, DefaultActions=[
+            {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])["Listeners"][0]["ListenerArn"]
+        rule = elb.create_rule(ListenerArn=listener, Priority=100, Conditions=[
+            {"Field": "path-pattern", "Values": ["/v1/*"]}], Actions=[
+            {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}])["Rules"][0]["RuleArn"]
+        template = ec2.create_launch_template(LaunchTemplateName="vm", LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3.micro"})["LaunchTemplate"]["LaunchTemplateId"]
+        scaling = boto3.client("autoscaling")
+        scaling.create_auto_scaling_group(AutoScalingGroupName="vllm-fleet-codellama-prod", MinSize=0, MaxSize=4,
+                                          DesiredCapacity=0, VPCZoneIdentifier=",".join(subnets),
+                                          LaunchTemplate={"LaunchTemplateId": template}, TargetGroupARNs=[vms])
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="keys", SecretString=json.dumps({"default": KEY, "ci": "sk-other"}))["ARN"]
+        monkeypatch.setenv("KEYS_SECRET", secret)
+        monkeypatch.setenv("WAKE", json.dumps({
+            "stack": "codellama-prod", "hours": 3.0, "timeToServeSeconds": 840,
+            "target": {"group": "vllm-fleet-codellama-prod", "apiRuleArn": rule, "targetGroupArn": vms},
+            "sizes": {"min": 1, "max": 4, "desired": 1, "offHours": 0},
+            "officeHours": {"timezone": "America/New_York", "windows": [
+                {"days": [0, 1, 2, 3, 4], "start": 480, "end": 1140}], "offHoursReplicas": 0}}))
+        monkeypatch.setattr(aws_function.dt, "datetime", type("At", (dt.datetime,), {
+            "now": classmethod(lambda cls, tz=None: FRIDAY_EVENING)}))
+        yield {"scaling": scaling, "elb": elb, "rule": rule, "vms": vms, "ec2": ec2}
+
+
+def _request(authorization: str | None) -> dict:
+    headers = {"host": "api.example.com"} | ({"authorization": authorization} if authorization else {})
+    return aws_function.handler({"httpMethod": "POST", "path": "/v1/chat/completions", "headers": headers})
+
+
+def _group(world) -> dict:
+    return world["scaling"].describe_auto_scaling_groups()["AutoScalingGroups"][0]
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer sk-wrong", f"Basic {KEY}", "Bearer "])
+def test_an_invalid_key_gets_401_and_wakes_nothing(sleeping, authorization):
+    answer = _request(authorization)
+    assert answer["statusCode"] == 401
+    assert json.loads(answer["body"])["error"]["code"] == "invalid_api_key"
+    assert _group(sleeping)["DesiredCapacity"] == 0
+    assert sleeping["scaling"].describe_scheduled_actions()["ScheduledUpdateGroupActions"] == []
+
+
+def test_a_keyed_request_wakes_the_group_once_for_the_bounded_hours(sleeping):
+    answer = _request(f"Bearer {KEY}")
+    assert answer["statusCode"] == 503 and answer["headers"]["Retry-After"] == "840"
+    body = json.loads(answer["body"])["error"]
+    assert body["type"] == "service_unavailable" and "about 14 min" in body["message"]
+    group = _group(sleeping)
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (1, 4, 1)
+    [down] = sleeping["scaling"].describe_scheduled_actions()["ScheduledUpdateGroupActions"]
+    assert down["ScheduledActionName"] == "vllm-fleet-wake" and down["DesiredCapacity"] == 0
+    assert down["StartTime"] == dt.datetime(2026, 11, 28, 4, 0, tzinfo=dt.timezone.utc)  # 3 hours later
+    # While it wakes (moto's VM stopped: not healthy yet), a second request starts nothing more: the scale-down
+    # stays where the first wake put it.
+    [vm] = [instance["InstanceId"] for instance in group["Instances"]]
+    sleeping["ec2"].stop_instances(InstanceIds=[vm])
+    sleeping["scaling"].delete_scheduled_action(AutoScalingGroupName=group["AutoScalingGroupName"],
+                                                ScheduledActionName="vllm-fleet-wake")
+    again = _request(f"Bearer {KEY}")
+    assert again["statusCode"] == 503 and again["headers"]["Retry-After"] == "840"
+    assert sleeping["scaling"].describe_scheduled_actions()["ScheduledUpdateGroupActions"] == []
+    # The rule still answers from the function until a VM is healthy.
+    [rule] = sleeping["elb"].describe_rules(RuleArns=[sleeping["rule"]])["Rules"]
+    assert rule["Actions"][0]["Type"] == "fixed-response"
+    # Once one is, the next request switches the rule back to forwarding to the VMs, and is told to retry now.
+    sleeping["ec2"].start_instances(InstanceIds=[vm])
+    answer = _request(f"Bearer {KEY}")
+    assert answer["statusCode"] == 503 and answer["headers"]["Retry-After"] == "1"
+    [rule] = sleeping["elb"].describe_rules(RuleArns=[sleeping["rule"]])["Rules"]
+    assert rule["Actions"][0]["Type"] == "forward" and rule["Actions"][0]["TargetGroupArn"] == sleeping["vms"]
