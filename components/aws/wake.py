@@ -11,11 +11,7 @@ from typing import Any
 from activator import aws
 from fleet.spec import FleetSpec
 
-
-def sizes(spec: FleetSpec) -> dict[str, int]:
-    """The group's office-hours sizes and its size outside them: what a wake sets and goes back to."""
-    return {"min": spec.replicas.min, "max": spec.replicas.max, "desired": spec.replicas.desired,
-            "offHours": spec.office_hours.off_hours_replicas}
+from .wake_on_request import sizes
 
 
 def _kebab(name: str) -> str:
