@@ -44,3 +44,19 @@ def parse_wake_on_request(value: Any, cloud: str, has_office_hours: bool) -> Wak
                                                   f"cannot hand closed traffic to a function (docs/wake.md); use "
                                                   f"`make wake` there")
     return WakeOnRequest(float(hours))
+
+
+def time_to_serve_s(time_to_serve: Any, standby_pool: bool) -> int:
+    """What a woken VM takes to serve, as the plan says it (fleet/sizing.TimeToServe): a stopped VM of the
+    standby pool, or a new one; the activator's Retry-After."""
+    return time_to_serve.warm_seconds if standby_pool else time_to_serve.seconds
+
+
+def summary(wake: WakeOnRequest | None, vms: int, gpus_per_vm: int, usd_per_vm_hour: float,
+            seconds_to_serve: int) -> dict[str, Any]:
+    """What one wake costs and takes (the plan's officeHours.wakeCost): the desired VMs for the bounded hours (a
+    wake that reaches into the next window ends earlier, at its close), `make wake`'s default where the stack has no
+    wakeOnRequest."""
+    hours = wake.hours if wake else DEFAULT_HOURS
+    return {"onRequest": wake is not None, "hours": hours, "vms": vms, "gpuHours": round(vms * gpus_per_vm * hours, 1),
+            "usd": round(vms * usd_per_vm_hour * hours, 2), "secondsToServe": seconds_to_serve}

@@ -14,6 +14,7 @@ from pulumi_aws import iam, lambda_, lb
 from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
+from fleet.wake_on_request import time_to_serve_s
 
 from . import identity
 
@@ -34,11 +35,6 @@ def sizes(spec: FleetSpec) -> dict[str, int]:
     """The group's office-hours sizes and its size outside them: what a wake sets and goes back to."""
     return {"min": spec.replicas.min, "max": spec.replicas.max, "desired": spec.replicas.desired,
             "offHours": spec.office_hours.off_hours_replicas}
-
-
-def time_to_serve_s(sizing: Sizing, standby_pool: bool) -> int:
-    """What a woken VM takes to serve, as the plan says it: a stopped VM of the warm pool, or a new one."""
-    return sizing.time_to_serve.warm_seconds if standby_pool else sizing.time_to_serve.seconds
 
 
 def code(timezone: str) -> pulumi.AssetArchive:
@@ -72,7 +68,7 @@ def activator(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, api
         group.arn, api_rule.arn, keys_secret_arn).apply(policy), opts=fleet.opts)
     wake = pulumi.Output.json_dumps({
         "stack": spec.stack, "hours": spec.wake_on_request.hours,
-        "timeToServeSeconds": time_to_serve_s(sizing, fleet.standby_pool is not None),
+        "timeToServeSeconds": time_to_serve_s(sizing.time_to_serve, fleet.standby_pool is not None),
         "target": {"group": group.name, "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn},
         "sizes": sizes(spec),
         "officeHours": {"timezone": hours.timezone, "offHoursReplicas": hours.off_hours_replicas, "windows": [
