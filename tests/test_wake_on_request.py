@@ -127,3 +127,96 @@ def test_a_keyed_request_wakes_the_group_once_for_the_bounded_hours(sleeping):
     assert answer["statusCode"] == 503 and answer["headers"]["Retry-After"] == "1"
     [rule] = sleeping["elb"].describe_rules(RuleArns=[sleeping["rule"]])["Rules"]
     assert rule["Actions"][0]["Type"] == "forward" and rule["Actions"][0]["TargetGroupArn"] == sleeping["vms"]
+
+
+@pytest.fixture(scope="module")
+def woken_plan(tmp_path_factory):
+    """codellama-prod (AWS, office hours) with wakeOnRequest for 3 hours, by the real offline plan."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import ROOT, PlannedStack, config_of
+
+    path = tmp_path_factory.mktemp("wake") / "Pulumi.woken.yaml"
+    path.write_text(yaml.safe_dump({"config": {f"vllm-fleet:{k}": v for k, v in {
+        **config_of("codellama-prod"), "wakeOnRequest": {"hours": 3}}.items()}}))
+    planned = subprocess.run([sys.executable, "-m", "cli.plan", str(path), "--format", "json"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert planned.returncode == 0, planned.stderr
+    text = subprocess.run([sys.executable, "-m", "cli.plan", str(path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    return PlannedStack("woken", json.loads(planned.stdout)), text.stdout
+
+
+def test_aws_plans_the_activator_behind_the_closed_rule_with_only_its_own_permissions(woken_plan):
+    plan, _ = woken_plan
+    target = plan.outputs["officeHours"]["wakeTarget"]
+    function = plan.one("aws:lambda/function:Function")
+    assert function["runtime"] == "python3.12" and function["handler"] == "activator.aws_function.handler"
+    wake = json.loads(function["environment"]["variables"]["WAKE"])
+    assert wake["target"] == {"group": target["group"], "apiRuleArn": target["apiRuleArn"],
+                              "targetGroupArn": target["targetGroupArn"]}
+    assert wake["hours"] == 3 and wake["sizes"] == {"min": 1, "max": 4, "desired": 1, "offHours": 0}
+    assert wake["timeToServeSeconds"] == plan.outputs["officeHours"]["wakeCost"]["secondsToServe"]
+    # The keys stay in Secrets Manager: the function gets the secret's ARN, never a key.
+    [keys] = [s for name, s in plan.named("aws:secretsmanager/secret:Secret").items() if name.endswith("apiKeys")]
+    assert function["environment"]["variables"]["KEYS_SECRET"].endswith("-apiKeys")
+    lambda_targets = [g for g in plan.resources("aws:lb/targetGroup:TargetGroup") if g.get("targetType") == "lambda"]
+    [wake_group] = [name for name, g in plan.named("aws:lb/targetGroup:TargetGroup").items()
+                    if g.get("targetType") == "lambda"]
+    assert len(lambda_targets) == 1
+    wake_arn = f"arn:aws:lb:us-east-1:123456789012:{wake_group}"
+    # The closed schedule forwards to the function's target group instead of a fixed 503; the open one to the VMs.
+    close = plan.named("aws:scheduler/schedule:Schedule")["woken-close-api-0"]
+    assert json.loads(close["target"]["input"])["Actions"] == [{"Type": "forward", "TargetGroupArn": wake_arn}]
+    invoke = plan.one("aws:lambda/permission:Permission")
+    assert (invoke["principal"], invoke["sourceArn"], invoke["action"]) == (
+        "elasticloadbalancing.amazonaws.com", wake_arn, "lambda:InvokeFunction")
+    assert plan.one("aws:lb/targetGroupAttachment:TargetGroupAttachment")["targetGroupArn"] == wake_arn
+    policy = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy")["woken-activator"]["policy"])
+    scoped = {(tuple(s["Action"]) if isinstance(s["Action"], list) else (s["Action"],)): s["Resource"]
+              for s in policy["Statement"]}
+    assert scoped == {
+        ("autoscaling:UpdateAutoScalingGroup", "autoscaling:PutScheduledUpdateGroupAction"):
+            "arn:aws:autoscaling:us-east-1:123456789012:woken-gpu",
+        ("elasticloadbalancing:ModifyRule",): target["apiRuleArn"],
+        ("secretsmanager:GetSecretValue",): function["environment"]["variables"]["KEYS_SECRET"],
+        ("autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth"): "*"}
+    assert keys
+
+
+def test_the_function_runs_from_what_it_ships_without_pulumi(woken_plan, tmp_path):
+    """The archive's files alone (no Pulumi, the stack's zone from the archive, not the machine's) import the
+    handler and compute a wake's end."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    plan, _ = woken_plan
+    archive = plan.one("aws:lambda/function:Function")["code"]["archive"]
+    for name, asset in archive.items():
+        source = ROOT / asset["file"] if (ROOT / asset["file"]).exists() else next(
+            p for p in map(__import__("pathlib").Path, sys.path) if (p / asset["file"]).exists()) / asset["file"]
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, tmp_path / name)
+    probe = ("import datetime as dt; sys.modules['pulumi'] = None; sys.modules['tzdata'] = None\n"
+             "from activator import aws_function\n"
+             "hours = aws_function.office_hours({'timezone': 'America/New_York', 'offHoursReplicas': 0, "
+             "'windows': [{'days': [0, 1, 2, 3, 4], 'start': 480, 'end': 1140}]})\n"
+             "print(hours.wake_span(dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.timezone.utc), 3)[1].isoformat())")
+    ran = subprocess.run([sys.executable, "-c", f"import sys; sys.path[:1] = [{str(tmp_path)!r}]\n{probe}"],
+                         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONTZPATH": str(tmp_path / "zoneinfo")})
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "2026-11-27T23:00:00-05:00"
+
+
+def test_the_plan_says_what_a_wake_costs_and_takes(woken_plan):
+    plan, text = woken_plan
+    cost = plan.outputs["officeHours"]["wakeCost"]
+    assert cost["onRequest"] and cost["hours"] == 3 and cost["gpuHours"] == 12  # 1 VM of 4 GPUs for 3 h
+    assert "Wake on request: a request with a valid API key while it sleeps starts 1 VM(s) for 3 h: 12 GPU hours" in text
+    assert f"Retry-After: {cost['secondsToServe']} s" in text
