@@ -1,7 +1,7 @@
 """What every cloud's activator answers a request that reaches a sleeping fleet: 401 for a missing or wrong API key
-(and nothing woken), else one wake (a second request while it wakes starts nothing more) and 503 with Retry-After,
-the time the plan gives a VM to serve, in an OpenAI-style error (the openai client and Continue retry a 503 after
-Retry-After)."""
+(and nothing woken), else one wake (a second request while it wakes starts nothing more) and 503 with Retry-After
+(the time the plan gives a VM to serve, at most what the openai client still retries after) in an OpenAI-style
+error that says when it serves."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from typing import Callable, Iterable, Protocol
 
 WAKE_NAME = "vllm-fleet-wake"  # the wake's scheduled action, scaling schedule or profile, on every cloud
 BEARER = "bearer "
+# The openai client does not retry at all when Retry-After is longer than this (openai/_constants.py
+# MAX_RETRY_AFTER_DELAY, 2 minutes; it waits Retry-After up to it): a longer time to serve is said in the message, and
+# each retry before it is answered again.
+RETRY_AFTER_MAX_S = 120
 
 
 @dataclass(frozen=True)
@@ -73,5 +77,5 @@ def answer(stack: str, authorization: str | None, keys: Callable[[], Iterable[st
         fleet.wake(now)
     minutes = math.ceil(time_to_serve_s / 60)
     return _error(503, f"vllm-fleet {stack} was asleep and is starting: it serves in about {minutes} min (by "
-                       f"{(now + dt.timedelta(seconds=time_to_serve_s)):%H:%M} UTC); retry after Retry-After seconds",
-                  "service_unavailable", "waking", {"Retry-After": str(time_to_serve_s)})
+                       f"{(now + dt.timedelta(seconds=time_to_serve_s)):%H:%M} UTC); retry then",
+                  "service_unavailable", "waking", {"Retry-After": str(min(time_to_serve_s, RETRY_AFTER_MAX_S))})

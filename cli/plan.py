@@ -280,7 +280,7 @@ def _wake_line(wake: dict[str, Any], command: str) -> str:
            else f"  Wake: `{command}` starts")
     return (f"{how} {wake['vms']} VM(s) for {wake['hours']:g} h: {wake['gpuHours']:g} GPU hours, ${wake['usd']:.2f} "
             f"a wake (less where the next window opens first); it serves ~{math.ceil(wake['secondsToServe'] / 60)} "
-            f"min later (the 503's Retry-After: {wake['secondsToServe']} s)")
+            f"min later ({wake['secondsToServe']} s)")
 
 
 def render_text(plan: Plan) -> str:
