@@ -27,8 +27,9 @@ SHIPPED = ("activator/__init__.py", "activator/core.py", "activator/aws.py", "ac
            "fleet/__init__.py", "fleet/errors.py", "fleet/values.py", "fleet/schedule.py")
 TZ_DIR = "zoneinfo"
 TIMEOUT_S, MEMORY_MB = 30, 256
-# Names of the role and the target group: at most 64 and 32 characters, of which autonaming takes 8.
-ROLE_NAME_MAX, TARGET_GROUP_NAME_MAX, AUTONAME_SUFFIX = 64, 32, 8
+# Names of the role, the function and the target group: at most 64, 64 and 32 characters, of which autonaming
+# takes 8.
+ROLE_NAME_MAX, FUNCTION_NAME_MAX, TARGET_GROUP_NAME_MAX, AUTONAME_SUFFIX = 64, 64, 32, 8
 
 
 def sizes(spec: FleetSpec) -> dict[str, int]:
@@ -74,14 +75,15 @@ def activator(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, api
         "officeHours": {"timezone": hours.timezone, "offHoursReplicas": hours.off_hours_replicas, "windows": [
             {"days": list(w.days), "start": w.start, "end": w.end} for w in hours.windows]}})
     function = lambda_.Function(
-        fleet.child("activator"), runtime=RUNTIME, handler=HANDLER, role=role.arn, code=code(hours.timezone),
+        fleet.short_child("activator", FUNCTION_NAME_MAX - AUTONAME_SUFFIX), runtime=RUNTIME, handler=HANDLER, role=role.arn, code=code(hours.timezone),
         timeout=TIMEOUT_S, memory_size=MEMORY_MB,
         description=f"vllm-fleet {spec.stack}: wakes the sleeping fleet on a keyed request",
         environment=lambda_.FunctionEnvironmentArgs(variables={
             "WAKE": wake, "KEYS_SECRET": keys_secret_arn, "PYTHONTZPATH": f"/var/task/{TZ_DIR}"}),
         opts=fleet.child_opts(depends_on=[allowed]))
     targets = lb.TargetGroup(fleet.short_child("wake", TARGET_GROUP_NAME_MAX - AUTONAME_SUFFIX),
-                             target_type="lambda", opts=fleet.opts)
+                             target_type="lambda", lambda_multi_value_headers_enabled=False,  # one value a header
+                             opts=fleet.opts)
     invoke = lambda_.Permission(fleet.child("activator"), action="lambda:InvokeFunction", function=function.name,
                                 principal="elasticloadbalancing.amazonaws.com", source_arn=targets.arn,
                                 opts=fleet.opts)
