@@ -219,5 +219,6 @@ def test_the_plan_says_what_a_wake_costs_and_takes(woken_plan):
     plan, text = woken_plan
     cost = plan.outputs["officeHours"]["wakeCost"]
     assert cost["onRequest"] and cost["hours"] == 3 and cost["gpuHours"] == 12  # 1 VM of 4 GPUs for 3 h
-    assert "Wake on request: a request with a valid API key while it sleeps starts 1 VM(s) for 3 h: 12 GPU hours" in text
+    assert ("Wake on request: a request with a valid API key while it sleeps starts 1 VM(s) for 3 h: 12 GPU hours"
+            in text)
     assert f"serves ~{-(-cost['secondsToServe'] // 60)} min later ({cost['secondsToServe']} s)" in text

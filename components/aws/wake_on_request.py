@@ -75,7 +75,8 @@ def activator(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, api
         "officeHours": {"timezone": hours.timezone, "offHoursReplicas": hours.off_hours_replicas, "windows": [
             {"days": list(w.days), "start": w.start, "end": w.end} for w in hours.windows]}})
     function = lambda_.Function(
-        fleet.short_child("activator", FUNCTION_NAME_MAX - AUTONAME_SUFFIX), runtime=RUNTIME, handler=HANDLER, role=role.arn, code=code(hours.timezone),
+        fleet.short_child("activator", FUNCTION_NAME_MAX - AUTONAME_SUFFIX), runtime=RUNTIME, handler=HANDLER,
+        role=role.arn, code=code(hours.timezone),
         timeout=TIMEOUT_S, memory_size=MEMORY_MB,
         description=f"vllm-fleet {spec.stack}: wakes the sleeping fleet on a keyed request",
         environment=lambda_.FunctionEnvironmentArgs(variables={
