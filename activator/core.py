@@ -46,6 +46,22 @@ class Fleet(Protocol):
     def open(self) -> None:
         """The API's route back to the VMs."""
 
+    def asleep(self) -> bool:
+        """The group is at its size outside office hours (a wake's hours are up)."""
+
+    def close(self) -> None:
+        """The API's route to the activator again."""
+
+
+def settle(fleet: Fleet, in_hours: bool) -> bool:
+    """After a VM left the group: once a wake's hours are up (outside office hours, the group at its off-hours
+    size), the API's route goes back to the activator, so that the next keyed request wakes it again (else the
+    load balancer would answer its own 503 until the next window's close). Whether it did."""
+    if in_hours or not fleet.asleep():
+        return False
+    fleet.close()
+    return True
+
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()

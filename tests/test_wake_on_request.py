@@ -58,6 +58,7 @@ def sleeping(monkeypatch):
             "TargetGroupArn"]
         listener = elb.create_listener(LoadBalancerArn=alb, Protocol="HTTP", Port=80, DefaultActions=[
             {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])["Listeners"][0]["ListenerArn"]
+        activator = elb.create_target_group(Name="wake", TargetType="lambda")["TargetGroups"][0]["TargetGroupArn"]
         rule = elb.create_rule(ListenerArn=listener, Priority=100, Conditions=[
             {"Field": "path-pattern", "Values": ["/v1/*"]}], Actions=[
             {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}])["Rules"][0]["RuleArn"]
@@ -72,13 +73,14 @@ def sleeping(monkeypatch):
         monkeypatch.setenv("KEYS_SECRET", secret)
         monkeypatch.setenv("WAKE", json.dumps({
             "stack": "codellama-prod", "hours": 3.0, "timeToServeSeconds": 840,
-            "target": {"group": "vllm-fleet-codellama-prod", "apiRuleArn": rule, "targetGroupArn": vms},
+            "target": {"group": "vllm-fleet-codellama-prod", "apiRuleArn": rule, "targetGroupArn": vms,
+                       "activatorTargetGroupArn": activator},
             "sizes": {"min": 1, "max": 4, "desired": 1, "offHours": 0},
             "officeHours": {"timezone": "America/New_York", "windows": [
                 {"days": [0, 1, 2, 3, 4], "start": 480, "end": 1140}], "offHoursReplicas": 0}}))
         monkeypatch.setattr(aws_function.dt, "datetime", type("At", (dt.datetime,), {
             "now": classmethod(lambda cls, tz=None: FRIDAY_EVENING)}))
-        yield {"scaling": scaling, "elb": elb, "rule": rule, "vms": vms, "ec2": ec2}
+        yield {"scaling": scaling, "elb": elb, "rule": rule, "vms": vms, "ec2": ec2, "activator": activator}
 
 
 def _request(authorization: str | None) -> dict:
@@ -128,6 +130,20 @@ def test_a_keyed_request_wakes_the_group_once_for_the_bounded_hours(sleeping):
     assert answer["statusCode"] == 503 and answer["headers"]["Retry-After"] == "1"
     [rule] = sleeping["elb"].describe_rules(RuleArns=[sleeping["rule"]])["Rules"]
     assert rule["Actions"][0]["Type"] == "forward" and rule["Actions"][0]["TargetGroupArn"] == sleeping["vms"]
+    # When the wake's hours are up the group scales down; EventBridge tells the function of each VM that leaves,
+    # and once the group is at its off-hours size outside the hours, the rule comes back to the function.
+    vm_left = {"source": "aws.autoscaling", "detail-type": "EC2 Instance Terminate Successful",
+               "detail": {"AutoScalingGroupName": group["AutoScalingGroupName"]}}
+    assert aws_function.handler(vm_left) == {"closed": False}  # still at its office-hours size
+    sleeping["scaling"].update_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"], MinSize=0,
+                                                  DesiredCapacity=0)
+    # Auto Scaling deregisters a VM from the target group before it terminates it (moto keeps the registration).
+    sleeping["elb"].deregister_targets(TargetGroupArn=sleeping["vms"], Targets=[{"Id": vm}])
+    assert aws_function.handler(vm_left) == {"closed": True}
+    [rule] = sleeping["elb"].describe_rules(RuleArns=[sleeping["rule"]])["Rules"]
+    assert rule["Actions"][0]["TargetGroupArn"] == sleeping["activator"]
+    assert _request(f"Bearer {KEY}")["headers"]["Retry-After"] == "120"  # the next keyed request wakes it again
+    assert _group(sleeping)["DesiredCapacity"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -157,24 +173,30 @@ def test_aws_plans_the_activator_behind_the_closed_rule_with_only_its_own_permis
     function = plan.one("aws:lambda/function:Function")
     assert function["runtime"] == "python3.12" and function["handler"] == "activator.aws_function.handler"
     wake = json.loads(function["environment"]["variables"]["WAKE"])
+    [wake_group] = [name for name, g in plan.named("aws:lb/targetGroup:TargetGroup").items()
+                    if g.get("targetType") == "lambda"]
+    wake_arn = f"arn:aws:lb:us-east-1:123456789012:{wake_group}"
     assert wake["target"] == {"group": target["group"], "apiRuleArn": target["apiRuleArn"],
-                              "targetGroupArn": target["targetGroupArn"]}
+                              "targetGroupArn": target["targetGroupArn"], "activatorTargetGroupArn": wake_arn}
     assert wake["hours"] == 3 and wake["sizes"] == {"min": 1, "max": 4, "desired": 1, "offHours": 0}
     assert wake["timeToServeSeconds"] == plan.outputs["officeHours"]["wakeCost"]["secondsToServe"]
     # The keys stay in Secrets Manager: the function gets the secret's ARN, never a key.
     [keys] = [s for name, s in plan.named("aws:secretsmanager/secret:Secret").items() if name.endswith("apiKeys")]
     assert function["environment"]["variables"]["KEYS_SECRET"].endswith("-apiKeys")
-    lambda_targets = [g for g in plan.resources("aws:lb/targetGroup:TargetGroup") if g.get("targetType") == "lambda"]
-    [wake_group] = [name for name, g in plan.named("aws:lb/targetGroup:TargetGroup").items()
-                    if g.get("targetType") == "lambda"]
-    assert len(lambda_targets) == 1
-    wake_arn = f"arn:aws:lb:us-east-1:123456789012:{wake_group}"
     # The closed schedule forwards to the function's target group instead of a fixed 503; the open one to the VMs.
     close = plan.named("aws:scheduler/schedule:Schedule")["woken-close-api-0"]
     assert json.loads(close["target"]["input"])["Actions"] == [{"Type": "forward", "TargetGroupArn": wake_arn}]
-    invoke = plan.one("aws:lambda/permission:Permission")
+    invoke, told = (plan.named("aws:lambda/permission:Permission")[f"woken-{name}"] for name in ("activator", "vm-left"))
     assert (invoke["principal"], invoke["sourceArn"], invoke["action"]) == (
         "elasticloadbalancing.amazonaws.com", wake_arn, "lambda:InvokeFunction")
+    # EventBridge tells it of the VMs that leave this group, and may invoke it for that rule only.
+    vm_left = plan.one("aws:cloudwatch/eventRule:EventRule")
+    assert json.loads(vm_left["eventPattern"]) == {
+        "source": ["aws.autoscaling"], "detail-type": ["EC2 Instance Terminate Successful"],
+        "detail": {"AutoScalingGroupName": [target["group"]]}}
+    assert (told["principal"], told["sourceArn"]) == ("events.amazonaws.com",
+                                                      "arn:aws:cloudwatch:us-east-1:123456789012:woken-vm-left")
+    assert plan.one("aws:cloudwatch/eventTarget:EventTarget")["arn"].endswith(":woken-activator")
     assert plan.one("aws:lb/targetGroupAttachment:TargetGroupAttachment")["targetGroupArn"] == wake_arn
     policy = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy")["woken-activator"]["policy"])
     scoped = {(tuple(s["Action"]) if isinstance(s["Action"], list) else (s["Action"],)): s["Resource"]

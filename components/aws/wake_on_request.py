@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 import pulumi
-from pulumi_aws import iam, lambda_, lb
+from pulumi_aws import cloudwatch, iam, lambda_, lb
+
+from activator.aws import AUTOSCALING_EVENTS, VM_LEFT
 
 from components.base import FleetComponent
 from fleet.sizing import Sizing
@@ -48,7 +50,8 @@ def code(timezone: str) -> pulumi.AssetArchive:
 
 def activator(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, api_rule, target_group,
               keys_secret_arn) -> lb.TargetGroup:
-    """The function and its Lambda target group: what the closed rule forwards to."""
+    """The function and its Lambda target group: what the closed rule forwards to; EventBridge tells the function
+    of each VM that leaves the group, so that it takes the rule back once a wake's hours are up."""
     hours = spec.office_hours
     role = identity.service_role(
         fleet, spec, fleet.short_child("activator", ROLE_NAME_MAX - AUTONAME_SUFFIX), "lambda.amazonaws.com",
@@ -67,10 +70,14 @@ def activator(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, api
 
     allowed = iam.RolePolicy(fleet.child("activator"), role=role.id, policy=pulumi.Output.all(
         group.arn, api_rule.arn, keys_secret_arn).apply(policy), opts=fleet.opts)
+    targets = lb.TargetGroup(fleet.short_child("wake", TARGET_GROUP_NAME_MAX - AUTONAME_SUFFIX),
+                             target_type="lambda", lambda_multi_value_headers_enabled=False,  # one value a header
+                             opts=fleet.opts)
     wake = pulumi.Output.json_dumps({
         "stack": spec.stack, "hours": spec.wake_on_request.hours,
         "timeToServeSeconds": time_to_serve_s(sizing.time_to_serve, fleet.standby_pool is not None),
-        "target": {"group": group.name, "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn},
+        "target": {"group": group.name, "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn,
+                   "activatorTargetGroupArn": targets.arn},
         "sizes": sizes(spec),
         "officeHours": {"timezone": hours.timezone, "offHoursReplicas": hours.off_hours_replicas, "windows": [
             {"days": list(w.days), "start": w.start, "end": w.end} for w in hours.windows]}})
@@ -82,12 +89,18 @@ def activator(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, group, api
         environment=lambda_.FunctionEnvironmentArgs(variables={
             "WAKE": wake, "KEYS_SECRET": keys_secret_arn, "PYTHONTZPATH": f"/var/task/{TZ_DIR}"}),
         opts=fleet.child_opts(depends_on=[allowed]))
-    targets = lb.TargetGroup(fleet.short_child("wake", TARGET_GROUP_NAME_MAX - AUTONAME_SUFFIX),
-                             target_type="lambda", lambda_multi_value_headers_enabled=False,  # one value a header
-                             opts=fleet.opts)
     invoke = lambda_.Permission(fleet.child("activator"), action="lambda:InvokeFunction", function=function.name,
                                 principal="elasticloadbalancing.amazonaws.com", source_arn=targets.arn,
                                 opts=fleet.opts)
     lb.TargetGroupAttachment(fleet.child("activator"), target_group_arn=targets.arn, target_id=function.arn,
                              opts=fleet.child_opts(depends_on=[invoke]))
+    vm_left = cloudwatch.EventRule(
+        fleet.child("vm-left"), description=f"vllm-fleet {spec.stack}: a VM left the group (wakeOnRequest)",
+        event_pattern=pulumi.Output.json_dumps({"source": [AUTOSCALING_EVENTS], "detail-type": [VM_LEFT],
+                                                "detail": {"AutoScalingGroupName": [group.name]}}),
+        opts=fleet.opts)
+    told = lambda_.Permission(fleet.child("vm-left"), action="lambda:InvokeFunction", function=function.name,
+                              principal="events.amazonaws.com", source_arn=vm_left.arn, opts=fleet.opts)
+    cloudwatch.EventTarget(fleet.child("vm-left"), rule=vm_left.name, arn=function.arn,
+                           opts=fleet.child_opts(depends_on=[told]))
     return targets

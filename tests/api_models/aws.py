@@ -8,7 +8,7 @@ from typing import Any
 
 from .core import Attribute, Calls, Field, Model, Pairs, ProviderOnly, Resource, Sent, Spread
 
-SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53", "lambda"}
+SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53", "lambda", "events"}
 KINDS = {"structure": "structure", "list": "list", "map": "map", "string": "string", "integer": "integer",
          "long": "integer", "double": "number", "float": "number", "boolean": "boolean", "timestamp": "string",
          "blob": "string"}
@@ -122,6 +122,10 @@ RESOURCES: dict[str, Resource] = {
         # The provider zips the archive's files and sends the zip's bytes.
         "code": Sent("Code.ZipFile", lambda archive: "zip of " + ", ".join(sorted(archive["archive"])))},
         name="FunctionName"),
+    "aws:cloudwatch/eventRule:EventRule": Resource("events:PutRule", name="Name"),
+    "aws:cloudwatch/eventTarget:EventTarget": Resource("events:PutTargets.Targets[]", {
+        "rule": "events:PutTargets.Rule"}, supplied={
+        "events:PutTargets.Targets[].Id": "the provider's generated target id (terraform-<unique id>)"}),
     "aws:lambda/permission:Permission": Resource("lambda:AddPermission", {"function": "FunctionName"}, supplied={
         "lambda:AddPermission.StatementId": "the provider's generated id (terraform-<unique id>) without statementId"}),
     "aws:lb/listener:Listener": Resource("elbv2:CreateListener", {
