@@ -30,8 +30,7 @@ from typing import Any
 from fleet.errors import PROJECT, ConfigError
 from fleet.schedule import OfficeHours
 from fleet.spec import FleetSpec
-
-from activator.core import WAKE_NAME  # noqa: F401 (the clouds' wake modules name their wake with it)
+from fleet.wake_on_request import MAX_HOURS
 
 
 def _office_hours(spec: FleetSpec) -> OfficeHours:
@@ -44,8 +43,9 @@ def commands(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, hours_aw
     """The cloud CLI commands that start the fleet at `now` for `hours_awake` hours; the scale-down is left to
     the schedule where the next window opens before that."""
     office = _office_hours(spec)
-    if not 0 < hours_awake <= 24:
-        raise ConfigError("HOURS", hours_awake, "how long to keep the fleet up: more than 0 and at most 24 hours")
+    if not 0 < hours_awake <= MAX_HOURS:
+        raise ConfigError("HOURS", hours_awake, f"how long to keep the fleet up: more than 0 and at most "
+                                                f"{MAX_HOURS:g} hours")
     span = office.wake_span(now, hours_awake)
     if span is None:
         return []  # it serves now, and its window's close scales it down
