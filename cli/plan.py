@@ -131,10 +131,16 @@ def _show(value: Any) -> Any:
         return {k: _show(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_show(v) for v in value]
-    from pulumi import StringAsset  # loaded by run() already
+    from pulumi import AssetArchive, FileAsset, StringAsset  # loaded by run() already
 
     if isinstance(value, StringAsset):
         return {"asset": value.text}
+    if isinstance(value, FileAsset):  # a file of this checkout, or of an installed package (after site-packages/)
+        path = Path(value.path)
+        return {"file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.as_posix().split(
+            "site-packages/")[-1]}
+    if isinstance(value, AssetArchive):
+        return {"archive": {name: _show(asset) for name, asset in value.assets.items()}}
     return value
 
 
@@ -268,6 +274,15 @@ def _brief(inputs: dict[str, Any], width: int = 150) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _wake_line(wake: dict[str, Any], command: str) -> str:
+    """What a wake costs and takes: wakeOnRequest's (a keyed request while it sleeps), else `make wake`'s default."""
+    how = ("  Wake on request: a request with a valid API key while it sleeps starts" if wake["onRequest"]
+           else f"  Wake: `{command}` starts")
+    return (f"{how} {wake['vms']} VM(s) for {wake['hours']:g} h: {wake['gpuHours']:g} GPU hours, ${wake['usd']:.2f} "
+            f"a wake (less where the next window opens first); it serves ~{math.ceil(wake['secondsToServe'] / 60)} "
+            f"min later ({wake['secondsToServe']} s)")
+
+
 def render_text(plan: Plan) -> str:
     out = [f"Plan for stack {plan.stack} (offline, under Pulumi mocks: nothing is created)", ""]
     out.append(f"Resources: {len(plan.steps)} to create")
@@ -296,6 +311,7 @@ def render_text(plan: Plan) -> str:
         out += [f"Office hours: {', '.join(hours['windows'])} ({hours['timezone']}); scale up {hours['scaleUpMinutesEarly']} "
                 f"min early ({'; '.join(hours['scaleUpAt'])}), down to {hours['offHoursReplicas']} at "
                 f"{'; '.join(hours['scaleDownAt'])}; {hours['wake']} starts it early",
+                _wake_line(hours["wakeCost"], hours["wake"]),
                 f"  {pool['kind']}: {pool['stoppedOffHours']} stopped VMs off hours, {pool['stoppedInHours']} in hours, "
                 f"${pool['diskUsdPerStoppedVmMonth']}/month of disks each; {pool['note']}" if pool
                 else f"  {hours['standbyNote']}"]

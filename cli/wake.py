@@ -25,16 +25,12 @@ import json
 import shlex
 import subprocess
 import sys
-import zoneinfo
 from typing import Any
 
 from fleet.errors import PROJECT, ConfigError
 from fleet.schedule import OfficeHours
 from fleet.spec import FleetSpec
-
-WAKE_NAME = "vllm-fleet-wake"  # the wake's scheduled action, scaling schedule or profile, on every cloud
-# Where a wake reaches into the next window, it lasts until a little after that window opens.
-OVERLAP = dt.timedelta(minutes=5)
+from fleet.wake_on_request import MAX_HOURS
 
 
 def _office_hours(spec: FleetSpec) -> OfficeHours:
@@ -47,16 +43,14 @@ def commands(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, hours_aw
     """The cloud CLI commands that start the fleet at `now` for `hours_awake` hours; the scale-down is left to
     the schedule where the next window opens before that."""
     office = _office_hours(spec)
-    if not 0 < hours_awake <= 24:
-        raise ConfigError("HOURS", hours_awake, "how long to keep the fleet up: more than 0 and at most 24 hours")
-    if office.is_open(now):
+    if not 0 < hours_awake <= MAX_HOURS:
+        raise ConfigError("HOURS", hours_awake, f"how long to keep the fleet up: more than 0 and at most "
+                                                f"{MAX_HOURS:g} hours")
+    span = office.wake_span(now, hours_awake)
+    if span is None:
         return []  # it serves now, and its window's close scales it down
-    start = now.astimezone(zoneinfo.ZoneInfo(office.timezone))
-    until, opening = start + dt.timedelta(hours=hours_awake), office.next_opening(now)
-    # Hours that reach into the next window keep the fleet up into it; that window's close scales it down.
-    scale_down = until < opening
     cloud = importlib.import_module(f"components.{target['cloud']}.wake")
-    return cloud.wake_commands(spec, target, start, until if scale_down else opening + OVERLAP, scale_down)
+    return cloud.wake_commands(spec, target, *span)
 
 
 def _stack(stack: str) -> tuple[FleetSpec, dict[str, Any]]:

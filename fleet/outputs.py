@@ -14,6 +14,7 @@ from .schedule import WEEKS_PER_MONTH, StandbyPool
 from .sizing import Sizing
 from .spec import FleetSpec
 from .tool_calling import continue_roles
+from .wake_on_request import summary as wake_summary, time_to_serve_s
 
 if TYPE_CHECKING:
     from components.base import FleetComponent
@@ -82,7 +83,7 @@ def _scheduled_month(spec: FleetSpec, hourly: float, pool: StandbyPool | None, l
     }
 
 
-def office_hours(spec: FleetSpec, fleet: FleetComponent, lead_minutes: int) -> dict[str, Any]:
+def office_hours(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, lead_minutes: int) -> dict[str, Any]:
     """What the schedule does, in the stack's time zone: when the group scales up and down, the standby pool the
     cloud keeps (or why none), and how to start the fleet early."""
     hours = spec.office_hours
@@ -100,6 +101,9 @@ def office_hours(spec: FleetSpec, fleet: FleetComponent, lead_minutes: int) -> d
         if pool else None,
         "standbyNote": fleet.standby_note,
         "wake": f"make wake STACK={spec.stack}",
+        "wakeCost": wake_summary(spec.wake_on_request, spec.replicas.desired, sizing.instance.gpu_count,
+                                 sizing.instance.usd_per_hour,
+                                 time_to_serve_s(sizing.time_to_serve, pool is not None)),
         "wakeTarget": fleet.wake_target,
     }
 
@@ -235,7 +239,7 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
         "warnings": [*warnings, *fleet.warnings],
     }
     if spec.office_hours:
-        outputs["officeHours"] = office_hours(spec, fleet, lead)
+        outputs["officeHours"] = office_hours(spec, sizing, fleet, lead)
     if fleet.autoscaling:
         outputs["autoscaling"] = fleet.autoscaling
     if fleet.dashboard_url:

@@ -30,6 +30,8 @@ DAY = 1440
 WEEK = 7 * DAY
 WEEKS_PER_MONTH = 365.25 / 7 / 12
 MAX_WINDOWS = 8
+# Where a wake reaches into the next window, it lasts until a little after that window opens.
+WAKE_OVERLAP = dt.timedelta(minutes=5)
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 KEY_DOCS = ("{timezone: Europe/Berlin, days: Mon-Fri, start: \"08:00\", end: \"19:00\"} (or windows: [{days, start, "
             "end}, ...] for several), offHoursReplicas (default 0), warmPool (default true: keep stopped VMs with "
@@ -193,6 +195,17 @@ class OfficeHours:
                 if day.weekday() in moment.days and opening > local:
                     return opening
         raise ValueError("office hours without time off have no opening")
+
+    def wake_span(self, when: dt.datetime, hours: float) -> tuple[dt.datetime, dt.datetime, bool] | None:
+        """A wake at `when` for `hours` (make wake, wakeOnRequest): (its start and end in the stack's time zone,
+        whether it scales down at that end), or None in a window (it serves, and the window's close scales it
+        down). Hours that reach into the next window keep the fleet up into it, until a little after it opens; that
+        window's close scales it down."""
+        if self.is_open(when):
+            return None
+        start = when.astimezone(zoneinfo.ZoneInfo(self.timezone))
+        until, opening = start + dt.timedelta(hours=hours), self.next_opening(when)
+        return (start, until, True) if until < opening else (start, opening + WAKE_OVERLAP, False)
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from . import autoscaling as _autoscaling
 from . import alerts as _alerts
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
+from .wake_on_request import KEY_DOCS as WAKE_DOCS, WakeOnRequest, parse_wake_on_request
 from .tool_calling import NO_TOOL_CALLING, ToolCalling, resolve as resolve_tool_calling
 from .values import did_you_mean, whole_number as _int
 from .vllm_args import parse as parse_vllm_args
@@ -165,6 +166,7 @@ class FleetSpec:
     # The bytes of the named-keys secret (fleet/program.py: JSON of name -> key) holding the first 1, 2, ... n keys
     # by name: the sizes, never the keys; each cloud checks them against its secret store (api_keys_fit).
     api_keys_secret_bytes: tuple[int, ...] = ()
+    wake_on_request: WakeOnRequest | None = None  # None: a closed fleet answers 503 and wakes only by `make wake`
     # The tool-call and reasoning parsers vLLM runs with, and the flags added for them (fleet/tool_calling.py).
     tool_calling: ToolCalling = NO_TOOL_CALLING
     # The autoscaling key: targets of vLLM's signals, each None where the sizing sets it (fleet/autoscaling.py).
@@ -252,6 +254,7 @@ KEY_DOCS: dict[str, str] = {
                "managed zone name)",
     "vllmArgs": "extra vllm serve arguments, e.g. [--enable-prefix-caching, --max-num-seqs=64]",
     "officeHours": f"when the fleet serves; outside, it scales to offHoursReplicas: {SCHEDULE_DOCS}",
+    "wakeOnRequest": WAKE_DOCS,
     "dataDiskGb": "size of the weights cache disk in GB (default: sized from the weights)",
     "tags": "map of tags/labels put on every resource",
     "hfToken": "Hugging Face token (secret: pulumi config set --secret hfToken ...)",
@@ -608,6 +611,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     data_disk = None if data_disk is None else _int("dataDiskGb", data_disk, 20, 16384)
     extra_args = _within_user_data(parse_vllm_args(values.get("vllmArgs"), max_len))
 
+    office_hours = parse_office_hours(values.get("officeHours"), replicas.min)
     return FleetSpec(
         stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket), model_revision=revision,
         served_model_name=served, arch=arch, dtype=dtype, quantization=quantization, max_model_len=max_len,
@@ -617,13 +621,14 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         certificate=str(certificate) if certificate is not None else None,
         dns_zone=str(dns_zone) if dns_zone is not None else None,
         vllm_args=extra_args, tool_calling=resolve_tool_calling(None if bucket else model, extra_args),
-        office_hours=parse_office_hours(values.get("officeHours"), replicas.min), data_disk_gb=data_disk,
+        office_hours=office_hours, data_disk_gb=data_disk,
         tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
         api_keys_secret_bytes=api_keys_secret_bytes,
         autoscaling=_autoscaling.parse(values.get("autoscaling"), values.get("replicas"), cloud),
         alerts=_alerts.parse_alerts(values.get("alerts"), cloud),
+        wake_on_request=parse_wake_on_request(values.get("wakeOnRequest"), cloud, office_hours is not None),
     )
 
 

@@ -108,7 +108,8 @@ def _encrypted_disks(args: ResourceValidationArgs, report: ReportViolation) -> N
 
 
 def _health_path(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type == "aws:lb/targetGroup:TargetGroup":
+    # A Lambda target group (wakeOnRequest's activator) has no vLLM behind it.
+    if args.resource_type == "aws:lb/targetGroup:TargetGroup" and args.props.get("targetType") != "lambda":
         if (args.props.get("healthCheck") or {}).get("path") != "/health":
             report(f"{args.name}: the health check must probe vLLM's /health")
 

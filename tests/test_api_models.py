@@ -36,7 +36,7 @@ EVERY_OPTION = {
     "apiKeys": {"alice": {"secure": "v1:a"}, "bob": {"secure": "v1:b"}}, "hfToken": {"secure": "v1:h"}}
 GENERATED = {
     f"{LONG_NAME}-aws": {"cloud": "aws", "region": "us-east-1", **EVERY_OPTION, "onDemandBase": 1,
-                         "domain": "llm.example.com", "dnsZone": "Z0123456789ABCDEFGHIJ"},
+                         "domain": "llm.example.com", "dnsZone": "Z0123456789ABCDEFGHIJ", "wakeOnRequest": True},
     # GCP: standard VMs (autohealing, the standby pool's delay; stacks/ has a Spot stack), an own image
     f"{LONG_NAME}-gcp": {"cloud": "gcp", "region": "us-central1", **EVERY_OPTION, "spot": False,
                          "domain": "llm.example.com", "dnsZone": "example-com", "model": "gs://team-models/codellama-7b",

@@ -35,7 +35,8 @@ import vm_lock_issue  # noqa: E402
 from github_api import BOT, GitHub  # noqa: E402
 
 STACKS = ["codellama-dev", "codellama-gcp", "codellama-prod"]
-PROGRAM = ("fleet", "cli", "components", "cloud-init", "catalog", "policies", "__main__.py", "Pulumi.yaml", "stacks")
+PROGRAM = ("fleet", "cli", "components", "activator", "cloud-init", "catalog", "policies", "__main__.py", "Pulumi.yaml",
+           "stacks")
 
 
 # --- which stacks -----------------------------------------------------------------------------------------------
@@ -44,6 +45,7 @@ PROGRAM = ("fleet", "cli", "components", "cloud-init", "catalog", "policies", "_
     (["stacks/Pulumi.codellama-prod.yaml", "README.md"], ["codellama-prod"]),
     (["components/aws/fleet.py"], STACKS),
     (["cloud-init/vllm.service.j2"], STACKS),
+    (["activator/core.py"], STACKS),
     (["requirements.txt"], STACKS),
     (["Pulumi.yaml"], STACKS),
     (["docs/ci.md", "deployer/permissions.yaml", ".github/workflows/deploy.yml", "tests/test_plan.py"], []),

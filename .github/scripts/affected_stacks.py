@@ -21,7 +21,7 @@ from typing import Iterable
 from ci_common import ROOT, parse_stack_config, set_output, stack_file
 
 STACK_FILE = re.compile(r"^stacks/Pulumi\.(?P<stack>[^/]+)\.yaml$")
-PROGRAM_DIRECTORIES = ("fleet/", "components/", "cloud-init/", "catalog/", "policies/")
+PROGRAM_DIRECTORIES = ("fleet/", "components/", "activator/", "cloud-init/", "catalog/", "policies/")
 PROGRAM_FILES = re.compile(r"^(__main__\.py|Pulumi\.yaml|requirements[^/]*\.txt)$")
 NO_COMMIT = "0" * 40  # `before` of a push that created the branch
 

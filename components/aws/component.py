@@ -11,7 +11,7 @@ from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import dashboard, edge, fleet, identity, monitoring, network
+from . import dashboard, edge, fleet, identity, monitoring, network, wake_on_request
 from .options import AwsOptions
 
 
@@ -45,7 +45,9 @@ class Fleet(FleetComponent):
         dashboard.create(self, spec, sizing, fleet.group_name(spec), alb, target_group)
         if self.office_schedule(sizing):
             fleet.office_hours(self, spec, sizing, group)
-            edge.closed_outside_hours(self, spec, api_rule, target_group)
+            woken_by = spec.wake_on_request and wake_on_request.activator(
+                self, spec, sizing, group, api_rule, target_group, secret_arns["apiKeys"])
+            edge.closed_outside_hours(self, spec, api_rule, target_group, woken_by)
         if spec.office_hours:
             self.wake_target = {"cloud": "aws", "region": spec.region, "group": group.name,
                                 "apiRuleArn": api_rule.arn, "targetGroupArn": target_group.arn}

@@ -105,11 +105,13 @@ def scheduler_cron(moment: Moment) -> str:
     return f"cron({minute} {hour} ? * {','.join(SCHEDULER_DAYS[day] for day in moment.days)} *)"
 
 
-def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, target_group) -> None:
+def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, target_group, woken_by=None) -> None:
     """When each window closes, the API's rule answers a fixed 503 that says when the endpoint serves (an ALB
     whose targets are stopped would answer 503 with an HTML page, or 502 while they drain); when it opens, the rule
     forwards to vLLM again. EventBridge Scheduler calls ModifyRule itself, in the stack's time zone. Windows that
-    touch are one: an open and a close in the same minute would run in no defined order."""
+    touch are one: an open and a close in the same minute would run in no defined order. With wakeOnRequest the
+    closed rule forwards to the activator's Lambda target group (`woken_by`, components/aws/wake_on_request.py)
+    instead, which answers the 503 and wakes the fleet on a keyed request."""
     hours = spec.office_hours
     role = identity.service_role(
         fleet, spec, fleet.short_child("switch-api", ROLE_NAME_MAX - AUTONAME_SUFFIX), "scheduler.amazonaws.com",
@@ -118,7 +120,7 @@ def closed_outside_hours(fleet: FleetComponent, spec: FleetSpec, api_rule, targe
     iam.RolePolicy(fleet.child("switch-api"), role=role.id, policy=api_rule.arn.apply(lambda arn: json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule",
                                                 "Resource": arn}]})), opts=fleet.opts)
-    closed = [{"Type": "fixed-response", "FixedResponseConfig": {
+    closed = [{"Type": "forward", "TargetGroupArn": woken_by.arn}] if woken_by else [{"Type": "fixed-response", "FixedResponseConfig": {
         "StatusCode": "503", "ContentType": "application/json",
         "MessageBody": json.dumps(closed_answer(spec.stack, hours))}}]
 

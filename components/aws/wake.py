@@ -1,30 +1,43 @@
-"""`make wake` on AWS (cli/wake.py): the AWS CLI commands that start an office-hours group now. Not part of the
-Pulumi program."""
+"""`make wake` on AWS (cli/wake.py): the AWS CLI commands that start an office-hours group now, rendered from the
+API calls activator/aws.py makes of a wake (the activator's function runs the same calls). Not part of the Pulumi
+program."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
+from activator import aws
 from fleet.spec import FleetSpec
-from cli.wake import WAKE_NAME
+
+from .wake_on_request import sizes
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, list):  # the CLI's shorthand of a list of flat structures
+        return " ".join(",".join(f"{k}={v}" for k, v in item.items()) for item in value)
+    return str(value)
+
+
+def command(region: str, call: aws.Call) -> list[str]:
+    """An API call as the AWS CLI's command: operation and parameters in kebab case."""
+    service, operation, params = call
+    rendered = ["aws", service, _kebab(operation), "--region", region]
+    for name, value in params.items():
+        rendered += [f"--{_kebab(name)}", _value(value)]
+    return rendered
 
 
 def wake_commands(spec: FleetSpec, target: dict[str, Any], start: dt.datetime, end: dt.datetime,
                   scale_down: bool) -> list[list[str]]:
     """The group to its office-hours sizes, the API's listener rule back to forwarding and, where no window's
     close will, a one-off scheduled action that scales it down at `end`."""
-    region, group, replicas = target["region"], target["group"], spec.replicas
-    commands = [
-        ["aws", "autoscaling", "update-auto-scaling-group", "--region", region, "--auto-scaling-group-name", group,
-         "--min-size", str(replicas.min), "--max-size", str(replicas.max), "--desired-capacity", str(replicas.desired)],
-        ["aws", "elbv2", "modify-rule", "--region", region, "--rule-arn", target["apiRuleArn"],
-         "--actions", f"Type=forward,TargetGroupArn={target['targetGroupArn']}"],
-    ]
-    if scale_down:
-        off = str(spec.office_hours.off_hours_replicas)
-        commands.append(["aws", "autoscaling", "put-scheduled-update-group-action", "--region", region,
-                         "--auto-scaling-group-name", group, "--scheduled-action-name", WAKE_NAME,
-                         "--start-time", end.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                         "--min-size", off, "--desired-capacity", off])
-    return commands
+    up, *down = aws.scale_calls(target, sizes(spec), end, scale_down)
+    return [command(target["region"], call) for call in (up, aws.open_call(target), *down)]

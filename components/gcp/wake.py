@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from activator.core import WAKE_NAME
 from fleet.spec import FleetSpec
-from cli.wake import WAKE_NAME
 
 # Scaling schedules last at least 300 s.
 MIN_SCHEDULE_SECONDS = 300

@@ -9,7 +9,7 @@ from typing import Any
 from .core import Attribute, Calls, Field, Model, Pairs, ProviderOnly, Resource, Sent, Spread
 
 SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53", "logs",
-            "cloudwatch", "sns"}
+            "cloudwatch", "sns", "lambda", "events"}
 KINDS = {"structure": "structure", "list": "list", "map": "map", "string": "string", "integer": "integer",
          "long": "integer", "double": "number", "float": "number", "boolean": "boolean", "timestamp": "string",
          "blob": "string"}
@@ -110,12 +110,25 @@ RESOURCES: dict[str, Resource] = {
     "aws:lb/targetGroup:TargetGroup": Resource("elbv2:CreateTargetGroup", {
         "deregistrationDelay": Attribute(TG_ATTRIBUTES, "Key", "deregistration_delay.timeout_seconds"),
         "loadBalancingAlgorithmType": Attribute(TG_ATTRIBUTES, "Key", "load_balancing.algorithm.type"),
+        "lambdaMultiValueHeadersEnabled": Attribute(TG_ATTRIBUTES, "Key", "lambda.multi_value_headers.enabled"),
         "healthCheck": Spread(), "healthCheck.enabled": "HealthCheckEnabled",
         "healthCheck.healthyThreshold": "HealthyThresholdCount", "healthCheck.interval": "HealthCheckIntervalSeconds",
         "healthCheck.matcher": "Matcher.HttpCode", "healthCheck.path": "HealthCheckPath",
         "healthCheck.port": "HealthCheckPort", "healthCheck.protocol": "HealthCheckProtocol",
         "healthCheck.timeout": "HealthCheckTimeoutSeconds", "healthCheck.unhealthyThreshold": "UnhealthyThresholdCount"},
         name="Name", supplied={"elbv2:ModifyTargetGroupAttributes.TargetGroupArn": "the ARN CreateTargetGroup returned"}),
+    "aws:lb/targetGroupAttachment:TargetGroupAttachment": Resource("elbv2:RegisterTargets", {
+        "targetId": "Targets[].Id"}),
+    "aws:lambda/function:Function": Resource("lambda:CreateFunction", {
+        # The provider zips the archive's files and sends the zip's bytes.
+        "code": Sent("Code.ZipFile", lambda archive: "zip of " + ", ".join(sorted(archive["archive"])))},
+        name="FunctionName"),
+    "aws:cloudwatch/eventRule:EventRule": Resource("events:PutRule", name="Name"),
+    "aws:cloudwatch/eventTarget:EventTarget": Resource("events:PutTargets.Targets[]", {
+        "rule": "events:PutTargets.Rule"}, supplied={
+        "events:PutTargets.Targets[].Id": "the provider's generated target id (terraform-<unique id>)"}),
+    "aws:lambda/permission:Permission": Resource("lambda:AddPermission", {"function": "FunctionName"}, supplied={
+        "lambda:AddPermission.StatementId": "the provider's generated id (terraform-<unique id>) without statementId"}),
     "aws:lb/listener:Listener": Resource("elbv2:CreateListener", {
         "certificateArn": "Certificates[].CertificateArn",
         "defaultActions[].fixedResponse": "DefaultActions[].FixedResponseConfig"}),
