@@ -16,7 +16,7 @@ from typing import Mapping
 import jinja2
 import yaml
 
-from . import serving
+from . import serving, usage
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -35,6 +35,10 @@ PATHS = {
     "fetch_weights": "/usr/local/lib/vllm-fleet/fetch-weights.py",
     "setup": "/usr/local/sbin/vllm-fleet-setup",
     "launcher": "/usr/local/bin/vllm-fleet-serve",
+    "usage_module": f"{usage.MODULE_DIR}/{usage.MODULE}.py",
+    "usage_module_dir": usage.MODULE_DIR,
+    "key_hashes": usage.KEY_HASHES_FILE,
+    "rate_limits": usage.RATE_LIMITS_FILE,
 }
 # The stack's secrets a VM reads: apiKeys (a JSON object of name -> key) always, hfToken when set.
 SECRETS = ("apiKeys", "hfToken")
@@ -94,6 +98,13 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         cloud_vars=dict(boot.vars),
         cloud_files=boot.files,
         cloud_units=boot.units,
+        usage={
+            "counters": [[c.name, c.help, list(c.labels)] for c in usage.KEY_COUNTERS],
+            "guarded_prefix": serving.PUBLIC_API_PREFIX.rstrip("/"),
+            "key_hashes_variable": usage.KEY_HASHES_VARIABLE,
+            "rate_limits_variable": usage.RATE_LIMITS_VARIABLE,
+            "rate_limits": spec.rate_limits.vm_file(),
+        },
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

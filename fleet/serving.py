@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import usage
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -48,6 +49,8 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
         "--max-model-len", str(spec.max_model_len),
         "--gpu-memory-utilization", str(spec.gpu_memory_utilization),
         "--dtype", spec.dtype,
+        # the usage layer: per-key counters and rate limits (fleet/usage.py, docs/usage.md)
+        "--middleware", usage.MIDDLEWARE,
     ]
     if spec.model_revision:
         # The tokenizer follows the model's revision unless told otherwise (vllm/config/model.py).

@@ -20,7 +20,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import catalog, iam_names
+from . import catalog, iam_names, rate_limits
+from .rate_limits import RateLimits
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .values import did_you_mean, whole_number as _int
@@ -162,6 +163,7 @@ class FleetSpec:
     # The bytes of the named-keys secret (fleet/program.py: JSON of name -> key) holding the first 1, 2, ... n keys
     # by name: the sizes, never the keys; each cloud checks them against its secret store (api_keys_fit).
     api_keys_secret_bytes: tuple[int, ...] = ()
+    rate_limits: RateLimits = RateLimits()  # rateLimits (fleet/rate_limits.py)
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -246,6 +248,7 @@ KEY_DOCS: dict[str, str] = {
     "apiKey": "API key clients send (secret; default: generated, see the apiKey output); named default",
     "apiKeys": "named API keys, one per developer or tool, each a secret: pulumi config set --secret --path "
                "'apiKeys.alice' ...; removing one revokes it",
+    "rateLimits": rate_limits.DOCS,
     "aws": "AWS-only options, see README.md",
     "gcp": "GCP-only options, see docs/gcp.md",
     "azure": "Azure-only options, see docs/azure.md",
@@ -595,7 +598,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     data_disk = values.get("dataDiskGb")
     data_disk = None if data_disk is None else _int("dataDiskGb", data_disk, 20, 16384)
 
-    return FleetSpec(
+    spec = FleetSpec(
         stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket), model_revision=revision,
         served_model_name=served, arch=arch, dtype=dtype, quantization=quantization, max_model_len=max_len,
         gpu_memory_utilization=float(utilization), accelerator_gpu=gpu, accelerator_count=count,
@@ -610,6 +613,8 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         cloud_options=_cloud_options(cloud, values.get(cloud)), capacity=capacity,
         api_keys_secret_bytes=api_keys_secret_bytes,
     )
+    return dataclasses.replace(spec, rate_limits=rate_limits.parse_rate_limits(values.get("rateLimits"),
+                                                                              spec.api_key_names))
 
 
 # The length of the key the program generates where the stack sets neither apiKey nor apiKeys (fleet/program.py).

@@ -5,7 +5,8 @@ workdir/root, runs its setup script's install_api_keys step on a stubbed VM (tes
 secret store answers API_KEYS) to write the 0640 API keys file, re-renders the launcher with `serving.cpu_argv`
 (the one documented place where the run departs from a VM) and starts that launcher with the environment
 vllm.service gives it, its Environment= lines. vLLM thus reads the keys from the file the setup script wrote
-(--config), as on a VM; among them one full of shell, YAML and JSON metacharacters.
+(--config), as on a VM; among them one full of shell, YAML and JSON metacharacters. The usage layer's module and
+files (fleet/usage.py) are read from under the same root.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Iterator
 import pytest
 
 from conftest import PlannedStack, launcher_argv, materialize, write_files
-from fleet import bootstrap, serving
+from fleet import bootstrap, serving, usage
 from tiny_model import MAX_POSITIONS, make_tiny_model
 from vllm_server import VENV_PYTHON, VLLM_BIN, VllmServer, free_port
 from vm_world import VmWorld
@@ -83,11 +84,13 @@ def unit_environment(unit: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_stack_on_cpu(plan: PlannedStack, workdir: Path) -> Iterator[ServedStack]:
+def serve_stack_on_cpu(plan: PlannedStack, workdir: Path,
+                       api_keys: dict[str, str] = API_KEYS) -> Iterator[ServedStack]:
+    """`api_keys`: what the stack's secret store holds (name -> key); the server's own requests use the first."""
     require_vllm()
     files = write_files(plan.user_data)
     vm = VmWorld(workdir / "vm-world", files[bootstrap.PATHS["setup"]]["content"], gpus=plan.outputs["gpuCount"],
-                 api_keys=API_KEYS)
+                 api_keys=api_keys)
     keys = vm.run("install_api_keys")
     assert keys.returncode == 0, keys.stderr
     root = vm.root
@@ -115,8 +118,11 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path) -> Iterator[ServedStac
         "VLLM_HOST_IP": "127.0.0.1",  # else its message queue binds the machine's external address
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the CPU build's stand-in for --gpu-memory-utilization
         "VLLM_BIN": str(VLLM_BIN),  # the launcher's own hook for another vllm executable
+        # The usage layer's module and files (vllm.service's paths), as user-data and the setup wrote them: under root.
+        **{name: f"{root}{unit_env[name]}"
+           for name in ("PYTHONPATH", usage.KEY_HASHES_VARIABLE, usage.RATE_LIMITS_VARIABLE)},
     }
-    server = VllmServer([str(launcher)], env=env, port=port, api_key=API_KEYS["default"],
-                        log_path=workdir / "vllm.log")
+    api_key = next(iter(api_keys.values()))
+    server = VllmServer([str(launcher)], env=env, port=port, api_key=api_key, log_path=workdir / "vllm.log")
     with server:
-        yield ServedStack(server, argv, API_KEYS["default"], plan.outputs["servedModelName"], model_dir, unit_env)
+        yield ServedStack(server, argv, api_key, plan.outputs["servedModelName"], model_dir, unit_env)
