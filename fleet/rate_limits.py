@@ -91,3 +91,10 @@ def parse_rate_limits(value: Any, key_names: tuple[str, ...]) -> RateLimits:
                               f"{did_you_mean(name, key_names)}")
     return RateLimits(default, MappingProxyType({name: _limit(f"{KEY}.keys.{name}", limit)
                                                  for name, limit in keys.items()}))
+
+
+def edge_error_body(requests_per_minute: int) -> str:
+    """The OpenAI-style error the edge answers over its limit with, where the cloud lets it set a body (AWS WAF)."""
+    return json.dumps({"error": {
+        "message": f"over the endpoint's limit of {requests_per_minute} requests per minute for one API key; retry "
+                   f"after a minute", "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}})

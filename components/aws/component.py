@@ -11,7 +11,7 @@ from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import edge, fleet, identity, network
+from . import edge, fleet, identity, network, rate_limits
 from .options import AwsOptions
 
 
@@ -35,6 +35,7 @@ class Fleet(FleetComponent):
                                             fleet.group_name(spec) if self.standby_pool else None)
         template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
+        rate_limits.edge_rate_limit(self, spec, alb)
         self.instance_types = fleet.launchable_types(spec, sizing)
         self.image = (f"{options.ami_id} (aws.amiId)" if options.ami_id else
                       f"{options.ami_name} (pinned; aws.amiName names a newer release)")
