@@ -42,3 +42,13 @@ RATE_LIMITS_FILE = "/etc/vllm-fleet/rate-limits.json"
 # The environment variables the middleware reads the two files' paths from.
 KEY_HASHES_VARIABLE = "FLEET_KEY_HASHES"
 RATE_LIMITS_VARIABLE = "FLEET_RATE_LIMITS"
+
+# Where each cloud's monitoring holds the counters (what the metric shipping writes and cli/usage.py reads): the
+# counter's name as the metric name, the stack and the key name (and the status of ERRORS) as dimensions/labels.
+# AWS: CloudWatch, each datapoint the counter's increase since the one before (Sum adds them up). GCP: Cloud
+# Monitoring custom metrics, CUMULATIVE. Azure: custom metrics of the VMs' scale set, each value an increase (Total).
+MONITORING = {
+    "aws": {"namespace": "vllm-fleet", "stack": "Stack", "key": "Key", "status": "Status"},
+    "gcp": {"prefix": "custom.googleapis.com/vllm_fleet/", "stack": "stack", "key": "key", "status": "status"},
+    "azure": {"namespace": "vllm-fleet", "stack": "stack", "key": "key", "status": "status"},
+}

@@ -195,6 +195,8 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         launch_template=None if mixed else template_spec,
         mixed_instances_policy=mixed,
         capacity_rebalance=spec.spot,
+        # The VMs in service, a minute at a time (free): make usage's VM hours (cli/usage.py).
+        enabled_metrics=["GroupInServiceInstances"], metrics_granularity="1Minute",
         target_group_arns=[target_group.arn],
         health_check_type="ELB",
         # Long enough to install vLLM and download and load the weights before health checks count.

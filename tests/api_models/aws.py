@@ -137,10 +137,13 @@ RESOURCES: dict[str, Resource] = {
         "launchTemplate.id": "LaunchTemplate.LaunchTemplateId",
         "vpcZoneIdentifiers": Sent("VPCZoneIdentifier", ",".join),
         "warmPool": "autoscaling:PutWarmPool",
-        "waitForCapacityTimeout": ProviderOnly("how long `pulumi up` waits for the group's instances to be healthy")},
+        "waitForCapacityTimeout": ProviderOnly("how long `pulumi up` waits for the group's instances to be healthy"),
+        "enabledMetrics": "autoscaling:EnableMetricsCollection.Metrics",
+        "metricsGranularity": "autoscaling:EnableMetricsCollection.Granularity"},
         name="AutoScalingGroupName", supplied={
             "autoscaling:StartInstanceRefresh.AutoScalingGroupName": "the group's name",
-            "autoscaling:PutWarmPool.AutoScalingGroupName": "the group's name"}),
+            "autoscaling:PutWarmPool.AutoScalingGroupName": "the group's name",
+            "autoscaling:EnableMetricsCollection.AutoScalingGroupName": "the group's name"}),
     "aws:autoscaling/lifecycleHook:LifecycleHook": Resource("autoscaling:PutLifecycleHook", {
         "name": "LifecycleHookName"}),
     "aws:autoscaling/policy:Policy": Resource("autoscaling:PutScalingPolicy", name="PolicyName"),
