@@ -84,9 +84,10 @@ def unit_environment(unit: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_stack_on_cpu(plan: PlannedStack, workdir: Path,
-                       api_keys: dict[str, str] = API_KEYS) -> Iterator[ServedStack]:
-    """`api_keys`: what the stack's secret store holds (name -> key); the server's own requests use the first."""
+def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, api_keys: dict[str, str] = API_KEYS, *,
+                       usage_layer: bool = True) -> Iterator[ServedStack]:
+    """`api_keys`: what the stack's secret store holds (name -> key); the server's own requests use the first.
+    `usage_layer=False` leaves out `--middleware` (fleet/usage.py): the baseline of bench_usage_layer.py."""
     require_vllm()
     files = write_files(plan.user_data)
     vm = VmWorld(workdir / "vm-world", files[bootstrap.PATHS["setup"]]["content"], gpus=plan.outputs["gpuCount"],
@@ -105,6 +106,9 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path,
     model_dir = tiny_model(workdir / "tiny-model")
     port = free_port()
     argv = serving.cpu_argv(stack_argv, str(model_dir), port=port, max_model_len=MAX_POSITIONS, config_root=str(root))
+    if not usage_layer:
+        at = argv.index("--middleware")
+        argv = argv[:at] + argv[at + 2:]
     launcher.write_text(bootstrap.render_launcher(argv))
 
     unit_env = unit_environment(unit)

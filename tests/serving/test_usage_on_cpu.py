@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import openai
 import pytest
 import yaml
 
-from conftest import PlannedStack, config_of, run_plan
-from fleet import usage
-from stack_on_cpu import serve_stack_on_cpu
+from conftest import PlannedStack, config_of, run_plan, write_files
+from fleet import bootstrap, usage
+from stack_on_cpu import require_vllm, serve_stack_on_cpu
+from vllm_server import VENV_PYTHON
 
 KEYS = {"alice": "alice-key-0123456789abcdef", "ci": "ci-key-0123456789abcdef"}
 CI_REQUESTS_PER_MINUTE = 3
@@ -130,3 +132,28 @@ def test_a_key_over_its_limit_gets_429_with_retry_after_while_the_other_is_serve
     now = counters(stack)
     assert now[(usage.ERRORS.name, "ci", "429")] == errors_before + 1
     assert now[(usage.REQUESTS.name, "ci")] == CI_REQUESTS_PER_MINUTE + 1
+
+
+WINDOW_CHECK = """
+import fleet_usage
+window, limit = fleet_usage._Window(), {"requestsPerMinute": 3, "tokensPerMinute": 100}
+assert window.wait(0.0, limit) == 0
+window.starts.extend([0.0, 10.0])
+window.tokens.extend([(1.0, 60), (12.0, 50)])
+window.token_sum = 110
+assert window.wait(20.0, limit) == 41.0, window.wait(20.0, limit)  # 110 tokens >= 100 until the 60 of t=1 expire
+window.tokens.popleft(); window.token_sum = 50
+window.starts.append(15.0)
+assert window.wait(20.0, limit) == 40.0  # 3 requests in the window: until the one of t=0 leaves it
+assert window.wait(61.0, limit) == 0  # the first request and the 60 tokens are out of the window
+"""
+
+
+def test_the_windows_limit_requests_and_tokens_per_minute(tmp_path, plan_of):
+    """The rendered layer's window (its requests and tokens of the last 60 s), run by .venv-vllm's Python."""
+    require_vllm()
+    module = write_files(plan_of("codellama-dev").user_data)[bootstrap.PATHS["usage_module"]]["content"]
+    (tmp_path / "fleet_usage.py").write_text(module)
+    result = subprocess.run([str(VENV_PYTHON), "-c", WINDOW_CHECK], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
