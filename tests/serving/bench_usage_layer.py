@@ -1,16 +1,18 @@
 """The usage layer's overhead, measured (docs/usage.md): codellama-dev's VM on this CPU machine (stack_on_cpu),
-served with and without `--middleware fleet_usage.UsageMiddleware`, each loaded by cli.bench (`vllm bench serve`,
-as `make bench` runs it) with the same prompts, twice in turn. Prints each run and the ratios; a measurement, not a
-test.
+served with and without `--middleware fleet_usage.UsageMiddleware` (two servers at once), each loaded by cli.bench
+(`vllm bench serve`, as `make bench` runs it) with the same prompts, in turn. Prints each run and the ratios of the
+medians; a measurement, not a test.
 
-    .venv/bin/python tests/serving/bench_usage_layer.py [--prompts 32 --concurrency 4]
+    .venv/bin/python tests/serving/bench_usage_layer.py [--prompts 24 --concurrency 4 --rounds 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,31 +38,34 @@ def bench(served, out: Path, args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     planned = run_plan("codellama-dev")
     plan = PlannedStack("codellama-dev", json.loads(planned.stdout))
     runs: dict[bool, list[dict]] = {True: [], False: []}
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as servers:
+        # Both servers up at once, benched in turn (the order alternating), so that the load of the machine drifts
+        # over both alike.
+        served = {layer: servers.enter_context(serve_stack_on_cpu(plan, Path(work) / str(layer), usage_layer=layer))
+                  for layer in (True, False)}
+        for layer in (True, False):
+            bench(served[layer], Path(work) / str(layer), args)  # warm-up: the first requests fill caches
         for round_ in range(args.rounds):
-            for layer in (True, False):
-                where = Path(work) / f"{round_}-{layer}"
-                where.mkdir()
-                with serve_stack_on_cpu(plan, where, usage_layer=layer) as served:
-                    bench(served, where, args)  # warm-up: the first requests compile and fill caches
-                    saved = bench(served, where, args)
+            for layer in (True, False) if round_ % 2 == 0 else (False, True):
+                saved = bench(served[layer], Path(work) / str(layer), args)
                 runs[layer].append(saved)
                 print(f"{'with' if layer else 'without'} the usage layer: {saved['output_throughput']:.1f} output "
                       f"tok/s, {saved['request_throughput']:.3f} req/s, TTFT mean {saved['mean_ttft_ms']:.1f} ms, "
                       f"p99 {saved['p99_ttft_ms']:.1f} ms", flush=True)
 
-    def mean(layer: bool, field: str) -> float:
-        return sum(r[field] for r in runs[layer]) / len(runs[layer])
+    def median(layer: bool, field: str) -> float:
+        return statistics.median(r[field] for r in runs[layer])
 
-    print(f"ratio with/without: output throughput {mean(True, 'output_throughput') / mean(False, 'output_throughput'):.3f}"
-          f", mean TTFT {mean(True, 'mean_ttft_ms') / mean(False, 'mean_ttft_ms'):.3f}")
+    print(f"median ratio with/without: output throughput "
+          f"{median(True, 'output_throughput') / median(False, 'output_throughput'):.3f}, mean TTFT "
+          f"{median(True, 'mean_ttft_ms') / median(False, 'mean_ttft_ms'):.3f}")
     return 0
 
 
