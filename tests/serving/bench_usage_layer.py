@@ -9,6 +9,7 @@ medians; a measurement, not a test.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import contextlib
 import json
 import os
@@ -21,8 +22,56 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1])]
 
-from conftest import ROOT, PlannedStack, run_plan  # noqa: E402
+from conftest import ROOT, PlannedStack, run_plan, write_files  # noqa: E402
+from fleet import bootstrap, usage  # noqa: E402
 from stack_on_cpu import serve_stack_on_cpu  # noqa: E402
+from vllm_server import VENV_PYTHON  # noqa: E402
+
+# The layer alone, in .venv-vllm's Python: an ASGI app that answers a stream of 32 chunks and leaves vLLM's usage in
+# the request state, called 20000 times bare and through the layer.
+LAYER_ALONE = """
+import asyncio, time
+import fleet_usage
+
+class Usage:
+    prompt_tokens, completion_tokens = 64, 32
+
+class Metadata:
+    final_usage_info = Usage()
+
+async def app(scope, receive, send):
+    scope.setdefault("state", {})["request_metadata"] = Metadata()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for _ in range(32):
+        await send({"type": "http.response.body", "body": b"data: x\\n\\n", "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def send(message):
+    pass
+
+async def run(handler, n):
+    start = time.perf_counter()
+    for _ in range(n):
+        await handler({"type": "http", "method": "POST", "path": "/v1/completions", "root_path": "",
+                       "headers": [(b"authorization", b"Bearer key-a")]}, receive, send)
+    return (time.perf_counter() - start) / n
+
+layer = fleet_usage.UsageMiddleware(app)
+for _ in range(3):
+    bare, wrapped = asyncio.run(run(app, 20000)), asyncio.run(run(layer, 20000))
+    print(f"the layer alone: {bare * 1e6:.1f} us a request bare, {wrapped * 1e6:.1f} us through the layer")
+"""
+
+
+def layer_alone(plan: PlannedStack, work: Path) -> None:
+    (work / "fleet_usage.py").write_text(write_files(plan.user_data)[bootstrap.PATHS["usage_module"]]["content"])
+    (work / "hashes.json").write_text(json.dumps({"a": hashlib.sha256(b"key-a").hexdigest()}))
+    (work / "limits.json").write_text(json.dumps({"default": {}, "keys": {}}))
+    subprocess.run([str(VENV_PYTHON), "-c", LAYER_ALONE], cwd=work, check=True, timeout=600, env={
+        **os.environ, usage.KEY_HASHES_VARIABLE: "hashes.json", usage.RATE_LIMITS_VARIABLE: "limits.json"})
 
 
 def bench(served, out: Path, args) -> dict:
@@ -46,6 +95,7 @@ def main() -> int:
     plan = PlannedStack("codellama-dev", json.loads(planned.stdout))
     runs: dict[bool, list[dict]] = {True: [], False: []}
     with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as servers:
+        layer_alone(plan, Path(work))
         # Both servers up at once, benched in turn (the order alternating), so that the load of the machine drifts
         # over both alike.
         served = {layer: servers.enter_context(serve_stack_on_cpu(plan, Path(work) / str(layer), usage_layer=layer))
