@@ -18,17 +18,20 @@ OUTPUT_LEN ?= 128
 ENDPOINT_ARGS = $(if $(STACK),--stack "$(STACK)",--url "$(URL)") $(if $(KEY),--api-key "$(KEY)") \
 	$(if $(MODEL),--model "$(MODEL)")
 ENDPOINT_USAGE = STACK=<deployed stack> | URL=<endpoint> KEY=<api key> [MODEL=<served model name>]
-# make compare: MODEL (a Hugging Face id), optional MAX_MODEL_LEN, CONCURRENCY with TOKENS, CLOUDS, LIMIT, ALL=1
+# make compare: MODEL (a Hugging Face id), optional MAX_MODEL_LEN, CONCURRENCY with TOKENS, CLOUDS, LIMIT, ALL=1,
+# SNIPPET=n (row n's stack file)
+SNIPPET ?=
 MAX_MODEL_LEN ?=
 TOKENS ?=
 CLOUDS ?=
 LIMIT ?=
 COMPARE_ARGS = $(if $(MAX_MODEL_LEN),--max-model-len "$(MAX_MODEL_LEN)") \
 	$(if $(filter command line,$(origin CONCURRENCY)),--concurrency "$(CONCURRENCY)") $(if $(TOKENS),--tokens "$(TOKENS)") \
-	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all)
+	$(if $(CLOUDS),--clouds "$(CLOUDS)") $(if $(LIMIT),--limit "$(LIMIT)") $(if $(ALL),--all) \
+	$(if $(SNIPPET),--snippet "$(SNIPPET)")
 
 .PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vm-lock-check dev-lock vllm-flags clean compare \
-	catalog-add prices wake usage
+	catalog-add prices wake serve-local usage
 
 $(INSTALLED): requirements.txt requirements-dev.txt requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +54,8 @@ wake: $(INSTALLED)
 	@$(VENV)/bin/python -m cli.wake "$(STACK)" --hours "$(or $(HOURS),2)" $(if $(DRY_RUN),--dry-run)
 
 ## make compare MODEL=<hf id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]
-##              [LIMIT=n] [ALL=1]: every way to serve the model across clouds, regions and precisions, cheapest first
+##              [LIMIT=n] [ALL=1] [SNIPPET=n]: every way to serve the model across clouds, regions and precisions,
+##              in the plan's order (cheapest first); SNIPPET=n prints row n's stack file
 compare: $(INSTALLED)
 	@test -n "$(MODEL)" || { echo "usage: make compare MODEL=<hugging face id> [MAX_MODEL_LEN=n] [CONCURRENCY=n TOKENS=n] [CLOUDS=aws,gcp,azure] [FORMAT=json]" >&2; exit 2; }
 	@$(VENV)/bin/python -m cli.compare "$(MODEL)" --format "$(FORMAT)" $(COMPARE_ARGS)
@@ -90,6 +94,13 @@ system-tools:
 check: $(INSTALLED)
 	@test -n "$(STACK)$(URL)" || { echo "usage: make check $(ENDPOINT_USAGE) [DIRECT=1]" >&2; exit 2; }
 	@$(VENV)/bin/python -m cli.check $(ENDPOINT_ARGS) $(if $(DIRECT),--direct)
+
+## make serve-local STACK=<stack> [MODEL_DIR=<local model folder>] [PORT=8000] [KEY=<api key>]: the stack's vLLM
+##            launcher on this machine, with the CPU build of vLLM (.venv-vllm) and the tiny model or MODEL_DIR's
+serve-local: $(INSTALLED) $(VLLM_INSTALLED)
+	@test -n "$(STACK)" || { echo "usage: make serve-local STACK=<stack> [MODEL_DIR=<local model folder>] [PORT=8000] [KEY=<api key>]" >&2; exit 2; }
+	@$(VENV)/bin/python -m cli.serve_local "$(STACK)" $(if $(MODEL_DIR),--model-dir "$(MODEL_DIR)") \
+	  $(if $(PORT),--port "$(PORT)") $(if $(KEY),--api-key "$(KEY)")
 
 ## make bench STACK=<stack> | URL=<url> KEY=<key> [MODEL=<name>] [TOKENIZER=<hf id or dir>]
 ##            [CONCURRENCY=8 PROMPTS=64 INPUT_LEN=512 OUTPUT_LEN=128]: throughput and time to first token

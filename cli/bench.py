@@ -5,10 +5,10 @@ output token (TPOT) at the given concurrency.
     python -m cli.bench --stack codellama-prod [--concurrency 8 --prompts 64 --input-len 512 --output-len 128]
     python -m cli.bench --url URL --api-key KEY --model NAME --tokenizer DIR_OR_HF_ID [...]
 
-Prompts are random token sequences of exactly --input-len tokens, so bench needs the model's tokenizer: by
-default the stack's Hugging Face model (bench downloads its tokenizer: needs access to the hub, and HF_TOKEN for a
-gated model), or a local directory. `vllm bench serve` exits 0 even when every request failed: this reads its
-result file and fails unless every request completed.
+Prompts are random token sequences of exactly --input-len tokens, so bench needs the model's tokenizer: with
+--stack by default the stack's Hugging Face model (bench downloads its tokenizer: needs access to the hub, and
+HF_TOKEN for a gated model); with --url, --tokenizer (a Hugging Face id or a local directory). `vllm bench serve`
+exits 0 even when every request failed: this reads its result file and fails unless every request completed.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ import yaml
 from .endpoint import ROOT, Endpoint, EndpointError, add_arguments, from_arguments
 
 VLLM_BIN = Path(os.environ.get("VLLM_VENV", ROOT / ".venv-vllm")) / "bin" / "vllm"
+
+
+# An endpoint's served model name need not be a Hugging Face id (servedModelName): with --url bench is told which.
+TOKENIZER_NEEDED = ("--url needs --tokenizer (make bench: TOKENIZER=<Hugging Face id or local directory>): the "
+                    "model's tokenizer, to make prompts of exactly --input-len tokens")
 
 
 def stack_tokenizer(stack: str) -> str:
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--tokenizer", help="the model's tokenizer: a Hugging Face id or a local directory "
-                                            "(default: the stack's model, or --model)")
+                                            "(default with --stack: the stack's model; needed with --url)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     parser.add_argument("--prompts", type=int, default=64, help="requests in all (default 64)")
     parser.add_argument("--input-len", type=int, default=512, help="prompt tokens a request (default 512)")
@@ -96,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         endpoint = from_arguments(args)
+        tokenizer = args.tokenizer or (stack_tokenizer(args.stack) if args.stack else None)
+        if tokenizer is None:
+            raise EndpointError(TOKENIZER_NEEDED)
         model = endpoint.model or served_model(endpoint)
-        tokenizer = args.tokenizer or (stack_tokenizer(args.stack) if args.stack else model)
     except EndpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

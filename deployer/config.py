@@ -70,6 +70,8 @@ class FleetStack:
     region: str | None
     model: str | None
     dns_zone: str | None
+    # GCP: the existing network and subnetwork the stack uses instead of its own (vllm-fleet:gcp), by name
+    gcp_existing: tuple[tuple[str, str], ...] = ()
 
 
 def fleet_stacks(directory: Path | None = None) -> dict[str, FleetStack]:
@@ -77,9 +79,12 @@ def fleet_stacks(directory: Path | None = None) -> dict[str, FleetStack]:
     stacks = {}
     for path in sorted((directory or FLEET_STACKS).glob("Pulumi.*.yaml")):
         config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        gcp = config.get("vllm-fleet:gcp") if isinstance(config.get("vllm-fleet:gcp"), dict) else {}
+        existing = tuple((collection, str(gcp[key]).rsplit("/", 1)[-1])
+                         for collection, key in (("networks", "network"), ("subnetworks", "subnetwork")) if gcp.get(key))
         stacks[path.name[len("Pulumi."):-len(".yaml")]] = FleetStack(
             config.get("vllm-fleet:cloud"), config.get("vllm-fleet:region"), config.get("vllm-fleet:model"),
-            config.get("vllm-fleet:dnsZone"))
+            config.get("vllm-fleet:dnsZone"), existing)
     return stacks
 
 

@@ -2,8 +2,9 @@
 service accounts it may impersonate: vllm-fleet-preview (the approved real preview of pull requests) and
 vllm-fleet-drift (the scheduled drift check), both read-only, and one deploy account per fleet stack. Each account
 gets a custom role with the permissions of permissions.yaml; a deploy account's grant carries a condition that
-limits the service accounts it may act as or change, the secrets and the buckets to its own stack's; its state
-grants cover its own stack's state objects only."""
+limits the service accounts it may act as or change, the secrets and the buckets to its own stack's, and its
+compute permissions are granted in bindings of their own conditioned on the names of its stack's compute resources
+(docs/ci.md); its state grants cover its own stack's state objects only."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pulumi_gcp as gcp
 from fleet import iam_names
 
 from . import backend, permissions
-from .config import GcpConfig
+from .config import DeployerConfigError, FleetStack, GcpConfig
 from .github import DRIFT_ENVIRONMENT, ISSUER, PREVIEW_ENVIRONMENT, PULL_REQUEST_REF, GitHub
 
 # Workload Identity Federation needs these APIs; they stay enabled when the deployer is destroyed.
@@ -52,8 +53,54 @@ def stack_condition(stack: str, project_number: str, project: str, model: str | 
             f"(!resource.type.startsWith('storage.googleapis.com/') || {' || '.join(buckets)})")
 
 
+# GCP IAM takes at most 12 logical operators (&&, ||, !) in one condition expression (docs/ci.md).
+CONDITION_OPERATORS_MAX = 12
+
+
+def nested_prefixes(stack: str, stacks: list[str]) -> list[str]:
+    """The resource prefixes of other stacks that start with this stack's ("prod-" holds "prod-eu-..."): a name
+    condition on the stack's prefix must leave theirs out."""
+    prefix = f"{iam_names.name_within(stack, 24)}-"
+    others = {f"{iam_names.name_within(other, 24)}-" for other in stacks if other != stack}
+    return sorted(other for other in others if other.startswith(prefix) and other != prefix)
+
+
+def compute_chunks(collections: list[str], stacks: list[str], existing: bool = False) -> list[list[str]]:
+    """The compute collections, in groups whose name condition (compute_condition) stays within GCP's operators
+    for every stack (`existing`: some stack names an existing network): one custom role and one conditional
+    binding per group."""
+    worst = max(stacks, key=lambda stack: len(nested_prefixes(stack, stacks)), default=None)
+    nested = len(nested_prefixes(worst, stacks)) if worst else 0
+    # its ||, for each nested prefix && !, and an || for an existing network's or subnetwork's name
+    per_collection = 1 + 2 * nested + int(existing)
+    if per_collection - 1 > CONDITION_OPERATORS_MAX:
+        raise DeployerConfigError(
+            f"{nested} stacks' resource names start with {worst}'s and a hyphen "
+            f"({', '.join(nested_prefixes(worst, stacks))}...): GCP's IAM conditions cannot tell {worst}'s compute "
+            f"resources apart from theirs within {CONDITION_OPERATORS_MAX} logical operators; rename some")
+    size = (CONDITION_OPERATORS_MAX + 1) // per_collection
+    return [collections[i:i + size] for i in range(0, len(collections), size)]
+
+
+def compute_condition(stack: str, stacks: list[str], collections: list[str],
+                      existing: Mapping[str, str] | None = None) -> str:
+    """The stack's own compute resources of these collections: their names start with its resource prefix (and
+    not with a longer stack's that shares it); and the existing network and subnetwork it names (`existing`, by
+    collection), which its firewalls, router and VMs use."""
+    prefix = f"{iam_names.name_within(stack, 24)}-"
+    terms = []
+    for collection in collections:
+        name = f"resource.name.extract('/{collection}/{{name}}')"
+        excluded = [f"!{name}.startsWith('{other}')" for other in nested_prefixes(stack, stacks)]
+        term = " && ".join([f"{name}.startsWith('{prefix}')", *excluded])
+        terms.append(f"({term})" if excluded and len(collections) > 1 else term)
+        if collection in (existing or {}):
+            terms.append(f"{name} == '{existing[collection]}'")
+    return " || ".join(terms)
+
+
 def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], repository_id: pulumi.Output[int],
-               models: Mapping[str, str | None]) -> dict[str | None, dict[str, pulumi.Output]]:
+               fleet_stacks: Mapping[str, FleetStack]) -> dict[str | None, dict[str, pulumi.Output]]:
     provider = gcp.Provider("gcp", project=config.project)
     apis = [gcp.projects.Service(api, service=api, disable_on_destroy=False,
                                  opts=pulumi.ResourceOptions(provider=provider)) for api in APIS]
@@ -69,12 +116,23 @@ def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], r
         attribute_mapping={"google.subject": "assertion.sub", "attribute.repository_id": "assertion.repository_id",
                            "attribute.environment": "assertion.sub.extract(':environment:{environment}:ref:')"},
         attribute_condition=repository_id.apply(lambda id_: attribute_condition(github, id_)), opts=opts)
-    roles = {deploy: gcp.projects.IAMCustomRole(
-        f"vllm-fleet-{mode}", project=config.project, role_id=f"vllmFleet{mode.capitalize()}",
-        title=f"vllm-fleet {mode}", description="permissions.yaml of vllm-fleet's deployer",
-        permissions=permissions.permissions(document, "gcp", deploy=deploy), opts=opts)
-        for mode, deploy in (("read", False), ("deploy", True))}
     stacks = list(github.environments)
+    compute = permissions.gcp_compute_grants(document)
+    conditioned = {permission for granted in compute.values() for permission in granted}
+    existing = {stack: dict(fleet_stacks[stack].gcp_existing) for stack in stacks}
+    chunks = compute_chunks(sorted(compute), stacks, any(existing.values()))
+
+    def role(name: str, role_id: str, granted: list[str]) -> gcp.projects.IAMCustomRole:
+        return gcp.projects.IAMCustomRole(name, project=config.project, role_id=role_id, title=name.replace("-", " "),
+                                          description="permissions.yaml of vllm-fleet's deployer",
+                                          permissions=granted, opts=opts)
+
+    roles = {False: role("vllm-fleet-read", "vllmFleetRead", permissions.permissions(document, "gcp", deploy=False)),
+             True: role("vllm-fleet-deploy", "vllmFleetDeploy", [
+                 p for p in permissions.permissions(document, "gcp", deploy=True) if p not in conditioned])}
+    compute_roles = [role(f"vllm-fleet-deploy-compute-{index}", f"vllmFleetDeployCompute{index}",
+                          sorted(p for collection in chunk for p in compute[collection]))
+                     for index, chunk in enumerate(chunks, 1)]
 
     def service_account(name: str, account_id: str, federated: pulumi.Output[str], stack: str | None):
         account = gcp.serviceaccount.Account(name, account_id=account_id, display_name=f"{name} from GitHub "
@@ -83,9 +141,15 @@ def identities(config: GcpConfig, github: GitHub, document: Mapping[str, Any], r
         condition = None if stack is None else gcp.projects.IAMMemberConditionArgs(
             title=f"{stack[:90]} only", description="its own service accounts, secrets and buckets",
             expression=project_number.apply(
-                lambda number: stack_condition(stack, number, config.project, models.get(stack))))
+                lambda number: stack_condition(stack, number, config.project, fleet_stacks[stack].model)))
         gcp.projects.IAMMember(name, project=config.project, role=roles[stack is not None].name, member=member,
                                condition=condition, opts=opts)
+        for index, (chunk, compute_role) in enumerate(zip(chunks if stack else [], compute_roles), 1):
+            gcp.projects.IAMMember(
+                f"{name}-compute-{index}", project=config.project, role=compute_role.name, member=member,
+                condition=gcp.projects.IAMMemberConditionArgs(
+                    title=f"{stack[:80]} compute only", description=f"its own {', '.join(chunk)}"[:256],
+                    expression=compute_condition(stack, stacks, chunk, existing.get(stack))), opts=opts)
         gcp.serviceaccount.IAMMember(f"{name}-federated", service_account_id=account.name,
                                      role="roles/iam.workloadIdentityUser", member=federated, opts=opts)
         if config.state_bucket:

@@ -111,6 +111,20 @@ def aws_boundary(document: Mapping[str, Any], account: str, stack: str) -> dict[
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def gcp_compute_grants(document: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The GCP deploy identity's compute permissions that hold on its own stack's resources only, by the collection
+    their resources' names carry (gcp.compute_collection_names); those of gcp.compute_unconditioned are not here."""
+    section = document["gcp"]
+    unconditioned = set(section["compute_unconditioned"])
+    names = section.get("compute_collection_names") or {}
+    grants: dict[str, list[str]] = {}
+    for permission in permissions(document, "gcp", deploy=True):
+        service, collection, _ = permission.split(".", 2)
+        if service == "compute" and collection not in unconditioned:
+            grants.setdefault(names.get(collection, collection), []).append(permission)
+    return grants
+
+
 def data_actions(document: Mapping[str, Any], cloud: str) -> list[str]:
     """The data actions (Azure's data plane: blobs, Key Vault secrets) of the deploy identity, sorted, once each."""
     return sorted({action for entry in entries(document, cloud).values() for action in entry.data_actions})

@@ -35,8 +35,7 @@ def run() -> None:
     if config.gcp:
         from . import gcp
 
-        add(gcp.identities(config.gcp, config.github("gcp"), document, repository.repository_id,
-                           {stack: fleet_stack.model for stack, fleet_stack in config.stacks.items()}))
+        add(gcp.identities(config.gcp, config.github("gcp"), document, repository.repository_id, config.stacks))
     if config.azure:
         from . import azure
 

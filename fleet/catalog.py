@@ -40,6 +40,8 @@ class InstanceType:
     usd_per_hour: float
     quota_groups: tuple[str, ...]
     compute_capability: tuple[int, int]  # CUDA's (major, minor): which of vLLM's kernels the GPU runs
+    # Its GPUs are joined through NVSwitch, which needs nvidia-fabricmanager (the catalog's gpus.nvswitch_gpu_count).
+    nvswitch: bool = False
 
     @property
     def total_gpu_memory_gib(self) -> float:
@@ -246,6 +248,7 @@ def cloud(name: str) -> CloudCatalog:
             usd_per_hour=entry["usd_per_hour"],
             quota_groups=tuple(entry["quotas"]),
             compute_capability=tuple(gpus[entry["gpu"]]["compute_capability"]),
+            nvswitch=entry["gpu_count"] >= gpus[entry["gpu"]].get("nvswitch_gpu_count", math.inf),
         )
         for itype, entry in section["instance_types"].items()
     }

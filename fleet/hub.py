@@ -41,8 +41,9 @@ def entry_from_config(config: dict[str, Any], parameter_count: dict[str, int] | 
     - layers, heads, kv_heads (num_key_value_heads, default the heads), head_dim (default hidden_size / heads),
       max_len (max_position_embeddings) as in config.json;
     - multi-head latent attention: kv_lora_rank and qk_rope_head_dim;
-    - sliding-window layers: layer_types' sliding_attention layers and sliding_window; a sliding_window without
-      layer_types applies to every layer (Mistral 7B v0.1); Qwen2's applies only with use_sliding_window;
+    - sliding-window layers as vLLM attends them (_sliding_layers): layer_types' sliding_attention layers; a
+      sliding_window without layer_types applies to every layer (Mistral 7B v0.1, StarCoder2), except where
+      transformers' config class drops the window (Qwen2's without use_sliding_window) or builds layer_types;
     - experts: num_local_experts, num_experts or n_routed_experts; moe_intermediate_size;
     - quantization_config.quant_method fp8/awq/gptq/mxfp4, and the fp8 block size (weight_block_size);
     - params_b: the parameters the safetensors tensors hold (every expert; see _parameters for packed formats);
@@ -75,14 +76,9 @@ def entry_from_config(config: dict[str, Any], parameter_count: dict[str, int] | 
     if c.get("kv_lora_rank"):
         entry["kv_lora_rank"] = int(c["kv_lora_rank"])
         entry["qk_rope_head_dim"] = int(c.get("qk_rope_head_dim") or 0)
-    layer_types = c.get("layer_types")
-    window = c.get("sliding_window")
-    if isinstance(layer_types, list) and window:
-        sliding = sum(1 for t in layer_types if t == "sliding_attention")
-        if sliding:
-            entry["sliding_window"], entry["sliding_layers"] = int(window), sliding
-    elif window and c.get("model_type") in ("mistral", "mixtral") and c.get("use_sliding_window", True):
-        entry["sliding_window"], entry["sliding_layers"] = int(window), layers
+    window, sliding = _sliding_layers(c, layers)
+    if sliding:
+        entry["sliding_window"], entry["sliding_layers"] = window, sliding
     experts = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
     if experts:
         entry["experts"] = int(experts)
@@ -101,6 +97,41 @@ def entry_from_config(config: dict[str, Any], parameter_count: dict[str, int] | 
     if source:
         entry["source"] = source
     return entry
+
+
+# How vLLM finds a model's sliding-window layers. vLLM reads the config that transformers' config class of the
+# model_type builds from config.json (hf_text_config); a sliding_window of 0 is none (vllm/config/model.py);
+# without layer_types the model-level window is CacheConfig.sliding_window and every layer's Attention takes it
+# (vllm/engine/arg_utils.py create_engine_config, vllm/model_executor/layers/attention/attention.py), with
+# layer_types only the sliding_attention layers slide. transformers (5.19, .venv-vllm) changes config.json's
+# numbers for these model types first:
+# - the window is dropped unless use_sliding_window (default false) is set:
+USE_SLIDING_WINDOW_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe",
+                                      "smollm3"})
+# - layer_types is generated when config.json has none: layer i slides if rule(i, config) (models/<type>/
+#   configuration_<type>.py __post_init__).
+GENERATED_LAYER_TYPES = {
+    "qwen2": lambda i, c: i >= int(c.get("max_window_layers", 28)),
+    "qwen3": lambda i, c: i >= int(c.get("max_window_layers", 28)),
+    "qwen2_moe": lambda i, c: (i + 1) % 2 != 0 and i < int(c.get("max_window_layers", 28)),
+    "gemma2": lambda i, c: (i + 1) % 2 != 0,
+    "gemma3_text": lambda i, c: (i + 1) % int(c.get("sliding_window_pattern", 6)) != 0,
+    "gemma3": lambda i, c: (i + 1) % int(c.get("sliding_window_pattern", 6)) != 0,  # text_config without its type
+    "cohere2": lambda i, c: (i + 1) % int(c.get("sliding_window_pattern", 4)) != 0,
+}
+
+
+def _sliding_layers(c: dict[str, Any], layers: int) -> tuple[int, int]:
+    """(sliding_window, how many of the layers slide) as vLLM attends them; (0, 0) for none."""
+    model_type = c.get("model_type")
+    window = int(c.get("sliding_window") or 0)
+    if not window or (model_type in USE_SLIDING_WINDOW_TYPES and not c.get("use_sliding_window", False)):
+        return 0, 0
+    layer_types = c.get("layer_types")
+    if isinstance(layer_types, list):
+        return window, sum(1 for kind in layer_types[:layers] if kind == "sliding_attention")
+    rule = GENERATED_LAYER_TYPES.get(model_type)
+    return window, (sum(1 for i in range(layers) if rule(i, c)) if rule else layers)
 
 
 def _parameters(counts: dict[str, int], method: str | None) -> float:

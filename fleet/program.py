@@ -12,7 +12,7 @@ import pulumi
 import components
 
 from .outputs import stack_outputs
-from .sizing import Sizing, capacity_warning, cheaper_elsewhere, size, with_sized_replicas
+from .sizing import Sizing, capacity_warning, cheaper_elsewhere, cheaper_with_flags, size, with_sized_replicas
 from .spec import DEFAULT_KEY_NAME, GENERATED_KEY_LENGTH, FleetSpec, parse_spec, read_pulumi_config
 
 
@@ -70,7 +70,8 @@ def _warnings(spec: FleetSpec) -> list[str]:
 
 
 def _sizing_warnings(spec: FleetSpec, sizing: Sizing) -> list[str]:
-    warnings = [warning for warning in [capacity_warning(spec, sizing)] if warning] + cheaper_elsewhere(spec, sizing)
+    warnings = ([warning for warning in [capacity_warning(spec, sizing)] if warning] + cheaper_elsewhere(spec, sizing)
+                + cheaper_with_flags(spec, sizing))
     if sizing.price is not None and sizing.price.region != spec.region:
         warnings.append(f"catalog/prices.yaml records no price of {sizing.instance.name} in {spec.region}: the cost "
                         f"shown is {sizing.price.region}'s, and whether {spec.region} offers it is not checked "

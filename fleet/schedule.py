@@ -175,6 +175,11 @@ class OfficeHours:
         minute = local.hour * 60 + local.minute
         return any(local.weekday() in w.days and w.start <= minute < w.end for w in self.windows)
 
+    def scaled_up_at(self, when: dt.datetime, lead_minutes: int) -> bool:
+        """Whether the group has its office-hours size at `when`: in a window, or in the lead before one."""
+        minute = _minute_of_week(when.astimezone(zoneinfo.ZoneInfo(self.timezone)))
+        return any(span.start <= m < span.end for span in self.scaled_up(lead_minutes) for m in (minute, minute + WEEK))
+
     def next_opening(self, when: dt.datetime) -> dt.datetime:
         """The next start of a serving stretch after `when`, in the stack's time zone (its UTC offset that
         day's)."""

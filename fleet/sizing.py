@@ -339,8 +339,7 @@ def _why_not(instance: InstanceType, spec: FleetSpec, memory: ModelMemory) -> st
     if not _tp_fits_heads(arch, instance.gpu_count):
         return (f"tensor parallel size {instance.gpu_count} does not divide the model's {arch.heads} attention "
                 f"heads / {arch.kv_heads} KV heads")
-    if (spec.quantization == "fp8" and arch.quantization == "fp8" and arch.quant_block and arch.moe_intermediate_size
-            and (arch.moe_intermediate_size // instance.gpu_count) % arch.quant_block
+    if (_fp8_block_experts(spec) and (arch.moe_intermediate_size // instance.gpu_count) % arch.quant_block
             and not expert_parallel(spec.vllm_args)):
         return (f"tensor parallel size {instance.gpu_count} splits the experts' {arch.moe_intermediate_size} "
                 f"intermediate size into {arch.moe_intermediate_size // instance.gpu_count}, not whole "
@@ -351,6 +350,20 @@ def _why_not(instance: InstanceType, spec: FleetSpec, memory: ModelMemory) -> st
                 f"{max(room, 0):.1f} GiB for the KV cache after {memory.weights_gib:.1f} GiB of weights, "
                 f"but one {memory.max_model_len}-token sequence needs {memory.one_sequence_gib:.1f} GiB")
     return None
+
+
+def _fp8_block_experts(spec: FleetSpec) -> bool:
+    """Whether the checkpoint's experts are fp8 in fixed-width blocks, which tensor parallelism must not split."""
+    arch = spec.arch
+    return bool(spec.quantization == "fp8" and arch.quantization == "fp8" and arch.quant_block
+                and arch.moe_intermediate_size)
+
+
+def fit_flags(spec: FleetSpec) -> list[str]:
+    """The vLLM arguments, missing from the stack's vllmArgs, that let more instance types hold its model:
+    --enable-expert-parallel for fp8 block-quantized experts (see _why_not). `make compare` sizes with them, and
+    the plan warns when they would give a cheaper fit (cheaper_with_flags)."""
+    return ["--enable-expert-parallel"] if _fp8_block_experts(spec) and not expert_parallel(spec.vllm_args) else []
 
 
 def _weights_disk_gb(memory: ModelMemory) -> int:
@@ -444,6 +457,13 @@ def options(spec: FleetSpec) -> list[Sizing]:
         raise ConfigError("vllmArgs", f"--max-num-seqs={vllm_args.value_of(spec.vllm_args, 'max_num_seqs')}",
                           batching[fitting[0].name])
     fitting = [it for it in fitting if batching[it.name] is None]
+    context_parallel = {it.name: vllm_args.context_parallel_refusal(
+        spec.vllm_args, it.gpu_count, spec.arch.heads, spec.arch.kv_heads, spec.arch.mla) for it in fitting}
+    if fitting and all(context_parallel.values()):
+        raise ConfigError("vllmArgs", f"--decode-context-parallel-size="
+                                      f"{vllm_args.value_of(spec.vllm_args, 'decode_context_parallel_size')}",
+                          context_parallel[fitting[0].name])
+    fitting = [it for it in fitting if context_parallel[it.name] is None]
     if not fitting:
         if len(candidates) == 1:
             detail = reasons[candidates[0].name]
@@ -485,8 +505,23 @@ def options(spec: FleetSpec) -> list[Sizing]:
                               f"needs more than {limit}: a VM holds at most {best.requests_per_replica} such "
                               f"requests ({best.instance.name}); raise replicas, or lower concurrentRequests or "
                               f"tokensPerRequest")
-    return sorted(found, key=lambda s: (s.instance.usd_per_hour * (s.replicas.desired or 1), s.replicas.desired,
-                                        s.instance.gpu_count, s.instance.name))
+    return sorted(found, key=rank)
+
+
+def hourly(sizing: Sizing) -> float:
+    """What the fleet's GPU VMs cost an hour at desired replicas."""
+    return sizing.instance.usd_per_hour * (sizing.replicas.desired if sizing.replicas else 1)
+
+
+def rank(sizing: Sizing) -> tuple:
+    """The one order of ways to serve a model, for the plan's pick (options, size) and `make compare`'s rows:
+    cheapest first ($/hour to the cent); on a tie a recorded price before a borrowed one, then more replicas of
+    smaller VMs (a failed VM then takes a smaller part of the capacity, and a zone's outage may spare some), then
+    more requests held, then the name."""
+    regional = sizing.price.regional if sizing.price else True
+    replicas = sizing.replicas.desired if sizing.replicas else 1
+    return (round(hourly(sizing), 2), not regional, -replicas, sizing.instance.gpu_count,
+            -sizing.requests_per_replica * replicas, sizing.instance.name)
 
 
 def size(spec: FleetSpec) -> Sizing:
@@ -523,9 +558,6 @@ def cheaper_elsewhere(spec: FleetSpec, sizing: Sizing) -> list[str]:
     """Where the same model, precision, context (and capacity) cost far less than the pick: without the
     accelerator or instanceType that chose it, in this region; or, for the cheapest pick here, in another region
     of the same cloud whose prices catalog/prices.yaml records."""
-    def hourly(found: Sizing) -> float:
-        return found.instance.usd_per_hour * (found.replicas.desired if found.replicas else 1)
-
     pinned = "instanceType" if spec.instance_type else "accelerator" if spec.accelerator_gpu else None
     if pinned:
         here = options(dataclasses.replace(spec, instance_type=None, accelerator_gpu=None, accelerator_count=None))[0]
@@ -550,3 +582,22 @@ def cheaper_elsewhere(spec: FleetSpec, sizing: Sizing) -> list[str]:
                 f"${hourly(sizing):.2f}/hour; in {best.price.region} it fits {best.instance.name} "
                 f"({best.instance.gpu_count}x {best.instance.gpu}) at ${hourly(best):.2f}/hour"]
     return []
+
+
+def cheaper_with_flags(spec: FleetSpec, sizing: Sizing) -> list[str]:
+    """A warning where vLLM arguments the stack lacks (fit_flags) would give a cheaper fit in its region."""
+    flags = fit_flags(spec)
+    if not flags or spec.instance_type:
+        return []
+    try:
+        found = options(dataclasses.replace(spec, vllm_args=spec.vllm_args + tuple(flags)))[0]
+    except ConfigError:
+        return []
+    if rank(found) >= rank(sizing) or round(hourly(found), 2) >= round(hourly(sizing), 2):
+        return []
+    def vms(found: Sizing) -> str:
+        return f"{found.replicas.desired if found.replicas else 1}x {found.instance.name}"
+
+    return [f"with {' '.join(flags)} in vllmArgs, {spec.model} fits {vms(found)} ({found.instance.gpu_count}x "
+            f"{found.instance.gpu} each) at ${hourly(found):.2f}/hour in {spec.region}, against {vms(sizing)} at "
+            f"${hourly(sizing):.2f}/hour without: add {', '.join(flags)} to vllmArgs"]

@@ -249,7 +249,7 @@ KEY_DOCS: dict[str, str] = {
     "apiKeys": "named API keys, one per developer or tool, each a secret: pulumi config set --secret --path "
                "'apiKeys.alice' ...; removing one revokes it",
     "rateLimits": rate_limits.DOCS,
-    "aws": "AWS-only options, see README.md",
+    "aws": "AWS-only options, see docs/config.md",
     "gcp": "GCP-only options, see docs/gcp.md",
     "azure": "Azure-only options, see docs/azure.md",
 }
@@ -509,7 +509,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(KEY_DOCS), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(unknown[0], _decode(raw[unknown[0]]), f"is not a vllm-fleet key; {hint}known keys are listed in README.md")
+        raise ConfigError(unknown[0], _decode(raw[unknown[0]]), f"is not a vllm-fleet key; {hint}known keys are listed in docs/config.md")
     for key in SECRET_KEYS:
         if key in raw and _decode(raw[key]) in ("", None, {}, []):
             how = f"--path '{key}.<name>' <key>" if key == "apiKeys" else f"{key} <value>"
@@ -658,7 +658,7 @@ def _cloud_options(cloud: str, value: Any) -> Mapping[str, Any]:
     if value is None:
         return MappingProxyType({})
     if not isinstance(value, dict):
-        raise ConfigError(cloud, value, f"must be a map of {cloud} options, e.g. see README.md")
+        raise ConfigError(cloud, value, f"must be a map of {cloud} options, see docs/config.md")
     return MappingProxyType(value)
 
 

@@ -270,6 +270,34 @@ def _combinations(given: dict[str, tuple[str, list[str]]], max_model_len: int) -
                                                            f"maxModelLen ({max_model_len})")
 
 
+def context_parallel_refusal(args: tuple[str, ...], tensor_parallel_size: int, heads: int, kv_heads: int,
+                             mla: bool) -> str | None:
+    """Why vLLM refuses --decode-context-parallel-size of parsed vllmArgs at this tensor parallel size (the VM's
+    GPUs) for a model of `heads` attention and `kv_heads` KV heads, or None. Decode context parallel shards the KV
+    cache over the tensor parallel GPUs (prefill context parallel, the other layout, is refused above):
+    vllm/config/parallel.py ParallelConfig (tp divisible by dcp), and for GQA/MQA (not MLA)
+    vllm/config/model.py verify_with_parallel_config (more GPUs than KV heads, dcp at most GPUs / KV heads, and a
+    divisor of the query heads per KV head)."""
+    dcp = number_of(args, "decode_context_parallel_size")
+    if dcp is None or dcp == 1:
+        return None
+    dcp, tp = int(dcp), tensor_parallel_size
+    flag = f"--decode-context-parallel-size={dcp}"
+    gpus = f"{tp} GPU{'s' if tp > 1 else ''} (tensor parallel {tp}, all of the VM's)"
+    if tp % dcp:
+        return f"{flag} must divide the tensor parallel size: the VM has {gpus}"
+    if mla:
+        return None
+    if tp <= kv_heads:
+        return (f"{flag}: for a model with {kv_heads} KV heads vLLM shards the KV cache only over more GPUs than "
+                f"KV heads, and the VM has {gpus}: leave it out or choose an accelerator with more GPUs")
+    if dcp > tp // kv_heads:
+        return f"{flag} is above {tp // kv_heads}, vLLM's most for {gpus} and {kv_heads} KV heads"
+    if (heads // kv_heads) % dcp:
+        return f"{flag} must divide the model's {heads // kv_heads} query heads per KV head"
+    return None
+
+
 def parse(value: Any, max_model_len: int) -> tuple[str, ...]:
     """vllmArgs as the pinned `vllm serve` reads them, each flag in its long form: a single value as --flag=value,
     several as --flag v1 v2. A flag and its value may be one item (--flag=value) or two (the value a YAML number

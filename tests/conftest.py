@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+# A VM's files, as a stack's rendered user-data writes them (cli/serve_local.py serves a stack on this machine so).
+from cli.serve_local import launcher_argv, materialize, write_files  # noqa: F401 (the tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -120,22 +122,3 @@ def stack_file(tmp_path):
 
     return write
 
-
-# --- a VM's files, as a stack's rendered user-data writes them ---------------------------------------------
-def write_files(user_data: str) -> dict[str, dict]:
-    return {f["path"]: f for f in yaml.safe_load(user_data)["write_files"]}
-
-
-def materialize(user_data: str, root: Path) -> None:
-    for path, entry in write_files(user_data).items():
-        target = root / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(entry["content"])
-        target.chmod(int(entry["permissions"], 8))
-
-
-def launcher_argv(launcher: str) -> list[str]:
-    """The arguments a rendered launcher (cloud-init/vllm-serve.sh.j2) passes to `vllm serve`."""
-    command = shlex.split(launcher.split("exec ", 1)[1].replace("\\\n", " "))
-    assert command[1] == "serve", command
-    return command[2:]

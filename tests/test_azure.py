@@ -335,6 +335,17 @@ ERRORS = {
     "certificate in another vault": ({"domain": "code.example.com", "certificate": CERTIFICATE,
                                       "azure": {"certificateVaultId": VAULT_ID.replace("platform-tls", "other-tls")}},
                                      "azure.certificateVaultId", "but certificate is in vault platform-tls"),
+    "certificate in another subscription than the network": (
+        {"domain": "code.example.com", "certificate": CERTIFICATE,
+         "azure": {"certificateVaultId": VAULT_ID.replace("00000000-0000", "99999999-0000"),
+                   "virtualNetworkId": f"{SUBSCRIPTION}/resourceGroups/hub/providers/Microsoft.Network/virtualNetworks/hub",
+                   "gatewaySubnetCidr": "10.0.0.0/24", "vmSubnetCidr": "10.0.1.0/24"}},
+        "azure.certificateVaultId", "Key Vaults of its own subscription only"),
+    "certificate in another subscription than the zone": (
+        {"domain": "code.example.com", "certificate": CERTIFICATE,
+         "dnsZone": f"{SUBSCRIPTION}/resourceGroups/dns/providers/Microsoft.Network/dnszones/example.com",
+         "azure": {"certificateVaultId": VAULT_ID.replace("00000000-0000", "99999999-0000")}},
+        "azure.certificateVaultId", "but the gateway is in 00000000-0000-0000-0000-000000000000 (that of dnsZone)"),
     "domain without certificate": ({"domain": "code.example.com"}, "certificate", "cannot issue one"),
     "onDemandBase": ({"spot": True, "onDemandBase": 1, "replicas": {"min": 1, "max": 2}}, "onDemandBase",
                      "all spot or all regular"),

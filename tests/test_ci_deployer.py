@@ -253,7 +253,9 @@ def test_gcp_pool_admits_the_repository_by_id_and_previews_only_from_merge_refs(
 def test_gcp_a_stacks_deploy_account_acts_as_and_changes_only_its_own(deployer):
     roles = inputs(deployer, "gcp:projects/iAMCustomRole:IAMCustomRole")
     assert roles["vllm-fleet-read"]["permissions"] == permissions.permissions(DOCUMENT, "gcp", deploy=False)
-    assert roles["vllm-fleet-deploy"]["permissions"] == permissions.permissions(DOCUMENT, "gcp", deploy=True)
+    compute = {p for granted in permissions.gcp_compute_grants(DOCUMENT).values() for p in granted}
+    assert roles["vllm-fleet-deploy"]["permissions"] == [
+        p for p in permissions.permissions(DOCUMENT, "gcp", deploy=True) if p not in compute]
     bindings = inputs(deployer, "gcp:projects/iAMMember:IAMMember")
     assert not [b for b in bindings.values() if b["role"].startswith("roles/")], "only the custom roles"
     for stack in stacks_of("gcp"):
@@ -270,6 +272,71 @@ def test_gcp_a_stacks_deploy_account_acts_as_and_changes_only_its_own(deployer):
         for other in set(stacks_of("gcp")) - {stack}:
             assert other not in condition
     assert "condition" not in bindings["vllm-fleet-preview"] and "condition" not in bindings["vllm-fleet-drift"]
+
+
+def test_gcp_a_stacks_compute_permissions_hold_on_its_own_resources_only(deployer):
+    """Every compute permission of the deploy identity but operations and Google's images is granted in a binding
+    conditioned on the names of the stack's own resources (<stack prefix>-...), each within GCP's 12 logical
+    operators; the deploy role holds none of them."""
+    roles = inputs(deployer, "gcp:projects/iAMCustomRole:IAMCustomRole")
+    bindings = inputs(deployer, "gcp:projects/iAMMember:IAMMember")
+    compute = permissions.gcp_compute_grants(DOCUMENT)
+    assert {"instanceGroupManagers", "instances", "disks", "instanceTemplates", "addresses", "forwardingRules"} <= set(
+        compute)
+    unconditioned = [p for p in roles["vllm-fleet-deploy"]["permissions"] if p.startswith("compute.")]
+    assert {p.split(".")[1] for p in unconditioned} <= {"globalOperations", "regionOperations", "images"}
+    compute_roles = {name: role for name, role in roles.items() if name.startswith("vllm-fleet-deploy-compute-")}
+    assert sorted(p for role in compute_roles.values() for p in role["permissions"]) == sorted(
+        p for granted in compute.values() for p in granted)
+    for stack in stacks_of("gcp"):
+        prefix = f"{iam_names.name_within(stack, 24)}-"
+        mine = [b for name, b in bindings.items() if name.startswith(f"{stack}-deploy-compute-")]
+        assert len(mine) == len(compute_roles)
+        for binding in mine:
+            expression = binding["condition"]["expression"]
+            operators = expression.count("&&") + expression.count("||") + expression.count("!") - expression.count("!=")
+            assert operators <= 12, expression
+            role_id = binding["role"].rsplit("/", 1)[1]
+            role = next(r for r in compute_roles.values() if r["roleId"] == role_id)
+            for collection in {c for c, granted in compute.items() if set(granted) & set(role["permissions"])}:
+                assert f"resource.name.extract('/{collection}/{{name}}').startsWith('{prefix}')" in expression
+    # the preview and drift accounts read, unconditioned, and get no compute role
+    assert not [name for name in bindings if name.startswith(("vllm-fleet-preview-compute", "vllm-fleet-drift-compute"))]
+
+
+def test_gcp_a_stack_whose_name_starts_another_stacks_leaves_that_stacks_resources_out():
+    from deployer import gcp as deployer_gcp
+
+    stacks = ["prod", "prod-eu", "prod-eu-2", "dev"]
+    assert deployer_gcp.nested_prefixes("prod", stacks) == ["prod-eu-", "prod-eu-2-"]
+    assert deployer_gcp.nested_prefixes("prod-eu-2", stacks) == []
+    condition = deployer_gcp.compute_condition("prod", stacks, ["instances"])
+    assert condition == ("resource.name.extract('/instances/{name}').startsWith('prod-') && "
+                         "!resource.name.extract('/instances/{name}').startsWith('prod-eu-') && "
+                         "!resource.name.extract('/instances/{name}').startsWith('prod-eu-2-')")
+    collections = sorted(permissions.gcp_compute_grants(DOCUMENT))
+    chunks = deployer_gcp.compute_chunks(collections, stacks)
+    assert sum(chunks, []) == collections and all(len(chunk) == 2 for chunk in chunks[:-1])  # 5 operators each
+    assert len(deployer_gcp.compute_chunks(collections, ["a", "b"])) == 2  # 13 collections a condition
+    # a stack on an existing network: its firewalls, router and VMs use that network and subnetwork
+    assert deployer_gcp.compute_condition("dev", stacks, ["networks", "firewalls"], {"networks": "shared"}) == (
+        "resource.name.extract('/networks/{name}').startsWith('dev-') || "
+        "resource.name.extract('/networks/{name}') == 'shared' || "
+        "resource.name.extract('/firewalls/{name}').startsWith('dev-')")
+    assert all(len(chunk) == 6 for chunk in deployer_gcp.compute_chunks(collections, ["a", "b"], True)[:-1])
+    with pytest.raises(deployer_gcp.DeployerConfigError, match="cannot tell a's compute resources apart"):
+        deployer_gcp.compute_chunks(collections, ["a"] + ["a" + "-b" * n for n in range(1, 8)])
+
+
+def test_gcp_an_existing_network_of_a_stack_file_is_read_by_name(tmp_path):
+    from deployer import config
+
+    assert all(stack.gcp_existing == () for stack in config.fleet_stacks().values())  # stacks/ have their own
+    raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.codellama-gcp.yaml").read_text())
+    raw["config"]["vllm-fleet:gcp"] = {**raw["config"].get("vllm-fleet:gcp", {}), "network": "shared",
+                                       "subnetwork": "projects/p/regions/us-central1/subnetworks/gpu"}
+    (tmp_path / "Pulumi.x.yaml").write_text(yaml.safe_dump(raw))
+    assert config.fleet_stacks(tmp_path)["x"].gcp_existing == (("networks", "shared"), ("subnetworks", "gpu"))
 
 
 def test_gcp_state_drift_and_preview_write_only_the_locks(deployer):

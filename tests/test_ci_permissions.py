@@ -4,6 +4,7 @@ component cannot reach `pulumi up` in CI with an identity that is not allowed to
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections import defaultdict
 from typing import Iterable, Mapping
 
 import pytest
+import yaml
 
 from conftest import ROOT, stacks_of
 from deployer import permissions
@@ -130,3 +132,77 @@ def test_the_permissions_the_first_deploys_need():
     # The deployer creates each stack's resource group: the stack may not create resource groups.
     assert not [a for a in permissions.permissions(DOCUMENT, "azure", deploy=True)
                 if a.startswith("Microsoft.Resources/subscriptions/resourceGroups/") and not a.endswith("/read")]
+
+
+# --- permissions.yaml against the providers' API calls (deployer/api_calls.yaml) ----------------------------
+API_CALLS = yaml.safe_load((ROOT / "deployer" / "api_calls.yaml").read_text())
+CALLS = ("create", "read", "update", "delete", "checks")
+
+
+def disagreements(document, table, cloud: str) -> list[str]:
+    """One message per permission that a call of a type's provider needs and permissions.yaml does not grant (or
+    not where the call is made: a read call under `read`), and per grant that no call needs."""
+    messages = []
+    for kind in ("resources", "data_sources"):
+        granted = permissions.entries(document, cloud, kind)
+        rows = (table.get(cloud) or {}).get(kind) or {}
+        for token in sorted(set(granted) | set(rows)):
+            if token not in rows:
+                messages.append(f"{token}: permissions.yaml grants it, deployer/api_calls.yaml lists no calls of it")
+                continue
+            if token not in granted:
+                messages.append(f"{token}: deployer/api_calls.yaml lists its calls, permissions.yaml has no entry")
+                continue
+            entry, row = granted[token], rows[token]
+            needed = {permission for call in CALLS for permission in row.get(call) or ()}
+            given = set(entry.read) | set(entry.write)
+            for permission in sorted(needed - given):
+                where = [call for call in CALLS if permission in (row.get(call) or ())]
+                messages.append(f"{token}: {permission} is needed ({', '.join(where)}) but not granted")
+            for permission in sorted(given - needed):
+                messages.append(f"{token}: {permission} is granted but no call of its provider needs it")
+            for permission in sorted(set(row.get("read") or ()) - set(entry.read)):
+                messages.append(f"{token}: {permission} is a read call: grant it under `read` (preview, refresh)")
+            for permission in sorted(set(entry.read) - set(row.get("read") or ())):
+                messages.append(f"{token}: {permission} is under `read` but no read call needs it")
+            for permission in sorted(set(row.get("data_actions") or ()) ^ set(entry.data_actions)):
+                state = "needed but not granted" if permission in (row.get("data_actions") or ()) else "not needed"
+                messages.append(f"{token}: data action {permission} is {state}")
+    return messages
+
+
+@pytest.mark.parametrize("cloud", permissions.CLOUDS)
+def test_permissions_are_exactly_what_the_providers_calls_need(cloud):
+    wrong = disagreements(DOCUMENT, API_CALLS, cloud)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_type_of_the_call_table_names_its_source_and_calls_in_each_clouds_syntax():
+    for cloud in permissions.CLOUDS:
+        assert API_CALLS[cloud]["repository"]
+        for kind in ("resources", "data_sources"):
+            for token, row in API_CALLS[cloud][kind].items():
+                assert permissions.section_of(token) == cloud and row["source"], token
+                assert set(row) <= {"source", *CALLS, "data_actions"}, token
+                assert kind == "data_sources" or {"create", "read", "delete"} <= set(row), token
+                for permission in (p for call in (*CALLS, "data_actions") for p in row.get(call) or ()):
+                    assert permissions.PERMISSION_SYNTAX[cloud].match(permission), f"{token}: {permission}"
+
+
+def test_a_missing_and_a_superfluous_permission_are_each_named():
+    document = copy.deepcopy(DOCUMENT)
+    eip = document["aws"]["resources"]["aws:ec2/eip:Eip"]
+    eip["read"] = [p for p in eip["read"] if p != "ec2:DescribeAddressesAttribute"]
+    eip["write"] = [*eip["write"], "ec2:DeleteVpc"]
+    document["gcp"]["resources"]["gcp:compute/network:Network"]["read"].append("compute.networks.list")
+    assert disagreements(document, API_CALLS, "aws") == [
+        "aws:ec2/eip:Eip: ec2:DescribeAddressesAttribute is needed (read) but not granted",
+        "aws:ec2/eip:Eip: ec2:DeleteVpc is granted but no call of its provider needs it",
+        "aws:ec2/eip:Eip: ec2:DescribeAddressesAttribute is a read call: grant it under `read` (preview, refresh)"]
+    assert disagreements(document, API_CALLS, "gcp") == [
+        "gcp:compute/network:Network: compute.networks.list is granted but no call of its provider needs it",
+        "gcp:compute/network:Network: compute.networks.list is under `read` but no read call needs it"]
+    table = copy.deepcopy(API_CALLS)
+    del table["azure"]["resources"]["azure-native:storage:Blob"]
+    assert disagreements(DOCUMENT, table, "azure") == [
+        "azure-native:storage:Blob: permissions.yaml grants it, deployer/api_calls.yaml lists no calls of it"]

@@ -7,6 +7,7 @@ keys refused by a real HTTP server), the drift check (a lock nobody holds is rep
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import os
 import shutil
@@ -587,15 +588,18 @@ def exported(keys: dict[str, str] | None, cloud: str = "aws", pending=()) -> dic
         "pending_operations": list(pending)}}
 
 
-def recorded_pulumi(tmp_path: Path, monkeypatch, answers: dict[str, tuple[str, int]]) -> Path:
-    """A `pulumi` on PATH that gives each subcommand ("up", "cancel", "stack-export") its recorded answer."""
+def recorded_pulumi(tmp_path: Path, monkeypatch, answers: dict[str, tuple]) -> Path:
+    """A `pulumi` on PATH that gives each subcommand ("up", "cancel", "stack-export") its recorded answer:
+    (stdout, exit status) or (stdout, exit status, stderr)."""
     answer_dir = tmp_path / "answers"
     answer_dir.mkdir()
-    for name, (stdout, status) in answers.items():
+    for name, (stdout, status, *stderr) in answers.items():
         (answer_dir / f"{name}.out").write_text(stdout)
+        (answer_dir / f"{name}.err").write_text("".join(stderr))
         (answer_dir / f"{name}.rc").write_text(str(status))
     return pulumi_on_path(tmp_path, monkeypatch, f'key="$1"; [ "$1" = stack ] && key="$1-$2"\n'
-                                                f'cat {answer_dir}/$key.out\nexit $(cat {answer_dir}/$key.rc)\n')
+                                                f'cat {answer_dir}/$key.out\ncat {answer_dir}/$key.err >&2\n'
+                                                f'exit $(cat {answer_dir}/$key.rc)\n')
 
 
 @pytest.fixture
@@ -678,6 +682,26 @@ def test_a_failed_pulumi_up_says_so(tmp_path, monkeypatch, checkout):
     recorded_pulumi(tmp_path, monkeypatch, {"stack-export": (json.dumps(exported({})), 0), "up": ("error", 255)})
     assert deploy.up("s", github_with(checkout)[0], post_deploy_check.record_file("s")) == 255
     assert (tmp_path / "GITHUB_OUTPUT").read_text() == "deployed=false\n"
+
+
+def test_a_deploy_of_a_stack_never_initialized_is_skipped_with_one_notice(tmp_path, monkeypatch, checkout, capsys):
+    # What the Pulumi CLI answers for a stack the backend does not have (an example stack kept in a fork).
+    args = recorded_pulumi(tmp_path, monkeypatch, {
+        "stack-export": ("", 255, "error: no stack named 'codellama-gcp' found\n"), "up": ("", 0)})
+    assert deploy.up("codellama-gcp", github_with(checkout)[0], post_deploy_check.record_file("codellama-gcp")) == 0
+    assert args.read_text().splitlines() == ["stack export --stack codellama-gcp --show-secrets"]  # no `pulumi up`
+    assert (tmp_path / "GITHUB_OUTPUT").read_text() == "deployed=false\n"
+    notices = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::")]
+    assert notices == ["::notice::codellama-gcp not deployed: there is no Pulumi stack codellama-gcp in the state "
+                       "backend: `pulumi stack init codellama-gcp` creates it (docs/ci.md, section 5), or delete "
+                       "stacks/Pulumi.codellama-gcp.yaml if it is an example you do not deploy"]
+    assert "codellama-gcp**: not deployed" in (tmp_path / "GITHUB_STEP_SUMMARY").read_text()
+
+
+def test_a_deploy_whose_state_cannot_be_read_still_fails(tmp_path, monkeypatch, checkout, capsys):
+    recorded_pulumi(tmp_path, monkeypatch, {"stack-export": ("", 255, "error: 403 Forbidden\n"), "up": ("", 0)})
+    assert deploy.up("s", github_with(checkout)[0], post_deploy_check.record_file("s")) == 1
+    assert "::error::pulumi stack export failed: error: 403 Forbidden" in capsys.readouterr().out
 
 
 PENDING = [{"resource": {"urn": "urn:pulumi:s::vllm-fleet::vllm-fleet:aws:Fleet$aws:autoscaling/group:Group::s-gpu",
@@ -872,3 +896,101 @@ def test_the_post_deploy_check_runs_roll_then_make_check_then_the_revoked_keys(t
     assert done == [("roll", "gcp", "s-gpu", 10, 7200), "check", ("revoked", ["alice", "default"])]
     out = capsys.readouterr().out
     assert {"::add-mask::sk-old", "::add-mask::sk-a", "::add-mask::sk-new"} <= set(out.splitlines())
+
+
+# --- the post-deploy check: the key meant for it, office hours -------------------------------------------------------
+def test_the_post_deploy_check_uses_the_named_ci_key_where_the_stack_has_one():
+    keys = {"default": "sk-default", "alice": "sk-a", "ci": "sk-ci"}
+    target = post_deploy_check.target_of(OUTPUTS, keys)
+    assert (target.api_key, target.key_name) == ("sk-ci", "ci")
+    without = post_deploy_check.target_of(OUTPUTS, {"alice": "sk-a"})
+    assert (without.api_key, without.key_name) == ("sk-very-secret", "")
+
+
+BERLIN_HOURS = {"timezone": "Europe/Berlin", "days": "Mon-Fri", "start": "08:00", "end": "19:00"}
+HOURS_OUTPUTS = {**OUTPUTS, "officeHours": {"scaleUpMinutesEarly": 30}}
+
+
+@pytest.mark.parametrize("when, offhours, closed", [
+    ("2026-12-07T19:00:00+00:00", 0, True),   # Monday 20:00 in Berlin: the issue's merge
+    ("2026-12-07T09:00:00+00:00", 0, False),  # Monday 10:00
+    ("2026-12-08T06:40:00+00:00", 0, False),  # Tuesday 07:40: in the scale-up's lead, VMs are coming
+    ("2026-12-08T06:20:00+00:00", 0, True),   # Tuesday 07:20: before the lead
+    ("2026-12-12T12:00:00+00:00", 0, True),   # Saturday
+    ("2026-12-07T19:00:00+00:00", 1, False),  # offHoursReplicas 1: a VM serves off hours
+])
+def test_a_fleet_is_closed_outside_its_hours_and_their_lead(when, offhours, closed):
+    from fleet.schedule import parse_office_hours
+
+    hours = parse_office_hours({**BERLIN_HOURS, "offHoursReplicas": offhours}, 1)
+    assert post_deploy_check.closed_now(hours, HOURS_OUTPUTS, dt.datetime.fromisoformat(when)) == closed
+    assert post_deploy_check.closed_now(None, OUTPUTS, dt.datetime.fromisoformat(when)) is False
+
+
+@pytest.fixture
+def closed_endpoint():
+    """A real HTTP server that answers /v1/models what it is told (status, content type, body)."""
+    import http.server
+    import threading
+
+    answer = {"status": 503, "type": "application/json", "body": ""}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(answer["status"])
+            self.send_header("Content-Type", answer["type"])
+            self.end_headers()
+            self.wfile.write(answer["body"].encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", answer
+    server.shutdown()
+
+
+def test_the_closed_answer_is_checked_as_each_cloud_gives_it(closed_endpoint, capsys):
+    import html
+
+    from fleet.schedule import closed_answer, parse_office_hours
+
+    url, answer = closed_endpoint
+    hours = parse_office_hours(BERLIN_HOURS, 1)
+    target = post_deploy_check.target_of({**OUTPUTS, "endpoint": url})
+    closed = closed_answer("s", hours)
+    answer["body"] = json.dumps(closed)
+    for cloud in ("aws", "gcp"):
+        assert post_deploy_check.closed_answer_check("s", cloud, hours)(target) == 0
+    assert post_deploy_check.closed_answer_check("s", "azure", hours)(target) == 1  # Azure answers 502
+    answer.update(status=502, type="text/html",
+                  body=f"<!doctype html>\n<p>{html.escape(closed['error']['message'])}</p>")
+    assert post_deploy_check.closed_answer_check("s", "azure", hours)(target) == 0
+    answer.update(status=200, type="application/json", body='{"data": []}')  # a VM serves: not closed
+    assert post_deploy_check.closed_answer_check("s", "gcp", hours)(target) == 1
+    assert "FAIL the closed answer: /v1/models answered 200" in capsys.readouterr().out
+
+
+def test_outside_its_hours_the_post_deploy_check_waits_for_no_vm(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    (tmp_path / "stacks").mkdir()
+    stack = {"config": {"vllm-fleet:officeHours": BERLIN_HOURS}}
+    (tmp_path / "stacks" / "Pulumi.s.yaml").write_text(yaml.safe_dump(stack))
+    monkeypatch.setattr(post_deploy_check, "ROOT", tmp_path)
+    post_deploy_check.record_file("s").write_text(json.dumps(
+        {"startedAt": "2026-12-07T19:00:00+00:00", "apiKeys": {"default": "sk-old"}}))
+    states = {True: exported({"default": "sk-new", "ci": "sk-ci"}, "gcp"), False: exported(None, "gcp")}
+    monkeypatch.setattr(post_deploy_check, "export", lambda stack, show_secrets=False: states[show_secrets])
+    monkeypatch.setattr(post_deploy_check, "stack_outputs", lambda stack: {**HOURS_OUTPUTS, "apiKey": "sk-new"})
+    monkeypatch.setattr(post_deploy_check, "utc_now", lambda: dt.datetime(2026, 12, 7, 19, tzinfo=dt.timezone.utc))
+    done = []
+    monkeypatch.setattr(post_deploy_check, "wait_for_roll", lambda *args, **kwargs: done.append("roll") or 0)
+    monkeypatch.setattr(post_deploy_check, "closed_answer_check",
+                        lambda stack, cloud, hours: lambda target: done.append(("closed", cloud, target.api_key)) or 0)
+    assert post_deploy_check.main(["--stack", "s", "--cloud", "gcp", "--region", "europe-west4"]) == 0
+    assert done == [("closed", "gcp", "sk-ci")]  # no roll, no make check, no revoked keys: nothing runs
+    out = capsys.readouterr().out
+    assert "checking with the API key 'ci'" in out and "s is closed now (Mon-Fri 08:00-19:00 (Europe/Berlin)" in out
+    assert "the closed answer: every check passed (attempt 1)" in out

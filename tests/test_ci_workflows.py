@@ -362,8 +362,27 @@ def test_zizmor_auditor_finds_no_secret_outside_an_environment():
     result = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", "--format", "json", "--persona",
                              "auditor", "--config", str(GITHUB / "zizmor.yml"), str(GITHUB)],
                             capture_output=True, text=True, timeout=120, env=environment, cwd=ROOT)
-    findings = [f for f in json.loads(result.stdout or "[]") if f["ident"] == "secrets-outside-env"]
-    assert not findings, [f["locations"][0]["symbolic"]["key"] for f in findings]
+    findings = json.loads(result.stdout or "[]")
+    assert not [f for f in findings if f["ident"] == "secrets-outside-env"]
+    # nor anything else the auditor persona reports (its low concurrency-limits included)
+    assert not findings, [(f["ident"], f["locations"][0]["symbolic"]["key"]) for f in findings]
+
+
+def test_every_job_has_a_concurrency_group_that_fits_what_it_does():
+    """zizmor's concurrency-limits: each job in a group. Nothing that deploys or holds a stack's state lock is
+    cancelled mid-way; a pull request's read-only jobs are cancelled by its newer push; the deploy's change list is
+    grouped per commit, so that a newer push never replaces an older one's waiting run (and drops its stacks)."""
+    for name in WORKFLOWS:
+        for job_id, job in jobs(name).items():
+            concurrency = job.get("concurrency") or WORKFLOWS[name].get("concurrency")
+            assert concurrency and concurrency["group"].startswith("vllm-fleet-"), f"{name}.{job_id}"
+            if name == "preview":
+                assert "github.event.pull_request.number" in concurrency["group"], job_id
+            if "pulumi" in json.dumps(job["steps"]) or name != "preview":
+                assert concurrency["cancel-in-progress"] is False, f"{name}.{job_id}"
+    assert jobs("preview")["stacks"]["concurrency"]["cancel-in-progress"] is True
+    assert jobs("preview")["plan"]["concurrency"]["cancel-in-progress"] is True
+    assert "github.sha" in jobs("deploy")["stacks"]["concurrency"]["group"]
 
 
 def test_checkouts_never_keep_the_token():

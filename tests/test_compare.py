@@ -111,10 +111,100 @@ def test_make_compare_prints_json_rows_and_a_table():
     assert bad.returncode == 2 and "must be of aws, azure, gcp" in bad.stderr
 
 
-def test_regions_without_recorded_prices_are_left_out_unless_asked_for():
+def test_regions_without_recorded_prices_are_shown_marked_unless_left_out():
     rows, _ = compare.compare(CODELLAMA_70B, clouds=["azure"])
-    assert rows and all(r["priceRegion"] == r["region"] for r in rows)
-    assert "westeurope" not in {r["region"] for r in rows}
-    everywhere, _ = compare.compare(CODELLAMA_70B, clouds=["azure"], include_unpriced=True)
-    europe = [r for r in everywhere if r["region"] == "westeurope"]
-    assert europe and all(r["priceRegion"] == "eastus" for r in europe)
+    europe = [r for r in rows if r["region"] == "westeurope"]
+    assert europe and all(not r["priced"] and r["priceRegion"] == "eastus" for r in europe)
+    assert all(r["priced"] == (r["priceRegion"] == r["region"]) for r in rows)
+    text = compare.render_text(CODELLAMA_70B, europe, [], limit=5, capacity=None)
+    assert "westeurope*" in text and "* no price recorded for the region" in text
+    priced, _ = compare.compare(CODELLAMA_70B, clouds=["azure"], priced_only=True)
+    assert priced and all(r["priced"] for r in priced) and "westeurope" not in {r["region"] for r in priced}
+
+
+QWEN_30B = "Qwen/Qwen3-Coder-30B-A3B-Instruct"
+QWEN_30B_FP8 = "Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8"
+TEAM = (30, 16384)  # the issue's job: 30 developers
+
+
+def test_on_a_price_tie_more_smaller_vms_win_in_compare_and_in_the_plan():
+    """GCP europe-west4: 2x g2-standard-48 cost what 1x g2-standard-96 does; a failed VM then takes half the
+    capacity, not all of it."""
+    rows, _ = compare.compare(QWEN_30B, clouds=["gcp"], capacity=TEAM)
+    here = [r for r in rows if r["region"] == "europe-west4"]
+    assert [(r["instanceType"], r["replicas"], r["usdPerHour"]) for r in here[:2]] == [
+        ("g2-standard-48", 2, 8.41), ("g2-standard-96", 1, 8.41)]
+    raw = {"cloud": "gcp", "region": "europe-west4", "model": QWEN_30B_FP8, "allowedCidrs": '["10.0.0.0/8"]',
+           "capacity": json.dumps({"concurrentRequests": TEAM[0], "tokensPerRequest": TEAM[1]}),
+           "vllmArgs": '["--enable-expert-parallel"]'}
+    sized = size(parse_spec("t", raw, set()))
+    assert (sized.instance.name, sized.replicas.desired) == ("g2-standard-48", 2)
+
+
+def test_load_time_fp8_and_the_fp8_checkpoint_share_a_row_that_says_which_to_prefer():
+    rows, _ = compare.compare(QWEN_30B, clouds=["gcp"], capacity=TEAM)
+    fp8 = [r for r in rows if r["quantization"] == "fp8"]
+    assert fp8 and all(r["checkpoint"] == QWEN_30B_FP8 for r in fp8[:10])
+    assert fp8[0]["alsoServedBy"] == {"model": QWEN_30B, "quantization": "fp8"}
+    assert "downloads half the bytes" in fp8[0]["notes"] and "calibrated by its publisher" in fp8[0]["notes"]
+    served = [(r["region"], r["instanceType"], r["replicas"]) for r in fp8]
+    assert len(served) == len(set(served)), "one row a serving"
+    text = compare.render_text(QWEN_30B, rows, [], limit=3, capacity=TEAM)
+    assert f"fp8 ({QWEN_30B_FP8}) = fp8 at load" in text and "--enable-expert-parallel" in text
+
+
+def test_the_plan_warns_when_a_flag_it_lacks_gives_a_cheaper_fit():
+    from fleet.sizing import cheaper_with_flags
+
+    raw = {"cloud": "gcp", "region": "europe-west4", "model": QWEN_30B_FP8, "allowedCidrs": '["10.0.0.0/8"]',
+           "capacity": json.dumps({"concurrentRequests": TEAM[0], "tokensPerRequest": TEAM[1]})}
+    spec = parse_spec("t", raw, set())
+    sized = size(spec)
+    assert sized.instance.gpu == "A100-80GB"  # without the flag no L4 machine splits the fp8 experts' blocks
+    (warning,) = cheaper_with_flags(spec, sized)
+    assert warning.startswith("with --enable-expert-parallel in vllmArgs, Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8 "
+                              "fits 2x g2-standard-48 (4x L4 each) at $8.41/hour in europe-west4")
+    assert "add --enable-expert-parallel to vllmArgs" in warning
+    with_flag = parse_spec("t", {**raw, "vllmArgs": '["--enable-expert-parallel"]'}, set())
+    assert cheaper_with_flags(with_flag, size(with_flag)) == []
+
+
+# The walk of issue 21: compare -> the first row's stack file -> the real plan, on every cloud.
+WALK = {CODELLAMA_70B: None, QWEN_30B: TEAM, "bigcode/starcoder2-15b": None}
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_the_first_row_as_a_stack_file_plans_its_instance_type_and_price_in_its_region(cloud, tmp_path):
+    from cli.plan import stack_config
+
+    for model, capacity in WALK.items():
+        rows, _ = compare.compare(model, clouds=[cloud], capacity=capacity)
+        row = rows[0]
+        path = tmp_path / f"Pulumi.walk-{cloud}-{len(model)}.yaml"
+        path.write_text(compare.snippet(row, 1))
+        result = subprocess.run([sys.executable, "-m", "cli.plan", str(path), "--format", "json"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (model, result.stderr)
+        outputs = json.loads(result.stdout)["outputs"]
+        cost = outputs["estimatedCost"]
+        assert (outputs["instanceType"], outputs["replicas"]["desired"], cost["usdPerHour"], cost["priceRegion"]) == (
+            row["instanceType"], row["replicas"], row["usdPerHour"], row["region"]), model
+        # Without the accelerator the row pins, the plan's own choice in that region is the same row.
+        config, _ = stack_config(path)
+        raw = {key.split(":", 1)[1]: value for key, value in config.items() if key != "vllm-fleet:accelerator"}
+        sized = size(parse_spec("walk", raw, set()))
+        assert (sized.instance.name, sized.replicas.desired) == (row["instanceType"], row["replicas"]), model
+
+
+def test_make_compare_snippet_prints_a_rows_stack_file():
+    result = subprocess.run(["make", "--no-print-directory", "compare", f"MODEL={QWEN_30B}", "CLOUDS=gcp",
+                             "CONCURRENCY=30", "TOKENS=16384", "SNIPPET=1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# make compare row 1: 2x g2-standard-48 (4x L4 each) in us-east4, $7.98/hour")
+    for line in ("  vllm-fleet:model: Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", "  vllm-fleet:accelerator: L4:4",
+                 "    - --enable-expert-parallel", "    concurrentRequests: 30", "    project: my-project-123"):
+        assert line in result.stdout.splitlines(), line
+    bad = subprocess.run([sys.executable, "-m", "cli.compare", QWEN_30B, "--clouds", "gcp", "--snippet", "999"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--snippet 999: the table has rows 1 to" in bad.stderr

@@ -51,6 +51,16 @@ def test_tools_say_what_is_missing_in_one_line(tool):
     assert usage.returncode == 2 and "one of the arguments --stack --url is required" in usage.stderr
 
 
+def test_bench_with_a_url_asks_for_the_tokenizer_in_one_line():
+    # Before the endpoint is asked anything: nothing listens on port 9.
+    result = run("cli.bench", "--url", "http://127.0.0.1:9", "--api-key", "k", env={})
+    assert result.returncode == 2 and result.stderr == f"error: {bench.TOKENIZER_NEEDED}\n"
+    assert "TOKENIZER=" in result.stderr
+    made = subprocess.run(["make", "--no-print-directory", "bench", "URL=http://127.0.0.1:9", "KEY=k"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 2 and made.stderr.startswith(f"error: {bench.TOKENIZER_NEEDED}\n"), made.stderr
+
+
 def test_bench_tokenizes_with_the_stacks_hugging_face_model():
     assert bench.stack_tokenizer("codellama-prod") == "codellama/CodeLlama-70b-Instruct-hf"
     with pytest.raises(EndpointError, match="give --tokenizer"):

@@ -3,10 +3,15 @@ daylight-saving changes), the warm pools, the cost, and bad values refused with 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import googleapiclient
 
 import pytest
 import yaml
@@ -373,13 +378,28 @@ def test_azure_shows_a_closed_page_for_its_502(plan_of):
     gateway = plan.one("azure-native:network:ApplicationGateway")
     [error] = gateway["customErrorConfigurations"]
     account = plan.one("azure-native:storage:StorageAccount")
-    assert error == {"statusCode": "HttpStatus502",
-                     "customErrorPageUrl": f"https://{account['accountName']}.z13.web.core.windows.net/"
-                                           f"vllm-fleet-closed.html"}
-    assert account["minimumTlsVersion"] == "TLS1_2" and account["allowBlobPublicAccess"] is False
     page = plan.one("azure-native:storage:Blob")
+    content = page["source"]["asset"]
+    # The gateway downloads the page once and never again: a new page must be a new blob, named by its content.
+    name = f"vllm-fleet-closed-{hashlib.sha256(content.encode()).hexdigest()[:16]}.html"
+    assert page["blobName"] == name
+    assert error == {"statusCode": "HttpStatus502",
+                     "customErrorPageUrl": f"https://{account['accountName']}.z13.web.core.windows.net/{name}"}
+    assert account["minimumTlsVersion"] == "TLS1_2" and account["allowBlobPublicAccess"] is False
     assert (page["containerName"], page["contentType"]) == ("$web", "text/html")
-    assert "Mon-Fri 08:00-19:00 (Europe/Berlin)" in page["source"]["asset"]
+    assert "Mon-Fri 08:00-19:00 (Europe/Berlin)" in content
+
+
+def test_azure_closed_page_of_other_hours_is_another_blob(stack_file, plan_of):
+    """Other hours are another page, so another blob name and URL: the gateway then downloads the new page."""
+    config = config_of(AZURE)
+    config["officeHours"] = {**config["officeHours"], "end": "18:00"}
+    other = run_plan(stack_file(config, AZURE))
+    assert other.returncode == 0, other.stderr
+    [blob] = [s["newState"]["inputs"] for s in json.loads(other.stdout)["steps"]
+              if s["type"] == "azure-native:storage:Blob"]
+    assert "08:00-18:00" in blob["source"]["asset"]
+    assert blob["blobName"] != plan_of(AZURE).one("azure-native:storage:Blob")["blobName"]
 
 
 @pytest.mark.parametrize("stack", [AWS, GCP, AZURE])
@@ -420,7 +440,7 @@ def test_off_hours_replicas_run_around_the_clock_and_need_no_pool(stack_file):
 
 
 @pytest.mark.parametrize("cloud_config, key, words", [
-    ({"officeHours": {**BERLIN, "timezone": "EST5EDT"}}, "officeHours.timezone", "Windows time zones"),
+    ({"officeHours": {**BERLIN, "timezone": "Pacific/Chatham"}}, "officeHours.timezone", "Windows time zones"),
     ({"officeHours": {**BERLIN, "warmPool": "maybe"}}, "officeHours.warmPool", "true"),
     ({"officeHours": {**BERLIN, "days": "Mon-Fir"}}, "officeHours.days", "did you mean Fri"),
 ])
@@ -463,9 +483,28 @@ def test_wake_on_gcp_adds_a_scaling_schedule_for_the_hours(plan_of):
     target = plan_of(GCP).outputs["officeHours"]["wakeTarget"]
     [command] = wake.commands(spec_of(GCP), target, dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC), 2)  # 20:00 Chicago
     assert command[:6] == ["gcloud", "compute", "instance-groups", "managed", "update-autoscaling", target["group"]]
-    assert "--schedule-cron=1 20 27 11 *" in command and "--schedule-duration-sec=7140" in command
+    assert "--schedule-cron=1 20 27 11 * 2026" in command and "--schedule-duration-sec=7140" in command
     assert "--schedule-min-required-replicas=1" in command and "--schedule-time-zone=America/Chicago" in command
     assert ["--project", "my-gcp-project"] == command[6:8]
+
+
+def test_a_gcp_wake_fires_once_not_every_year(plan_of):
+    """GCP's scaling schedules read the extended cron format, "with an optional year field ... if the optional year
+    is set, ... the scaling schedule runs once" (the Compute API's own model says so): without the year, a wake on
+    27 November would start the fleet on every 27 November."""
+    from week_replay import Cron, firings
+
+    discovery = json.loads((Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" /
+                            "compute.v1.json").read_text())
+    assert "runs once" in discovery["schemas"]["AutoscalingPolicyScalingSchedule"]["properties"]["schedule"][
+        "description"]
+    target = plan_of(GCP).outputs["officeHours"]["wakeTarget"]
+    now = dt.datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+    [command] = wake.commands(spec_of(GCP), target, now, 2)
+    [cron] = [arg.split("=", 1)[1] for arg in command if arg.startswith("--schedule-cron=")]
+    [zone] = [arg.split("=", 1)[1] for arg in command if arg.startswith("--schedule-time-zone=")]
+    assert firings(Cron.standard(cron), zone, now, now + dt.timedelta(days=3 * 366)) == [
+        dt.datetime(2026, 11, 28, 2, 1, tzinfo=UTC)]
 
 
 def test_wake_on_azure_adds_a_fixed_date_profile_for_the_hours(plan_of):
@@ -479,6 +518,21 @@ def test_wake_on_azure_adds_a_fixed_date_profile_for_the_hours(plan_of):
     assert command[command.index("--count") + 1] == "1"
     with pytest.raises(ConfigError, match="HOURS"):
         wake.commands(spec_of(AZURE), target, BERLIN_FRIDAY_NIGHT, 30)
+
+
+def test_wake_on_azure_names_the_zone_as_the_cli_lists_it(plan_of):
+    """`az monitor autoscale profile create --timezone` takes only its own list's names: Etc/UTC is "UTC" in the
+    profiles, "Greenwich Standard Time" (UTC all year) for the CLI; a zone the CLI's list has no clocks for is
+    refused by make wake with the key, not by az after the plan."""
+    target = plan_of(AZURE).outputs["officeHours"]["wakeTarget"]
+    spec = spec_of(AZURE)
+    utc = dataclasses.replace(spec, office_hours=dataclasses.replace(spec.office_hours, timezone="Etc/UTC"))
+    [command] = wake.commands(utc, target, dt.datetime(2026, 11, 27, 21, 0, tzinfo=UTC), 2)
+    assert command[command.index("--timezone") + 1] == "Greenwich Standard Time"
+    israel = dataclasses.replace(spec, office_hours=dataclasses.replace(spec.office_hours, timezone="Asia/Jerusalem"))
+    with pytest.raises(ConfigError, match="make wake") as refused:
+        wake.commands(israel, target, dt.datetime(2026, 11, 27, 21, 0, tzinfo=UTC), 2)
+    assert refused.value.key == "officeHours.timezone"
 
 
 def test_make_wake_reads_the_stacks_outputs_and_prints_the_commands(tmp_path, plan_of):

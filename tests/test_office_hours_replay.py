@@ -254,3 +254,20 @@ def test_the_replay_sees_a_gcp_schedule_end_an_hour_early_in_the_autumn_week(pla
     assert len(sizes) == 60 and sizes[0][0].astimezone(zoneinfo.ZoneInfo(case.zone)).hour == 5
     assert wrong_minutes(preview, case, start, end) == ([], [])
     assert wrong_minutes(preview, case, *weeks(case.zone)["normal"], size=as_before) == ([], [])
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_stack_created_outside_its_hours(cloud, plans):
+    """docs/office-hours.md, "What it does not do": a stack created on a Saturday. AWS's group keeps the VMs it was
+    created with until Monday's window closes (scheduled actions act at their times only); Azure's autoscale holds
+    the profile that started last, Friday's off-hours one, at once; GCP's autoscaler has no scaling schedule
+    active, so its least size is offHoursReplicas at once."""
+    case = next(c for c in CASES if c.name == f"adjacent-{cloud}")
+    zone = zoneinfo.ZoneInfo(case.zone)
+    created = dt.datetime(YEAR, 6, 19, 12, 0, tzinfo=zone).astimezone(UTC)  # a Saturday
+    closes = dt.datetime(YEAR, 6, 21, 18, 0, tzinfo=zone).astimezone(UTC)  # Monday's window closes
+    timeline = SIZES[cloud](plans[case.name], created, closes + dt.timedelta(hours=1))
+    if cloud == "aws":
+        assert [timeline.at(created), timeline.at(closes - dt.timedelta(minutes=1)), timeline.at(closes)] == [1, 1, 0]
+    else:
+        assert timeline.at(created) == 0 and timeline.at(closes - dt.timedelta(minutes=1)) == 1

@@ -148,3 +148,17 @@ def test_a_stack_file_that_is_not_a_map_of_config_is_a_config_error(tmp_path):
     path.write_text("config:\n  - cloud\n  - aws\n")
     result = run_plan(path)
     assert result.returncode == 2 and "must be a stack file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_readmes_example_stack_file_plans_with_its_named_keys(tmp_path):
+    """The stack file the README shows a newcomer (named keys as `secure:` leaves) plans as it is: keys by name,
+    the load of its capacity key held, the plan's own secret handling."""
+    readme = (ROOT / "README.md").read_text()
+    [example] = re.findall(r"```yaml\n(.*?)```", readme.split("## Your own stack", 1)[1].split("\n## ", 1)[0], re.S)
+    path = tmp_path / "Pulumi.my-coder.yaml"
+    path.write_text(example)
+    result = run_plan(path)
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)["outputs"]
+    assert outputs["apiKeyNames"] == ["alice", "ci"]
+    assert outputs["capacity"]["requestsAtDesired"] >= 40

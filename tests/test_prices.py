@@ -82,6 +82,17 @@ def test_a_region_without_recorded_prices_uses_the_reference_price_and_says_so()
     assert charged["priceRegion"] == "eastus" and "in eastus (no price recorded for westeurope)" in charged["basis"]
 
 
+def test_gcp_europe_west4_prices_its_a100s_and_h100s_at_its_own_rate():
+    # catalog/prices.yaml: pricing.yml of Cyclenerd/google-cloud-pricing-cost-calculator (Cloud Billing catalog API).
+    sized = size(spec("gcp", "europe-west4", "Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", accelerator="A100-80GB:1"))
+    assert (sized.instance.name, sized.price.region, sized.price.regional) == ("a2-ultragpu-1g", "europe-west4", True)
+    assert sized.instance.usd_per_hour == pytest.approx(5.58091848)
+    gcp = catalog.cloud("gcp")
+    for name in ("a2-highgpu-8g", "a2-ultragpu-8g", "a3-highgpu-8g"):
+        here, reference = gcp.price(gcp.instance_types[name], "europe-west4"), gcp.instance_types[name].usd_per_hour
+        assert here.regional and reference < here.usd_per_hour < 1.3 * reference, name
+
+
 def test_the_plan_warns_when_the_region_has_no_recorded_price(stack_file):
     from conftest import run_plan
 

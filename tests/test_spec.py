@@ -163,11 +163,11 @@ def test_bad_stack_files_print_one_error_and_no_traceback(stack_file, config, wo
     assert "Traceback" not in result.stderr and "Resources:" not in result.stdout
 
 
-def test_readme_documents_every_config_key():
+def test_docs_document_every_config_key():
     from conftest import ROOT
     from fleet.spec import KEY_DOCS
 
-    table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")]
+    table = [line for line in (ROOT / "docs" / "config.md").read_text().splitlines() if line.startswith("| `")]
     documented = {line.split("`")[1] for line in table}
     assert set(KEY_DOCS) <= documented, set(KEY_DOCS) - documented
 

@@ -103,3 +103,28 @@ def test_more_sequences_than_vllm_batches_by_default_on_the_gpu_is_refused():
     assert "add --max-num-batched-tokens=4096" in str(caught.value)
     assert sizing.size(parse(vllmArgs=["--max-num-seqs=4096", "--max-num-batched-tokens=4096"], accelerator="L4:1"))
     assert sizing.size(parse(vllmArgs=["--max-num-seqs=2048"], accelerator="L4:1")).max_num_seqs == 2048
+
+
+def test_decode_context_parallel_follows_vllms_rules():
+    """vllm/config/parallel.py: tensor parallel divisible by dcp; vllm/config/model.py for GQA/MQA (not MLA): more
+    GPUs than KV heads, dcp at most GPUs / KV heads and a divisor of the query heads per KV head."""
+    def refused(dcp: int, tp: int, heads: int, kv_heads: int, mla: bool = False) -> str | None:
+        args = vllm_args.parse([f"--decode-context-parallel-size={dcp}"], 4096)
+        return vllm_args.context_parallel_refusal(args, tp, heads, kv_heads, mla)
+
+    assert refused(1, 1, 32, 32) is None
+    assert "must divide the tensor parallel size: the VM has 4 GPUs" in refused(3, 4, 32, 4)
+    assert "only over more GPUs than KV heads" in refused(2, 8, 64, 8)
+    assert "is above 2, vLLM's most for 8 GPUs" in refused(4, 8, 32, 4)
+    assert "must divide the model's 3 query heads per KV head" in refused(2, 8, 12, 4)
+    assert refused(2, 8, 32, 4) is None
+    assert refused(8, 8, 16, 16, mla=True) is None  # MLA: only the divisibility
+    assert "must divide" in refused(3, 8, 16, 16, mla=True)
+
+
+def test_a_decode_context_parallel_size_no_vm_takes_is_one_line_naming_it():
+    with pytest.raises(ConfigError) as caught:
+        sizing.size(parse(vllmArgs=["-dcp", 3], accelerator="L4:4"))
+    assert (caught.value.key, caught.value.value) == ("vllmArgs", "--decode-context-parallel-size=3")
+    assert "\n" not in str(caught.value) and "must divide the tensor parallel size" in str(caught.value)
+    assert sizing.size(parse(vllmArgs=["-dcp", 1], accelerator="L4:4"))

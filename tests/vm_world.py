@@ -4,7 +4,9 @@ the model hub replaced by a stub on PATH that records its call (and fails as oft
 
 The script is the plan's own, changed in one way only: each of its paths (bootstrap.PATHS) gets the root as a
 prefix. What the stubs stand for:
-- nvidia-smi / nvidia-modprobe: a driver with `gpus` GPUs; dpkg-query: the packages are installed (or not, with
+- nvidia-smi / nvidia-modprobe: a driver (580.126.16) with `gpus` GPUs and their NVSwitch fabric state
+  (FABRIC_STATE, FABRIC_STATUS); nv-fabricmanager / apt-cache / systemctl: nvidia-fabricmanager at FABRIC_MANAGER,
+  the driver's version in the apt sources (none with NO_FABRIC_PACKAGE), units that start; dpkg-query: the packages are installed (or not, with
   MISSING_PACKAGES); mountpoint: the cache disk is mounted; chown: recorded, not done (no user vllm here).
 - python3 -m venv, the venv's pip, uv: what the install makes (a venv with a `vllm` and a `python`); every other
   python3 is the real one (write_api_keys runs it).
@@ -41,7 +43,18 @@ def _stub(body: str, name: str) -> str:
 
 STUBS = {
     "nvidia-smi": 'case "$*" in *--query-gpu=name*) for _ in $(seq "$GPUS"); do echo "NVIDIA H100 80GB HBM3"; done ;;'
+                  ' *--query-gpu=driver_version*) echo 580.126.16 ;;'
+                  ' -q) for _ in $(seq "$GPUS"); do printf "    Fabric\\n        State : %s\\n        Status : %s\\n"'
+                  ' "${FABRIC_STATE:-Completed}" "${FABRIC_STATUS:-Success}"; done ;;'
                   ' *) echo "0, NVIDIA H100 80GB HBM3, 81559 MiB, 580.126.16" ;; esac',
+    # nvidia-fabricmanager: FABRIC_MANAGER is the installed version (none where empty); apt-cache has the driver's.
+    "nv-fabricmanager": '[ -n "${FABRIC_MANAGER:-}" ] || exit 127; echo "Fabric Manager version is : $FABRIC_MANAGER"',
+    "apt-cache": 'echo "network apt-cache $*" >>"$WORLD/calls.log"; [ "${NO_FABRIC_PACKAGE:-}" ] && exit 0; '
+                 'echo "nvidia-fabricmanager-580 | 580.126.16-1 | https://developer.download.nvidia.com/compute/cuda/repos"; '
+                 'echo "nvidia-fabricmanager-580 | 580.95.05-1 | https://developer.download.nvidia.com/compute/cuda/repos"',
+    "systemctl": 'exit 0',
+    "curl": 'echo "network curl $*" >>"$WORLD/calls.log"; exit 0',
+    "dpkg": 'exit 0',
     "nvidia-modprobe": "exit 0",
     "dpkg-query": '[ -n "${MISSING_PACKAGES:-}" ] && exit 1; echo "install ok installed"',
     "mountpoint": "exit 0",

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 
 UTC = dt.timezone.utc
 MINUTE = dt.timedelta(minutes=1)
+WEEK_SPAN = dt.timedelta(days=7)
 DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")  # cron's day numbers: Sunday 0
 
 
@@ -198,8 +199,10 @@ def aws_api_open(preview: dict[str, Any], start: dt.datetime, end: dt.datetime) 
 
 
 def azure_count(preview: dict[str, Any], start: dt.datetime, end: dt.datetime) -> Timeline:
-    """The scale set's count: each recurring profile holds from its start until the next profile's, and brings the
-    count inside its capacity; the profile without recurrence holds where no recurring one has started."""
+    """The scale set's count, created at `start` with the profile without recurrence's default: each recurring
+    profile holds from its start until the next profile's, and brings the count inside its capacity. A weekly
+    profile has always started, a week ago at the latest: the one that started last holds at `start` already (the
+    profile without recurrence only where none recurs)."""
     from tzlocal.windows_tz import win_tz
 
     [setting] = _steps(preview, "azure-native:monitor:AutoscaleSetting")
@@ -217,13 +220,22 @@ def azure_count(preview: dict[str, Any], start: dt.datetime, end: dt.datetime) -
         days = ",".join(name[:3].upper() for name in schedule["days"])
         cron = Cron.standard(f"{','.join(str(int(m)) for m in schedule['minutes'])} "
                              f"{','.join(str(int(h)) for h in schedule['hours'])} * * {days}")
-        for at in firings(cron, win_tz[schedule["timeZone"]], start, end):
+        for at in firings(cron, win_tz[schedule["timeZone"]], start - WEEK_SPAN, end):
             events.append((at, profile["name"], profile["capacity"]))
-    count, changes = int(default["capacity"]["default"]), []
-    for at, capacity in _point_in_time(events, "recurring autoscale profiles"):
-        count = min(max(count, int(capacity["minimum"])), int(capacity["maximum"]))
-        changes.append((at, count))
-    return Timeline(int(default["capacity"]["default"]), changes)
+    def inside(count: int, capacity: dict[str, str]) -> int:
+        return min(max(count, int(capacity["minimum"])), int(capacity["maximum"]))
+
+    ordered = _point_in_time(events, "recurring autoscale profiles")
+    started = [capacity for at, capacity in ordered if at < start]
+    count = created = int(default["capacity"]["default"])
+    if started:
+        count = created = inside(created, started[-1])
+    changes = []
+    for at, capacity in ordered:
+        if at >= start:
+            count = inside(count, capacity)
+            changes.append((at, count))
+    return Timeline(created, changes)
 
 
 def gcp_minimum(preview: dict[str, Any], start: dt.datetime, end: dt.datetime) -> Timeline:

@@ -14,6 +14,8 @@ PROJECT = "vllm-fleet"
 # What Pulumi answers an operation on a stack that another one (a deploy) holds: Pulumi Cloud's 409, a self-managed
 # backend's lock object.
 PULUMI_BUSY = r"another update is currently in progress|\[409\] Conflict|the stack is currently locked by"
+# What the Pulumi CLI answers for a stack that was never created in the state backend (`pulumi stack init`).
+PULUMI_NO_STACK = r"no stack named"
 
 
 def stack_file(root: Path, stack: str) -> Path:

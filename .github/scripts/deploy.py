@@ -13,6 +13,8 @@ Main's tip: the job checks out main as it is when the job starts (deploy.yml), s
 lock goes last deploys the newest main. Right before `pulumi up` main is asked again: if it moved on and the new
 commits change the stack, the run of those commits (queued after this job started, so nothing of this job replaced
 it) deploys them: this one stops with a notice. If they do not change the stack, this deploy is the tip's.
+A stack file with no Pulumi stack in the backend (never `pulumi stack init`ed: e.g. an example stack in a fork) is
+not deployed either: one notice says so.
 
 `cleanup` (deploy.yml runs it when `pulumi up` was cancelled, timed out or failed): `pulumi cancel` releases the
 stack's lock (the Pulumi Cloud lease, or a self-managed backend's lock object), then the state's pending operations
@@ -26,6 +28,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +36,7 @@ from typing import Any, Mapping
 
 import affected_stacks
 import post_deploy_check
-from ci_common import ROOT, add_summary, mask, set_output
+from ci_common import PULUMI_NO_STACK, ROOT, add_summary, mask, set_output
 from github_api import GitHub
 
 MAIN = "main"
@@ -93,6 +96,14 @@ def up(stack: str, github: GitHub, record: Path) -> int:
     try:
         keys = post_deploy_check.api_keys_in_state(post_deploy_check.export(stack, show_secrets=True))
     except LookupError as error:
+        if re.search(PULUMI_NO_STACK, str(error), re.I):
+            why = (f"there is no Pulumi stack {stack} in the state backend: `pulumi stack init {stack}` creates it "
+                   f"(docs/ci.md, section 5), or delete stacks/Pulumi.{stack}.yaml if it is an example you do not "
+                   f"deploy")
+            print(f"::notice::{stack} not deployed: {why}")
+            add_summary(f"**{stack}**: not deployed: {why}.")
+            set_output("deployed", "false")
+            return 0
         print(f"::error::{error}")
         set_output("deployed", "false")
         return 1

@@ -13,6 +13,14 @@ roll fails the check. Then `make check` until it passes (at most timeToServe), t
 before the deploy (deploy.py recorded them from the state) that is no longer one of the stack's keys, removed or
 given a new value, must get 401 on /v1/models.
 
+With office hours (`officeHours`, offHoursReplicas 0), outside the hours and their scale-up lead no VM is coming:
+then it checks the closed answer instead (what the load balancer answers while no VM serves: AWS and GCP a 503
+with the JSON of fleet/schedule.py closed_answer, Azure its 502 page with the same message), until it is given or
+timeToServe runs out.
+
+It checks with the stack's named API key `ci` (apiKeys.ci) where there is one, else with the apiKey output (the
+default key, else the first named one): docs/ci.md.
+
 Reads the stack's outputs once (`endpoint`, `servedModelName`, `apiKey`, `apiKeyNames`, `timeToServe`) and masks
 every key in the log before anything else is printed; `make check` gets the key in its environment
 (OPENAI_API_KEY), never on a command line. Sets the step output `endpoint`. Exits 0 when all of it passes, 1 when
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import html
 import json
 import os
 import subprocess
@@ -34,7 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ci_common import ROOT, mask, set_output
+from ci_common import ROOT, mask, set_output, stack_config, stack_file
+
+sys.path.insert(0, str(ROOT))  # the program's office hours (fleet/schedule.py): what the stack answers when closed
+from fleet.schedule import OfficeHours, closed_answer, parse_office_hours  # noqa: E402
 
 DEFAULT_TIME_TO_SERVE_SECONDS = 3600  # when the stack has no timeToServe output
 RETRY_INTERVAL_SECONDS = 60
@@ -60,6 +72,15 @@ AWS_REFRESH = {"Pending": "rolling", "InProgress": "rolling", "Baking": "rolling
 AZURE_UPGRADE = {"RollingForward": "rolling", "Completed": "done", "Cancelled": "failed", "Faulted": "failed"}
 
 
+# The named API key meant for this check (apiKeys.ci, docs/ci.md); without one, the stack's client key (its apiKey
+# output: the default key, else the first named one).
+CI_KEY_NAME = "ci"
+# What a closed fleet (office hours, no VM serving) answers on /v1/models, per cloud (docs/office-hours.md): AWS's
+# listener rule and GCP's URL map answer 503 with the JSON of fleet.schedule.closed_answer; Azure's gateway answers
+# its 502 with an HTML page that holds the same message.
+CLOSED_STATUS = {"aws": 503, "gcp": 503, "azure": 502}
+
+
 @dataclass(frozen=True)
 class Target:
     url: str
@@ -67,16 +88,77 @@ class Target:
     api_key: str
     time_to_serve: int
     replicas: int = 1  # desired
+    key_name: str = ""  # the named key api_key is, or "" for the apiKey output
 
 
-def target_of(outputs: Mapping[str, Any]) -> Target:
+def target_of(outputs: Mapping[str, Any], keys: Mapping[str, str] | None = None) -> Target:
+    """The endpoint to check, with the `ci` key of `keys` (the stack's API keys by name) where it has one."""
     missing = [name for name in ("endpoint", "servedModelName", "apiKey") if not outputs.get(name)]
     if missing:
         raise LookupError(f"the stack has no output {', '.join(missing)}: did `pulumi up` finish?")
     seconds = (outputs.get("timeToServe") or {}).get("seconds")
-    return Target(outputs["endpoint"], outputs["servedModelName"], outputs["apiKey"],
+    ci_key = (keys or {}).get(CI_KEY_NAME)
+    return Target(outputs["endpoint"], outputs["servedModelName"], ci_key or outputs["apiKey"],
                   int(seconds) if seconds else DEFAULT_TIME_TO_SERVE_SECONDS,
-                  max(1, int((outputs.get("replicas") or {}).get("desired") or 1)))
+                  max(1, int((outputs.get("replicas") or {}).get("desired") or 1)), CI_KEY_NAME if ci_key else "")
+
+
+# --- office hours ---------------------------------------------------------------------------------------------------
+def office_hours(stack: str) -> OfficeHours | None:
+    """The stack's office hours, from its stack file (the commit just deployed); None without."""
+    value = stack_config(stack_file(ROOT, stack)).get("officeHours")
+    # `pulumi up` has validated the key: no bound on offHoursReplicas here.
+    return parse_office_hours(value, replicas_min=10**6) if value is not None else None
+
+
+def closed_now(hours: OfficeHours | None, outputs: Mapping[str, Any], now: dt.datetime) -> bool:
+    """Whether no VM serves at `now` by the schedule: outside the windows and their scale-up lead, with
+    offHoursReplicas 0."""
+    if hours is None or hours.off_hours_replicas:
+        return False
+    lead = int((outputs.get("officeHours") or {}).get("scaleUpMinutesEarly") or 0)
+    return not hours.scaled_up_at(now, lead)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def fetch(url: str, key: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(error)
+
+
+def closed_answer_check(stack: str, cloud: str, hours: OfficeHours,
+                        answer: Callable[[str, str], tuple[int, str]] = fetch) -> Callable[[Target], int]:
+    """One look at /v1/models of a closed fleet: 0 when it gives the closed answer, 1 otherwise (the log says what
+    it gave)."""
+    expected = closed_answer(stack, hours)
+
+    def check(target: Target) -> int:
+        status, body = answer(f"{target.url}/v1/models", target.api_key)
+        if status == CLOSED_STATUS[cloud]:
+            if cloud == "azure" and html.escape(expected["error"]["message"]) in body:
+                return 0
+            if cloud != "azure" and _json(body) == expected:
+                return 0
+        print(f"FAIL the closed answer: /v1/models answered {status} {body.strip()[:300]!r}; expected "
+              f"{CLOSED_STATUS[cloud]} with: {expected['error']['message']}")
+        return 1
+    return check
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 # --- the state: the keys, the group ----------------------------------------------------------------------------
@@ -256,22 +338,22 @@ def make_check(target: Target) -> int:
 
 def check_until_served(target: Target, check: Callable[[Target], int] = make_check,
                        clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                       interval: int = RETRY_INTERVAL_SECONDS) -> int:
+                       interval: int = RETRY_INTERVAL_SECONDS, what: str = "make check") -> int:
     deadline = clock() + target.time_to_serve
     attempt = 0
     while True:
         attempt += 1
-        print(f"::group::make check, attempt {attempt}", flush=True)
+        print(f"::group::{what}, attempt {attempt}", flush=True)
         status = check(target)
         print("::endgroup::", flush=True)
         if status == 0:
-            print(f"every check passed (attempt {attempt})")
+            print(f"{what}: every check passed (attempt {attempt})")
             return 0
         if clock() + interval > deadline:
-            print(f"::error::checks still fail after {target.time_to_serve} s, the stack's expected time for a "
-                  f"new VM to serve (timeToServe): see the last attempt's FAIL lines")
+            print(f"::error::{what}: checks still fail after {target.time_to_serve} s, the stack's expected time "
+                  f"for a new VM to serve (timeToServe): see the last attempt's FAIL lines")
             return 1
-        print(f"not yet: retrying in {interval} s (new VMs may still be loading the model)", flush=True)
+        print(f"not yet: retrying in {interval} s (VMs may still be starting or stopping)", flush=True)
         sleep(interval)
 
 
@@ -290,12 +372,21 @@ def main(argv: list[str] | None = None) -> int:
         for key in [*before.values(), *after.values(), str(outputs.get("apiKey") or "")]:
             if key:
                 mask(key)
-        target = target_of(outputs)
+        target = target_of(outputs, after)
         group = group_in_state(export(args.stack), args.cloud, args.region)
+        hours = office_hours(args.stack)
     except (LookupError, OSError, StopIteration) as error:
         print(f"::error::{error!r}")
         return 2
     set_output("endpoint", target.url)  # the environment's URL on GitHub
+    print(f"checking with the API key {target.key_name!r}" if target.key_name else
+          f"checking with the stack's apiKey output (no named {CI_KEY_NAME!r} key in apiKeys)")
+    if closed_now(hours, outputs, utc_now()):
+        print(f"{args.stack} is closed now ({hours.describe()}, offHoursReplicas 0): checking for the closed "
+              f"answer instead of waiting for VMs that are not coming; the roll and the revoked keys are not "
+              f"checked (no VM runs to roll or to answer a key)", flush=True)
+        return check_until_served(target, closed_answer_check(args.stack, args.cloud, hours),
+                                  interval=args.interval, what="the closed answer")
     since = _time(record["startedAt"])
     if wait_for_roll(args.cloud, group, since, target.time_to_serve * target.replicas, interval=args.interval):
         return 1

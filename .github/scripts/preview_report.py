@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import plan_diff
-from ci_common import PULUMI_BUSY, ROOT, add_summary, stack_config, stack_file
+from ci_common import PULUMI_BUSY, PULUMI_NO_STACK, ROOT, add_summary, stack_config, stack_file
 from cloud_credentials import missing
 
 HOURS_PER_MONTH = 730
@@ -97,9 +97,10 @@ def pulumi_preview(stack: str) -> Outcome:
     if result.returncode == 0 and document is not None:
         return Outcome("ok", document)
     errors = "\n".join([result.stderr, *plan_diff.diagnostics(document or {}, "error")])
-    if re.search(r"no stack named", errors, re.I):
-        return Outcome("not-initialized", document, "the stack does not exist in the state backend yet: the "
-                                                    "first deploy creates it (the offline plan above is what it creates)")
+    if re.search(PULUMI_NO_STACK, errors, re.I):
+        return Outcome("not-initialized", document, "the stack does not exist in the state backend yet: `pulumi "
+                                                    f"stack init {stack}` creates it (docs/ci.md, section 5); until "
+                                                    "then a merge does not deploy it")
     if re.search(PULUMI_BUSY, errors, re.I):
         return Outcome("busy", document, "the stack is being deployed right now: push again to preview once it is done")
     return Outcome("failed", document, _first_line(errors) or f"exit status {result.returncode}")

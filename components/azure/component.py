@@ -46,8 +46,7 @@ class Fleet(FleetComponent):
         self.standby_note = fleet.standby_note(spec)
         setting = fleet.autoscale(self, spec, sizing, options, group, scale_set, gateway)
         if spec.office_hours:
-            self.wake_target = {"cloud": "azure", "resourceGroup": group, "autoscaleSetting": setting.name,
-                                "timezone": options.windows_time_zone}
+            self.wake_target = {"cloud": "azure", "resourceGroup": group, "autoscaleSetting": setting.name}
 
         self.image = ":".join(options.image) + ("" if options.image != DEFAULT_IMAGE else
                                                 " (pinned; azure.image names another version)")

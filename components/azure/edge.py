@@ -5,6 +5,7 @@ office hours, the gateway's 502 (no VM serves) shows a page that says when the e
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 
@@ -43,7 +44,15 @@ HEALTH_PROBE_INTERVAL_SECONDS = 15
 # The closed page: a storage account's static website (account names: 3-24 lower-case letters and digits, unique in
 # Azure). The gateway's custom error pages are HTML pages at a public URL ending in .htm or .html.
 CLOSED_ACCOUNT_PREFIX, CLOSED_ACCOUNT_RANDOM = "vllmclosed", 12
-CLOSED_PAGE = "vllm-fleet-closed.html"
+# The gateway never reads a custom error page again once it has it ("To modify an existing custom error page, you
+# must point to a different blob location ... The application gateway doesn't periodically check the blob location
+# to fetch new versions", Microsoft's "Create Application Gateway custom error pages"): the page's name carries a
+# hash of its content, so a new page (other hours, another stack name) is a new URL the gateway downloads.
+CLOSED_PAGE_PREFIX, CLOSED_PAGE_HASH = "vllm-fleet-closed-", 16
+
+
+def closed_page_name(content: str) -> str:
+    return f"{CLOSED_PAGE_PREFIX}{hashlib.sha256(content.encode()).hexdigest()[:CLOSED_PAGE_HASH]}.html"
 
 
 def closed_page(fleet: FleetComponent, spec: FleetSpec, group):
@@ -61,13 +70,12 @@ def closed_page(fleet: FleetComponent, spec: FleetSpec, group):
     website = storage.StorageAccountStaticWebsite(fleet.child("closed"), account_name=account.name,
                                                   resource_group_name=group, opts=fleet.opts)
     message = html.escape(closed_answer(spec.stack, spec.office_hours)["error"]["message"])
+    content = (f"<!doctype html>\n<title>vllm-fleet {html.escape(spec.stack)}: no VM serving</title>\n"
+               f"<p>{message}</p>\n<p>The endpoint serves the OpenAI API under {serving.PUBLIC_API_PREFIX} only.</p>\n")
     page = storage.Blob(
         fleet.child("closed"), account_name=account.name, resource_group_name=group,
-        container_name=website.container_name, blob_name=CLOSED_PAGE, content_type="text/html",
-        source=pulumi.StringAsset(f"<!doctype html>\n<title>vllm-fleet {html.escape(spec.stack)}: no VM serving"
-                                  f"</title>\n<p>{message}</p>\n<p>The endpoint serves the OpenAI API under "
-                                  f"{serving.PUBLIC_API_PREFIX} only.</p>\n"),
-        opts=fleet.opts)
+        container_name=website.container_name, blob_name=closed_page_name(content), content_type="text/html",
+        source=pulumi.StringAsset(content), opts=fleet.opts)
     return pulumi.Output.concat(account.primary_endpoints.web, page.name)
 
 

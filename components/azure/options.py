@@ -11,6 +11,7 @@ from fleet import catalog
 from fleet.errors import ConfigError
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
+from .time_zones import API, windows_name
 
 # microsoft-dsvm:ubuntu-hpc:2204: Ubuntu 22.04 with the NVIDIA driver, CUDA, NCCL and InfiniBand drivers installed,
 # and cloud-init. Chosen over plain Ubuntu + the NvidiaGpuDriverLinux extension: the extension installs the driver
@@ -61,7 +62,8 @@ class AzureOptions:
     image: tuple[str, str, str, str]
     certificate_vault_id: str | None
     model_storage_account_id: str | None
-    # officeHours.timezone as Windows names it (Azure autoscale profiles take no IANA names); None without it.
+    # officeHours.timezone as Windows names it (Azure autoscale takes no IANA names), on the autoscale API's list
+    # (time_zones.py); None without it.
     windows_time_zone: str | None = None
 
 
@@ -137,6 +139,27 @@ def _tls_options(spec: FleetSpec, options: Mapping[str, Any]) -> str | None:
     return vault_id
 
 
+def _subscription(resource_id: str) -> str:
+    return resource_id.split("/")[2].lower()
+
+
+def _vault_in_the_gateways_subscription(vault_id: str | None, vnet_id: str | None, dns_zone: str | None) -> None:
+    """Application Gateway reads certificates from Key Vaults of its own subscription only ("Choosing a key vault
+    under a different subscription than your Application Gateway will result in a failure", Microsoft's "TLS
+    termination with Key Vault certificates"). The gateway is in the subscription the stack deploys to, which
+    virtualNetworkId and dnsZone name where they are set (the stack creates its subnets and record there); without
+    them it is the login's, which only `pulumi up` knows (docs/azure.md)."""
+    if vault_id is None:
+        return
+    for key, other in (("azure.virtualNetworkId", vnet_id), ("dnsZone", dns_zone)):
+        if other is not None and _subscription(other) != _subscription(vault_id):
+            raise ConfigError("azure.certificateVaultId", vault_id,
+                              f"is in subscription {_subscription(vault_id)}, but the gateway is in "
+                              f"{_subscription(other)} (that of {key}): Application Gateway reads certificates from "
+                              f"Key Vaults of its own subscription only; import the certificate into a vault of "
+                              f"subscription {_subscription(other)}")
+
+
 def _dns_zone(spec: FleetSpec) -> None:
     if spec.dns_zone is None:
         return
@@ -206,23 +229,10 @@ def parse_options(spec: FleetSpec, sizing: Sizing) -> AzureOptions:
     spec.api_keys_fit(SECRET_VALUE_MAX_BYTES, "Key Vault")
     certificate_vault_id = _tls_options(spec, options)
     _dns_zone(spec)
+    _vault_in_the_gateways_subscription(certificate_vault_id, vnet_id, spec.dns_zone)
     return AzureOptions(
         resource_group_name=group, virtual_network_id=vnet_id, gateway_subnet_cidr=gateway_cidr,
         vm_subnet_cidr=vm_cidr, vnet_cidr=vnet_cidr,
         image=tuple(image.split(":")) if image else DEFAULT_IMAGE,
         certificate_vault_id=certificate_vault_id, model_storage_account_id=_model_storage(spec, options),
-        windows_time_zone=_windows_time_zone(spec))
-
-
-def _windows_time_zone(spec: FleetSpec) -> str | None:
-    """The Windows time zone of officeHours.timezone (CLDR's mapping, as tzlocal ships it)."""
-    if not spec.office_hours:
-        return None
-    from tzlocal.windows_tz import tz_win  # only for office hours
-
-    zone = spec.office_hours.timezone
-    if zone not in tz_win:
-        raise ConfigError("officeHours.timezone", zone, "Azure autoscale takes Windows time zones and this one has "
-                                                        "none: name the city's zone, e.g. America/New_York or "
-                                                        "Europe/Kyiv")
-    return tz_win[zone]
+        windows_time_zone=windows_name(spec.office_hours.timezone, API) if spec.office_hours else None)

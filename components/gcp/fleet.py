@@ -64,7 +64,8 @@ def instance_template(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, op
                                              disk_size_gb=sizing.data_disk_gb, auto_delete=True, labels=disk_labels),
         ],
         # No access_configs: no public IP. Outbound traffic goes through Cloud NAT.
-        network_interfaces=[compute.InstanceTemplateNetworkInterfaceArgs(subnetwork=subnetwork)],
+        network_interfaces=[compute.InstanceTemplateNetworkInterfaceArgs(subnetwork=subnetwork,
+                                                                         nic_type=nic_type(sizing.instance.name))],
         service_account=compute.InstanceTemplateServiceAccountArgs(email=account.email, scopes=["cloud-platform"]),
         scheduling=scheduling,
         # Secure Boot stays off: it loads only kernel modules signed by a key the firmware trusts. Canonical's
@@ -182,6 +183,16 @@ def instance_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, optio
         opts=fleet.child_opts(ignore_changes=["targetSize"] if autoscaled else None,
                               custom_timeouts=pulumi.CustomTimeouts(create=roll_timeout, update=roll_timeout)),
     )
+
+
+# A3 VMs take Google's virtual NIC (gVNIC) only, not VirtIO-Net; the default image (Ubuntu 22.04 accelerator) has
+# the gVNIC driver and the GVNIC guest OS feature that lets GCP attach one (docs/gcp.md).
+GVNIC_MACHINE_PREFIXES = ("a3-",)
+
+
+def nic_type(machine_type: str) -> str | None:
+    """GVNIC where the machine series needs it; else GCP's default (VirtIO-Net), left out."""
+    return "GVNIC" if machine_type.startswith(GVNIC_MACHINE_PREFIXES) else None
 
 
 def roll_minutes(spec: FleetSpec, sizing: Sizing, zones: int) -> int:

@@ -47,11 +47,6 @@ class AwsModel(Model):
         return Field(where, kind)
 
 
-def autoname(logical: str) -> str:
-    """What the AWS provider names a resource that sets no name: the logical name, "-" and 7 hex digits."""
-    return f"{logical}-0a1b2c3"
-
-
 # --- where the AWS provider sends each input (terraform-provider-aws's resources, field by field) ---------------
 def _tags(items: str) -> Pairs:
     return Pairs(f"{items}.Key", f"{items}.Value")

@@ -105,6 +105,8 @@ def problems_of(value: Any, f: Field) -> list[str]:
         if isinstance(value, (dict, list)):
             return [f"{f.where} wants a string, not {value!r}"]
         if f.number_as_string and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if float(value) != int(value):
+                return [f"{f.where} wants an integer (as its decimal string), not {value!r}"]
             return _bounds(value, f.minimum, f.maximum, f"{f.where} = {value!r}")
         text = _as_sent(value)
         found = []
@@ -164,7 +166,8 @@ class ProviderOnly:
 @dataclass(frozen=True)
 class Sent:
     """An input the provider changes before sending it to `path` (a boolean that becomes an enum, a list joined
-    with commas): `how` is that change, as the provider's source makes it."""
+    with commas, a list of named objects that becomes a map): `how` is that change, as the provider's source makes
+    it; the changed value's members are mapped as an input's would be."""
     path: str
     how: Callable[[Any], Any]
 
@@ -195,12 +198,19 @@ class Resource:
     supplied: Mapping[str, str] = dataclass_field(default_factory=dict)
 
 
+def autoname(logical: str) -> str:
+    """What a bridged Terraform provider (AWS, GCP) names a resource that sets no name: the logical name, "-" and
+    7 random hex digits."""
+    return f"{logical}-0a1b2c3"
+
+
 class Model:
     """A cloud's API models, each loaded once. Subclasses answer `root(api, root)`."""
 
     def __init__(self, autoname: Callable[[str], str]):
         self.autoname = autoname
         self._fields: dict[str, Field | None] = {}
+        self._roots: dict[tuple[str, str], Field] = {}
 
     def root(self, api: str, root: str) -> Field:
         raise NotImplementedError
@@ -210,7 +220,9 @@ class Model:
         if path not in self._fields:
             head, _, rest = path.partition(":")
             root, *segments = split_path(rest)
-            f: Field | None = self.root(head, root)
+            if (head, root) not in self._roots:
+                self._roots[head, root] = self.root(head, root)
+            f: Field | None = self._roots[head, root]
             for segment in segments:
                 f = f.child(segment) if f else None
             self._fields[path] = f
@@ -275,9 +287,8 @@ def _walk(model: Model, resource: Resource, check: Check, value: Any, path: str,
         for member, v in ((target.key_member, target.key), (target.value_member, value)):
             _leaf(model, check, v, f"{item}.{member}", path)
         return
-    if isinstance(target, Sent):
-        _leaf(model, check, target.how(value), absolute(resource, target.path), path)
-        return
+    if isinstance(target, Sent):  # the changed value is checked, and walked, where it goes
+        value, target = target.how(value), target.path
     if isinstance(target, (Spread, Calls)):
         calls = model.field(target.api) if isinstance(target, Calls) else None
         children = value.items() if isinstance(value, dict) else (("[]", v) for v in value or ())

@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--without-first", action="store_true", help="start the server without the layer first")
     args = parser.parse_args()
     planned = run_plan("codellama-dev")
     plan = PlannedStack("codellama-dev", json.loads(planned.stdout))
@@ -99,7 +100,7 @@ def main() -> int:
         # Both servers up at once, benched in turn (the order alternating), so that the load of the machine drifts
         # over both alike.
         served = {layer: servers.enter_context(serve_stack_on_cpu(plan, Path(work) / str(layer), usage_layer=layer))
-                  for layer in (True, False)}
+                  for layer in ((False, True) if args.without_first else (True, False))}
         for layer in (True, False):
             bench(served[layer], Path(work) / str(layer), args)  # warm-up: the first requests fill caches
         for round_ in range(args.rounds):

@@ -3,7 +3,8 @@
 Each case: a config.json, tensor parallel size, KV cache dtype, max_model_len, max_num_seqs, max_num_batched_tokens
 and the KV cache memory of one GPU. Each layer gets the KVCacheSpec its attention layer's get_kv_cache_spec builds
 (vllm/model_executor/layers/attention/attention.py, mla_attention.py) from vLLM's ModelConfig; get_kv_cache_configs
-groups them and counts blocks, get_max_concurrency_for_kv_cache_config the requests of max_model_len tokens."""
+groups them and counts blocks, get_max_concurrency_for_kv_cache_config the requests of max_model_len tokens;
+`windows` is each layer's sliding window (None: full attention)."""
 
 import json
 import sys
@@ -58,7 +59,8 @@ def answer(case: dict, models: dict) -> dict:
     specs = layer_specs(model, parallel, case["kv_dtype"])
     kv_config = get_kv_cache_configs(config, [specs], [case["gpu_kv_bytes"]])[0]
     return {"bytes_per_token": sum(s.page_size_bytes for s in specs.values()) // BLOCK_SIZE * case["tp"],
-            "requests": get_max_concurrency_for_kv_cache_config(config, kv_config)}
+            "requests": get_max_concurrency_for_kv_cache_config(config, kv_config),
+            "windows": [getattr(spec, "sliding_window", None) for spec in specs.values()]}
 
 
 def main() -> None:

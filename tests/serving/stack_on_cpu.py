@@ -4,9 +4,10 @@
 workdir/root, runs its setup script's install_api_keys step on a stubbed VM (tests/vm_world.py: the cloud's
 secret store answers API_KEYS) to write the 0640 API keys file, re-renders the launcher with `serving.cpu_argv`
 (the one documented place where the run departs from a VM) and starts that launcher with the environment
-vllm.service gives it, its Environment= lines. vLLM thus reads the keys from the file the setup script wrote
-(--config), as on a VM; among them one full of shell, YAML and JSON metacharacters. The usage layer's module and
-files (fleet/usage.py) are read from under the same root.
+vllm.service gives it, its Environment= lines (cli/serve_local.py, which `make serve-local` runs, does the same).
+vLLM thus reads the keys from the file the setup script wrote (--config), as on a VM; among them one full of
+shell, YAML and JSON metacharacters. The usage layer's module and files (fleet/usage.py) are read from under the
+same root.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import re
-import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +22,13 @@ from typing import Iterator
 
 import pytest
 
+from cli.serve_local import cpu_environment, launcher_of, unit_environment
 from conftest import PlannedStack, launcher_argv, materialize, write_files
-from fleet import bootstrap, serving, usage
+from fleet import bootstrap, serving
 from tiny_model import MAX_POSITIONS, make_tiny_model
 from vllm_server import VENV_PYTHON, VLLM_BIN, VllmServer, free_port
 from vm_world import VmWorld
 
-# What systemd hands every unit before the unit's own settings (`systemctl show-environment` on the VMs' Ubuntu).
-SYSTEMD_ENVIRONMENT = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-# This machine's own settings for its processor, which any service on it would get too.
-MACHINE_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # The stack's API keys, as the cloud's secret store gives them to the VM: the default one the tests use, and one
 # with every character a shell, YAML or JSON would read as something else.
 API_KEYS = {"default": "test-default-key-0123456789", "nasty": "k3y-$(reboot)`id`'\"\\;#&|<>*?!~{}[],:%@=+^"}
@@ -72,17 +68,6 @@ def tiny_model(out: Path) -> Path:
     return out
 
 
-def unit_setting(unit: str, key: str) -> list[str]:
-    """The values of every `key=` line of a systemd unit, in order."""
-    return re.findall(rf"^{key}=(.*)$", unit, flags=re.MULTILINE)
-
-
-def unit_environment(unit: str) -> dict[str, str]:
-    """The variables a unit's process gets from the unit: its Environment= assignments."""
-    return dict(assignment.split("=", 1) for line in unit_setting(unit, "Environment")
-                for assignment in shlex.split(line))
-
-
 @contextlib.contextmanager
 def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, api_keys: dict[str, str] = API_KEYS, *,
                        usage_layer: bool = True) -> Iterator[ServedStack]:
@@ -97,9 +82,7 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, api_keys: dict[str, st
     root = vm.root
     materialize(plan.user_data, root)
 
-    unit = (root / "etc/systemd/system/vllm.service").read_text()
-    [exec_start] = unit_setting(unit, "ExecStart")
-    launcher = root / exec_start.lstrip("/")
+    launcher, unit = launcher_of(root)
     stack_argv = launcher_argv(launcher.read_text())
     # The launcher renders back from its arguments alone, so the one written below differs only in them.
     assert bootstrap.render_launcher(stack_argv) == launcher.read_text()
@@ -111,22 +94,8 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, api_keys: dict[str, st
         argv = argv[:at] + argv[at + 2:]
     launcher.write_text(bootstrap.render_launcher(argv))
 
-    unit_env = unit_environment(unit)
-    env = {
-        **SYSTEMD_ENVIRONMENT,
-        **{name: os.environ[name] for name in MACHINE_VARIABLES if name in os.environ},
-        **unit_env,
-        # What the CPU run changes: nothing under the VM's paths, and vLLM's CPU settings (serving-test/NOTES.md).
-        "HOME": str(workdir / "home"),
-        "HF_HOME": str(workdir / "huggingface"),
-        "VLLM_HOST_IP": "127.0.0.1",  # else its message queue binds the machine's external address
-        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; the CPU build's stand-in for --gpu-memory-utilization
-        "VLLM_BIN": str(VLLM_BIN),  # the launcher's own hook for another vllm executable
-        # The usage layer's module and files (vllm.service's paths), as user-data and the setup wrote them: under root.
-        **{name: f"{root}{unit_env[name]}"
-           for name in ("PYTHONPATH", usage.KEY_HASHES_VARIABLE, usage.RATE_LIMITS_VARIABLE)},
-    }
+    env = cpu_environment(unit, workdir, root)
     api_key = next(iter(api_keys.values()))
     server = VllmServer([str(launcher)], env=env, port=port, api_key=api_key, log_path=workdir / "vllm.log")
     with server:
-        yield ServedStack(server, argv, api_key, plan.outputs["servedModelName"], model_dir, unit_env)
+        yield ServedStack(server, argv, api_key, plan.outputs["servedModelName"], model_dir, unit_environment(unit))

@@ -99,7 +99,7 @@ def bench(stack: ServedStack, tmp_path, *args: str) -> subprocess.CompletedProce
 def test_bench_reports_throughput_and_time_to_first_token(stack, tmp_path):
     result = bench(stack, tmp_path, "--api-key", stack.api_key)  # the model: the one the endpoint lists
     assert result.returncode == 0, result.stdout
-    assert f"cli.bench: {stack.base_url} ({stack.served_model_name}), 32 tokens in, 16 out" in result.stdout
+    assert f"make bench: {stack.base_url} ({stack.served_model_name}), 32 tokens in, 16 out" in result.stdout
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["completed"] == 6 and saved["max_concurrency"] == 2 and saved["total_output_tokens"] == 6 * 16
     assert "requests:   6 of 6 completed at concurrency 2" in result.stdout

@@ -19,7 +19,8 @@ from conftest import ROOT, STACK_FILES, config_of, launcher_argv, stack_name, wr
 from fleet import serving, sizing, vllm_args
 from fleet.errors import ConfigError
 from fleet.spec import ModelArch, parse_spec
-from stack_on_cpu import require_vllm, unit_setting
+from cli.serve_local import unit_setting
+from stack_on_cpu import require_vllm
 from vllm_server import VENV_PYTHON
 
 BASE_STACK = "codellama-prod"  # 70B on 4 or 8 GPUs: tensor parallel > 1, so parallel flags matter
@@ -74,6 +75,10 @@ CORPUS = [
     (["--nnodes=2"], True),
     (["--data-parallel-address=10.0.0.2"], True),
     (["--data-parallel-backend=mp"], False),  # used only with data parallel
+    # decode context parallel shards the KV cache over the tensor parallel GPUs (vllm/config/parallel.py, model.py)
+    (["--decode-context-parallel-size=1"], False),
+    (["-dcp", "3"], True),  # does not divide tensor parallel
+    (["--decode-context-parallel-size=2"], True),  # 8 KV heads: needs more GPUs than KV heads
 ]
 # vLLM's destinations that make a deployment unreachable or multi-node when set (their defaults: None or False),
 # listed apart from fleet/vllm_args.py's on purpose: the judge reads what vLLM stored, not the plan's lists.
