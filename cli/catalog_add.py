@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(add(args.model, entry), end="")
     print(f"added to {MODELS_FILE.relative_to(MODELS_FILE.parent.parent)}: review it, then make compare "
-          f"MODEL={args.model}", file=sys.stderr)
+          f"MODEL={args.model}; record how vLLM serves its tool calls in catalog/tool-calling.yaml "
+          f"(docs/tools.md)", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,9 @@ non-zero exit status if any fails. The first thing to run after `pulumi up`, and
     python -m cli.check --url https://codellama.example.com --api-key KEY [--model NAME] [--direct]
 
 Checks: /health answers; /v1/models refuses a request without the key (401) and lists the model with it; a
-completion, a chat completion and a streamed completion (several chunks) come back; /invocations and /metrics,
+completion, a chat completion and a streamed completion (several chunks) come back; a chat request with a tool
+(TOOL, tool_choice auto, as agentic clients send it) comes back as a parsed tool call: `tools` is skipped where the
+server says it runs without a tool-call parser (vLLM's 400 for tool_choice auto); /invocations and /metrics,
 which vLLM serves without the key, are refused by the load balancer (any 4xx/5xx of its own), and so are odd
 spellings of paths (ODD_PATHS: dot segments, %, //, ;, backslashes), each sent byte for byte. --direct: the URL is
 a vLLM server itself (a VM through a tunnel, a local server), with no load balancer in front, so those answer
@@ -55,14 +57,29 @@ class CheckFailed(Exception):
     pass
 
 
+class CheckSkipped(Exception):
+    """The check does not apply to this endpoint (the message says why)."""
+
+
+# The tool the `tools` check offers, and what vLLM answers tool_choice auto without a parser
+# (vllm/renderers/online_renderer.py).
+TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+NO_TOOL_PARSER = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+# Room for a model that thinks before it calls (gpt-oss); one that calls at once stops much earlier.
+TOOL_MAX_TOKENS = 512
+
+
 @dataclass(frozen=True)
 class Result:
     name: str
     passed: bool
     detail: str
+    skipped: bool = False
 
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.name:<10} {self.detail}"
+        return f"{'SKIP' if self.skipped else 'PASS' if self.passed else 'FAIL'}  {self.name:<10} {self.detail}"
 
 
 def http_get(url: str, timeout: float, body: dict | None = None) -> tuple[int, str]:
@@ -115,7 +132,7 @@ class Checks:
     def all(self) -> list[tuple[str, Callable[[], str]]]:
         return [("health", self.health), ("auth", self.auth), ("models", self.models),
                 ("completion", self.completion), ("chat", self.chat), ("streaming", self.streaming),
-                ("edge", self.edge), ("paths", self.paths), ("metrics", self.metrics)]
+                ("tools", self.tools), ("edge", self.edge), ("paths", self.paths), ("metrics", self.metrics)]
 
     def health(self) -> str:
         status, body = http_get(self.endpoint.url + serving.HEALTH_PATH, self.timeout)
@@ -171,6 +188,33 @@ class Checks:
             raise CheckFailed(f"{len(arrivals)} chunk(s) with text: is a proxy buffering the stream?")
         return f"{len(arrivals)} chunks, the first after {arrivals[0]:.2f} s"
 
+    def tools(self) -> str:
+        """What an agentic client (Continue's agent mode, Cline, the openai client's tools=) needs: vLLM parses the
+        model's tool call into message.tool_calls, with JSON arguments."""
+        started = time.monotonic()
+        try:
+            reply = self.client.chat.completions.create(
+                model=self._model(), max_tokens=TOOL_MAX_TOKENS, tools=[TOOL], tool_choice="auto",
+                messages=[{"role": "user", "content": "What is the weather in Berlin? Call get_weather to find out."}])
+        except openai.BadRequestError as error:
+            if NO_TOOL_PARSER in str(error):
+                raise CheckSkipped("the server runs without a tool-call parser (vLLM refuses tool_choice auto): "
+                                   "no agent mode for this model") from error
+            raise
+        choice = reply.choices[0]
+        if not choice.message.tool_calls:
+            raise CheckFailed(f"no parsed tool call (finish_reason {choice.finish_reason}): the model wrote "
+                              f"{(choice.message.content or '')[:160]!r}; is --tool-call-parser the model's format?")
+        call = choice.message.tool_calls[0].function
+        try:
+            arguments = json.loads(call.arguments)
+        except ValueError:
+            raise CheckFailed(f"{call.name} called with arguments that are not JSON: {call.arguments[:160]!r}") from None
+        if call.name != TOOL["function"]["name"] or not isinstance(arguments, dict):
+            raise CheckFailed(f"called {call.name}({call.arguments[:160]}), not {TOOL['function']['name']} with an "
+                              f"object of arguments")
+        return f"{call.name}({json.dumps(arguments)}) parsed in {time.monotonic() - started:.2f} s"
+
     def edge(self) -> str:
         """vLLM answers completions on /invocations without the key (its --api-key guards /v1/ only): the load
         balancer must let nothing but the API and /health through."""
@@ -216,6 +260,8 @@ def run(checks: Checks) -> list[Result]:
             results.append(Result(name, True, check()))
         except CheckFailed as failure:
             results.append(Result(name, False, str(failure)))
+        except CheckSkipped as skipped:
+            results.append(Result(name, True, str(skipped), skipped=True))
         except openai.AuthenticationError:
             results.append(Result(name, False, "401: the endpoint refuses the API key"))
         except (openai.APIError, OSError) as error:  # the server's refusal or the network's, in one line
@@ -239,10 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checking {endpoint.url}" + (f" ({endpoint.model})" if endpoint.model else ""), flush=True)
     results = run(Checks(endpoint, direct=args.direct, timeout=args.timeout))
     failed = [result.name for result in results if not result.passed]
+    skipped = [result.name for result in results if result.skipped]
     if failed:
         print(f"FAILED: {len(failed)} of {len(results)} checks ({', '.join(failed)})")
         return 1
-    print(f"OK: all {len(results)} checks passed")
+    print(f"OK: {len(results) - len(skipped)} checks passed, {len(skipped)} skipped ({', '.join(skipped)})" if skipped
+          else f"OK: all {len(results)} checks passed")
     return 0
 
 

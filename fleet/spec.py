@@ -24,6 +24,7 @@ from . import catalog, iam_names, rate_limits
 from .rate_limits import RateLimits
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
+from .tool_calling import NO_TOOL_CALLING, ToolCalling, resolve as resolve_tool_calling
 from .values import did_you_mean, whole_number as _int
 from .vllm_args import parse as parse_vllm_args
 
@@ -164,6 +165,8 @@ class FleetSpec:
     # by name: the sizes, never the keys; each cloud checks them against its secret store (api_keys_fit).
     api_keys_secret_bytes: tuple[int, ...] = ()
     rate_limits: RateLimits = RateLimits()  # rateLimits (fleet/rate_limits.py)
+    # The tool-call and reasoning parsers vLLM runs with, and the flags added for them (fleet/tool_calling.py).
+    tool_calling: ToolCalling = NO_TOOL_CALLING
 
     @property
     def resource_tags(self) -> dict[str, str]:
@@ -597,6 +600,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
 
     data_disk = values.get("dataDiskGb")
     data_disk = None if data_disk is None else _int("dataDiskGb", data_disk, 20, 16384)
+    extra_args = _within_user_data(parse_vllm_args(values.get("vllmArgs"), max_len))
 
     spec = FleetSpec(
         stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket), model_revision=revision,
@@ -606,7 +610,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         allowed_cidrs=_cidrs(values.get("allowedCidrs")), domain=domain,
         certificate=str(certificate) if certificate is not None else None,
         dns_zone=str(dns_zone) if dns_zone is not None else None,
-        vllm_args=_within_user_data(parse_vllm_args(values.get("vllmArgs"), max_len)),
+        vllm_args=extra_args, tool_calling=resolve_tool_calling(None if bucket else model, extra_args),
         office_hours=parse_office_hours(values.get("officeHours"), replicas.min), data_disk_gb=data_disk,
         tags=_tags(values.get("tags")),
         has_hf_token="hfToken" in raw, has_api_key="apiKey" in raw, named_api_keys=named_api_keys,

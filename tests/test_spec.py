@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import run_plan
-from fleet import catalog
+from fleet import catalog, tool_calling
 from fleet.errors import ConfigError
 from fleet.spec import parse_spec
 
@@ -451,7 +451,8 @@ def test_vllm_args_that_would_overflow_the_user_data_are_a_config_error():
 
 def test_the_longest_vllm_args_fit_the_smallest_user_data_limit(tmp_path):
     """EC2's 16 KB of compressed user-data is the smallest limit (Azure 64 KB compressed, GCP 256 KiB plain): the
-    longest vllmArgs the spec takes, of random text that compresses worst, still plan on AWS."""
+    longest vllmArgs the spec takes, of random text that compresses worst, still plan on AWS, for a model whose
+    tool-calling flags (fleet/tool_calling.py) are the longest the catalog adds."""
     import gzip
     import random
 
@@ -461,7 +462,8 @@ def test_the_longest_vllm_args_fit_the_smallest_user_data_limit(tmp_path):
     assert USER_DATA_MAX_BYTES < CUSTOM_DATA_MAX_BYTES
     alphabet = [chr(c) for c in range(32, 127) if chr(c) not in '"\\']
     text = "".join(random.Random(20).choice(alphabet) for _ in range(4096 - len('--hf-overrides={"x": ""}')))
-    config = {"cloud": "aws", "region": "us-east-1", "model": "codellama/CodeLlama-70b-Instruct-hf",
+    model = max(tool_calling.entries(), key=lambda model: len(" ".join(tool_calling.resolve(model, ()).argv)))
+    config = {"cloud": "aws", "region": "us-east-1", "model": model,
               "allowedCidrs": ["203.0.113.0/24"], "vllmArgs": ["--hf-overrides=" + json.dumps({"x": text})],
               "officeHours": {"timezone": "America/New_York", "days": "Mon-Fri", "start": "08:00", "end": "19:00"}}
     assert len(config["vllmArgs"][0]) == 4096

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -59,19 +60,22 @@ def require_vllm() -> None:
     pytest.skip(message)
 
 
-def tiny_model(out: Path) -> Path:
-    """The tiny Llama, built by this interpreter if it has the libraries, else by .venv-vllm's."""
+def tiny_model(out: Path, tool_call: dict | None = None) -> Path:
+    """The tiny Llama (with `tool_call`: the one that answers chats with that call), built by this interpreter if it
+    has the libraries, else by .venv-vllm's."""
     if all(importlib.util.find_spec(module) for module in ("numpy", "safetensors", "tokenizers")):
-        return make_tiny_model(out)
+        return make_tiny_model(out, tool_call=tool_call)
     script = Path(__file__).resolve().parent / "tiny_model.py"
-    subprocess.run([str(VENV_PYTHON), str(script), str(out)], check=True, timeout=120)
+    subprocess.run([str(VENV_PYTHON), str(script), str(out), *([json.dumps(tool_call)] if tool_call else [])],
+                   check=True, timeout=120)
     return out
 
 
 @contextlib.contextmanager
-def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, api_keys: dict[str, str] = API_KEYS, *,
-                       usage_layer: bool = True) -> Iterator[ServedStack]:
-    """`api_keys`: what the stack's secret store holds (name -> key); the server's own requests use the first.
+def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, tool_call: dict | None = None,
+                       api_keys: dict[str, str] = API_KEYS, *, usage_layer: bool = True) -> Iterator[ServedStack]:
+    """`tool_call`: serve the tiny model that answers every chat with that tool call (tiny_model.py). `api_keys`:
+    what the stack's secret store holds (name -> key); the server's own requests use the first.
     `usage_layer=False` leaves out `--middleware` (fleet/usage.py): the baseline of bench_usage_layer.py."""
     require_vllm()
     files = write_files(plan.user_data)
@@ -86,7 +90,7 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, api_keys: dict[str, st
     stack_argv = launcher_argv(launcher.read_text())
     # The launcher renders back from its arguments alone, so the one written below differs only in them.
     assert bootstrap.render_launcher(stack_argv) == launcher.read_text()
-    model_dir = tiny_model(workdir / "tiny-model")
+    model_dir = tiny_model(workdir / "tiny-model", tool_call)
     port = free_port()
     argv = serving.cpu_argv(stack_argv, str(model_dir), port=port, max_model_len=MAX_POSITIONS, config_root=str(root))
     if not usage_layer:

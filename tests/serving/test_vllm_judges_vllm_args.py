@@ -34,6 +34,7 @@ CORPUS = [
     (["--kv-cache-dtype=fp8"], False),
     (["--max-num-batched-tokens=8k", "--max-num-seqs=64"], False),
     (["--enable-auto-tool-choice", "--tool-call-parser=hermes"], False),
+    (["--no-enable-auto-tool-choice"], False),  # how a stack turns the catalog's tool calling off (docs/tools.md)
     (["--no-enable-chunked-prefill", "--max-num-batched-tokens=8192"], False),
     (["--enable-log-outputs", "--enable-log-requests"], False),
     (["--api-server-count=1", "--data-parallel-size=1"], False),

@@ -2,6 +2,7 @@
 
     make_tiny_model(Path("/tmp/tiny"))           # -> Path("/tmp/tiny")
     python tests/serving/tiny_model.py /tmp/tiny  # same, from the shell
+    make_tiny_model(Path("/tmp/tools"), tool_call={"name": "f", "arguments": {}})  # answers chats with that call
 
 Writes a Hugging Face-style directory with no network access:
   config.json              LlamaForCausalLM, hidden 64, 2 layers, 4 heads (head_dim 32), vocab 1024
@@ -45,6 +46,29 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
+
+# The tool-calling variant (make_tiny_model(dir, tool_call=...)): a Hermes-style template, as Qwen2.5's
+# tokenizer_config.json has: the request's tools in a system turn, earlier tool calls as <tool_call> JSON, tool
+# results as <tool_response>. Its generation prompt ends in the <|assistant|> token, whose successor the weights fix.
+TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+TOOL_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if tools %}{{ '<|system|>\\nYou may call these functions:\\n<tools>\\n' }}"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\\n' }}{% endfor %}"
+    "{{ '</tools>\\nReply with <tool_call>{\"name\": <name>, \"arguments\": <arguments>}</tool_call>.' + eos_token + '\\n' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' and message['tool_calls'] %}{{ '<|assistant|>' }}"
+    "{% for call in message['tool_calls'] %}{{ '<tool_call>' }}"
+    "{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
+    "{{ '</tool_call>' }}{% endfor %}{{ eos_token + '\\n' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|user|>\\n<tool_response>' + message['content'] + '</tool_response>' + eos_token + '\\n' }}"
+    "{% else %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+ASSISTANT_ID = SPECIAL_TOKENS.index("<|assistant|>")
 
 _SNIPPETS = [
     '''def fibonacci(n: int) -> int:
@@ -139,19 +163,20 @@ def _corpus() -> list[str]:
     return texts
 
 
-def _train_tokenizer():
+def _train_tokenizer(added: tuple[str, ...] = ()):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB,
+        vocab_size=VOCAB - len(added),  # room for the added strings
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.add_tokens(list(added))  # whole strings, each one token (and one id) wherever it appears
     # Pad to exactly VOCAB tokens so tokenizer and embedding sizes agree (every id decodes).
     missing = VOCAB - tok.get_vocab_size()
     if missing > 0:
@@ -191,16 +216,49 @@ def _weights(seed: int) -> dict:
     return w
 
 
+def _forced_weights(weights: dict, chain: list[int]) -> dict:
+    """The weights changed so that greedy decoding after chain[0] gives chain[1:] and nothing else: every layer's
+    attention and MLP write nothing (o_proj, down_proj zero), so the last hidden state is the current token's
+    embedding; chain tokens get one-hot embeddings of their own dimensions, every other token none of those
+    dimensions, and the LM head's row of chain[i + 1] reads chain[i]'s dimension. After chain[i] the logit of
+    chain[i + 1] is 80 (RMSNorm makes the one-hot 8 wide, times 10) and every other logit 0."""
+    import numpy as np
+
+    embed = weights["model.embed_tokens.weight"].copy()
+    embed[:, : len(chain)] = 0.0
+    embed[chain] = 0.0
+    head = np.zeros_like(weights["lm_head.weight"])
+    for dim, (token, successor) in enumerate(zip(chain, chain[1:])):
+        embed[token, dim] = 1.0
+        head[successor, dim] = 10.0
+    forced = {**weights, "model.embed_tokens.weight": embed, "lm_head.weight": head}
+    for i in range(LAYERS):
+        for name in ("self_attn.o_proj.weight", "mlp.down_proj.weight"):
+            forced[f"model.layers.{i}.{name}"] = np.zeros_like(weights[f"model.layers.{i}.{name}"])
+    return forced
+
+
 def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
-def make_tiny_model(dir: Path, seed: int = 0) -> Path:  # noqa: A002 - name fixed by callers
-    """Write the tiny Llama checkpoint into ``dir`` (created if needed) and return ``dir``."""
+def make_tiny_model(dir: Path, seed: int = 0, tool_call: dict | None = None) -> Path:  # noqa: A002 - name fixed by callers
+    """Write the tiny Llama checkpoint into ``dir`` (created if needed) and return ``dir``.
+
+    With ``tool_call`` ({"name": ..., "arguments": {...}}) the model answers every chat request with that call in
+    the Hermes format, greedily and with certainty: after its chat template's generation prompt (TOOL_CHAT_TEMPLATE,
+    ending in <|assistant|>) it writes <tool_call>, the call's JSON and </tool_call> (each one added token), then
+    </s> (_forced_weights)."""
     from safetensors.numpy import save_file
 
     out = Path(dir)
     out.mkdir(parents=True, exist_ok=True)
+    call = json.dumps(tool_call) if tool_call is not None else None
+    tok = _train_tokenizer((TOOL_CALL_START, call, TOOL_CALL_END) if call else ())
+    weights = _weights(seed)
+    if call:
+        weights = _forced_weights(weights, [ASSISTANT_ID, *map(tok.token_to_id, (TOOL_CALL_START, call, TOOL_CALL_END)),
+                                            EOS_ID])
 
     _write_json(
         out / "config.json",
@@ -233,9 +291,8 @@ def make_tiny_model(dir: Path, seed: int = 0) -> Path:  # noqa: A002 - name fixe
         out / "generation_config.json",
         {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": EOS_ID},
     )
-    save_file(_weights(seed), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
 
-    tok = _train_tokenizer()
     tok.save(str(out / "tokenizer.json"))
     _write_json(
         out / "tokenizer_config.json",
@@ -249,7 +306,7 @@ def make_tiny_model(dir: Path, seed: int = 0) -> Path:  # noqa: A002 - name fixe
             "add_eos_token": False,
             "clean_up_tokenization_spaces": False,
             "model_max_length": MAX_POSITIONS,
-            "chat_template": CHAT_TEMPLATE,
+            "chat_template": TOOL_CHAT_TEMPLATE if call else CHAT_TEMPLATE,
         },
     )
     _write_json(
@@ -260,6 +317,6 @@ def make_tiny_model(dir: Path, seed: int = 0) -> Path:  # noqa: A002 - name fixe
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} OUTPUT_DIR")
-    print(make_tiny_model(Path(sys.argv[1])))
+    if len(sys.argv) not in (2, 3):
+        sys.exit(f"usage: {sys.argv[0]} OUTPUT_DIR [TOOL_CALL_JSON]")
+    print(make_tiny_model(Path(sys.argv[1]), tool_call=json.loads(sys.argv[2]) if len(sys.argv) == 3 else None))
