@@ -31,7 +31,7 @@ COMPARE_ARGS = $(if $(MAX_MODEL_LEN),--max-model-len "$(MAX_MODEL_LEN)") \
 	$(if $(SNIPPET),--snippet "$(SNIPPET)")
 
 .PHONY: plan test test-offline test-serving system-tools check bench plans vm-lock vm-lock-check dev-lock vllm-flags clean compare \
-	catalog-add prices wake serve-local
+	catalog-add prices wake serve-local usage
 
 $(INSTALLED): requirements.txt requirements-dev.txt requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,12 @@ bench: $(INSTALLED) $(VLLM_INSTALLED)
 	@test -n "$(STACK)$(URL)" || { echo "usage: make bench $(ENDPOINT_USAGE) [TOKENIZER=<hf id or dir>]" >&2; exit 2; }
 	@$(VENV)/bin/python -m cli.bench $(ENDPOINT_ARGS) $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)") \
 	  --concurrency $(CONCURRENCY) --prompts $(PROMPTS) --input-len $(INPUT_LEN) --output-len $(OUTPUT_LEN)
+
+## make usage STACK=<stack> [SINCE=7d] [FORMAT=json]: per API key, requests, tokens, GPU hours and cost of the period,
+## from the cloud's monitoring (the user's credentials; docs/usage.md)
+usage: $(INSTALLED)
+	@test -n "$(STACK)" || { echo "usage: make usage STACK=<stack> [SINCE=7d] [FORMAT=json]" >&2; exit 2; }
+	@$(VENV)/bin/python -m cli.usage "$(STACK)" --since "$(or $(SINCE),7d)" --format "$(FORMAT)"
 
 ## make vm-lock: resolve the VMs' packages again (cloud-init/vllm-requirements.in -> vllm-requirements.txt, and what
 ## each pinned wheel requires -> vllm-requirements.requires.json; PyPI), at the CPU serving proof's versions

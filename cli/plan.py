@@ -90,6 +90,10 @@ def stack_file(stack: str) -> Path:
     return path
 
 
+def stack_name_of(path: Path) -> str:
+    return path.name[len("Pulumi."):-len(".yaml")] if path.name.startswith("Pulumi.") else path.stem
+
+
 def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
     """The config a stack file gives the program, exactly as the Pulumi CLI passes it (fleet/stack_yaml.py): each
     top-level value as text, secrets replaced by a stand-in derived from the ciphertext (only the CLI can decrypt
@@ -102,6 +106,20 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
         _refuse_plain_secret_leaves(key, value)
     config = {key: value.text(_stand_in) for key, value in values.items()}
     return config, [key for key, value in values.items() if value.secure]
+
+
+def stack_spec(stack: str):
+    """The FleetSpec of a stack file (the stack's name, or a path), as the program parses it, with the replicas the
+    sizing gives the group."""
+    from fleet.sizing import size, with_sized_replicas
+    from fleet.spec import parse_spec
+
+    path = stack_file(stack)
+    config, secret_keys = stack_config(path)
+    prefix = f"{PROJECT}:"
+    spec = parse_spec(stack_name_of(path), {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)},
+                      {k[len(prefix):] for k in secret_keys})
+    return with_sized_replicas(spec, size(spec))
 
 
 def _stand_in(ciphertext: str) -> str:
@@ -154,7 +172,7 @@ def _nested(inputs: dict[str, Any], path: str) -> Any:
 def run(stack: str) -> Plan:
     """Plans one stack in this process. Pulumi's runtime is process-global: plan one stack per process."""
     path = stack_file(stack)
-    name = path.name[len("Pulumi."):-len(".yaml")] if path.name.startswith("Pulumi.") else path.stem
+    name = stack_name_of(path)
     config, secret_keys = stack_config(path)
     cloud = config.get(f"{PROJECT}:cloud")
     region = config.get(f"{PROJECT}:region")  # the mocks answer as the cloud would in the stack's region

@@ -6,7 +6,7 @@ instance type of catalog/gpu-instances.yaml in every region of it, and (AWS, Azu
 
 - AWS: the Price List Query API (pricing:GetProducts, any AWS credentials; endpoint in us-east-1) for on-demand
   Linux/Shared/no pre-installed software, and EC2 DescribeSpotPriceHistory (the median over the region's zones of
-  the latest spot price) in each region. Needs boto3 (pip install boto3), which the project does not install.
+  the latest spot price) in each region. Needs boto3 (in .venv: requirements-dev.txt).
 - GCP: the Cloud Billing Catalog API (services/6F81-5844-456A/skus, an API key in GCP_API_KEY or --gcp-api-key):
   a machine type's price is its vCPUs x the family's core SKU + its memory x the RAM SKU + its GPUs x the GPU SKU
   of the region ("Spot Preemptible" SKUs for spot). Availability stays in gpu_zones of gpu-instances.yaml.

@@ -15,6 +15,7 @@ client's wiring, not its answers. tests/serving/stack_on_cpu.py serves stacks th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -80,24 +81,35 @@ def launcher_of(root: Path) -> tuple[Path, str]:
     return root / exec_start.lstrip("/"), unit
 
 
-def cpu_environment(unit: str, workdir: Path) -> dict[str, str]:
+def cpu_environment(unit: str, workdir: Path, root: Path) -> dict[str, str]:
     """What the launcher runs with on this machine: systemd's and the unit's variables, and what a CPU run changes:
-    nothing under the VM's paths, and vLLM's CPU settings (serving-test/NOTES.md)."""
+    nothing under the VM's paths, and vLLM's CPU settings (serving-test/NOTES.md). The usage layer's module and
+    files (fleet/usage.py), which the unit names by their VM paths, are read from under `root`."""
+    from fleet import usage
+
+    unit_env = unit_environment(unit)
     return {
         **SYSTEMD_ENVIRONMENT,
         **{name: os.environ[name] for name in MACHINE_VARIABLES if name in os.environ},
-        **unit_environment(unit),
+        **unit_env,
         "HOME": str(workdir / "home"),
         "HF_HOME": str(workdir / "huggingface"),
         "VLLM_HOST_IP": "127.0.0.1",  # else its message queue binds the machine's external address
         "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB),
         "VLLM_BIN": str(VLLM_BIN),  # the launcher's own hook for another vllm executable
+        **{name: f"{root}{unit_env[name]}"
+           for name in ("PYTHONPATH", usage.KEY_HASHES_VARIABLE, usage.RATE_LIMITS_VARIABLE)},
     }
 
 
 def api_keys_file(keys: dict[str, str]) -> str:
     """The `vllm serve --config` file of the keys, as the VMs' setup script writes it (vllm-fleet-setup.sh.j2)."""
     return "api-key: [" + ", ".join(json.dumps(key) for _, key in sorted(keys.items())) + "]\n"
+
+
+def key_hashes_file(keys: dict[str, str]) -> str:
+    """The usage layer's key names by the sha256 of each key, as the VMs' setup script writes them."""
+    return json.dumps({name: hashlib.sha256(key.encode()).hexdigest() for name, key in sorted(keys.items())}) + "\n"
 
 
 def max_positions(model_dir: Path) -> int:
@@ -115,7 +127,7 @@ def prepare(stack: str, workdir: Path, model_dir: Path | None, port: int,
             api_key: str) -> tuple[list[str], dict[str, str], dict[str, Any]]:
     """(the launcher's command, its environment, the plan's outputs) for the stack served from `workdir`."""
     from . import plan as offline_plan
-    from fleet import bootstrap, serving
+    from fleet import bootstrap, serving, usage
 
     planned = offline_plan.run(stack)
     if not planned.user_data:
@@ -126,6 +138,9 @@ def prepare(stack: str, workdir: Path, model_dir: Path | None, port: int,
     keys_file.parent.mkdir(parents=True, exist_ok=True)
     keys_file.write_text(api_keys_file({"default": api_key}))
     keys_file.chmod(0o600)
+    hashes_file = root / usage.KEY_HASHES_FILE.lstrip("/")
+    hashes_file.write_text(key_hashes_file({"default": api_key}))
+    hashes_file.chmod(0o600)
     launcher, unit = launcher_of(root)
     if model_dir is None:
         model_dir = workdir / "tiny-model"
@@ -138,7 +153,7 @@ def prepare(stack: str, workdir: Path, model_dir: Path | None, port: int,
     argv = serving.cpu_argv(launcher_argv(launcher.read_text()), str(model_dir.resolve()), port=port,
                             max_model_len=max_positions(model_dir), config_root=str(root))
     launcher.write_text(bootstrap.render_launcher(argv))
-    return [str(launcher)], cpu_environment(unit, workdir), planned.outputs
+    return [str(launcher)], cpu_environment(unit, workdir, root), planned.outputs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 from typing import Any
 
-from fleet.errors import PROJECT, ConfigError
+from fleet.errors import ConfigError
 from fleet.schedule import OfficeHours
 from fleet.spec import FleetSpec
 from fleet.wake_on_request import MAX_HOURS
@@ -54,15 +54,9 @@ def commands(spec: FleetSpec, target: dict[str, Any], now: dt.datetime, hours_aw
 
 
 def _stack(stack: str) -> tuple[FleetSpec, dict[str, Any]]:
-    from .plan import stack_config, stack_file
-    from fleet.sizing import size, with_sized_replicas
-    from fleet.spec import parse_spec
+    from .plan import stack_spec
 
-    config, secret_keys = stack_config(stack_file(stack))
-    prefix = f"{PROJECT}:"
-    spec = parse_spec(stack, {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)},
-                      {k[len(prefix):] for k in secret_keys})
-    spec = with_sized_replicas(spec, size(spec))  # the replicas the program gave the group
+    spec = stack_spec(stack)  # with the replicas the program gave the group
     _office_hours(spec)
     try:
         shown = subprocess.run(["pulumi", "stack", "output", "--json", "-s", stack], capture_output=True, text=True)

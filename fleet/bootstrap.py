@@ -18,7 +18,7 @@ from typing import Mapping
 import jinja2
 import yaml
 
-from . import lifecycle, serving
+from . import lifecycle, serving, usage
 from .metrics import Scrape
 from .sizing import Sizing
 from .spec import FleetSpec
@@ -43,6 +43,10 @@ PATHS = {
     "progress_dir": lifecycle.PROGRESS_DIR,
     "drain": "/usr/local/lib/vllm-fleet/drain.py",
     "drain_config": "/etc/vllm-fleet/drain.json",
+    "usage_module": f"{usage.MODULE_DIR}/{usage.MODULE}.py",
+    "usage_module_dir": usage.MODULE_DIR,
+    "key_hashes": usage.KEY_HASHES_FILE,
+    "rate_limits": usage.RATE_LIMITS_FILE,
 }
 # What the health endpoint watches grow while the setup runs: the weights cache disk, the vLLM install (uv's cache,
 # its Pythons and the venv), apt's downloads.
@@ -153,6 +157,13 @@ def render_user_data(spec: FleetSpec, sizing: Sizing, boot: CloudBoot) -> str:
         drain_unit=DRAIN_UNIT,
         stop_timeout=lifecycle.stop_timeout_seconds(spec),
         scrape=boot.scrape,
+        usage={
+            "counters": [[c.name, c.help, list(c.labels)] for c in usage.KEY_COUNTERS],
+            "guarded_prefix": serving.PUBLIC_API_PREFIX.rstrip("/"),
+            "key_hashes_variable": usage.KEY_HASHES_VARIABLE,
+            "rate_limits_variable": usage.RATE_LIMITS_VARIABLE,
+            "rate_limits": spec.rate_limits.vm_file(),
+        },
     )
     yaml.safe_load(text)  # a template bug must fail here, not on a VM
     return text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import lifecycle
+from . import lifecycle, usage
 from .sizing import Sizing
 from .spec import FleetSpec
 
@@ -53,6 +53,8 @@ def serve_argv(spec: FleetSpec, sizing: Sizing) -> list[str]:
         # SIGTERM (systemctl stop: scale-in, a rolling replacement, a spot notice's drain) refuses new requests and
         # lets those in flight finish for this long (vllm/v1/engine/core.py _handle_shutdown), instead of aborting them.
         "--shutdown-timeout", str(lifecycle.drain_seconds(spec)),
+        # the usage layer: per-key counters and rate limits (fleet/usage.py, docs/usage.md)
+        "--middleware", usage.MIDDLEWARE,
     ]
     if spec.model_revision:
         # The tokenizer follows the model's revision unless told otherwise (vllm/config/model.py).

@@ -23,6 +23,8 @@ import yaml
 from . import catalog, iam_names
 from . import autoscaling as _autoscaling
 from . import alerts as _alerts
+from . import catalog, iam_names, rate_limits
+from .rate_limits import RateLimits
 from .errors import PROJECT, SHOWN_SECRET, ConfigError
 from .schedule import KEY_DOCS as SCHEDULE_DOCS, OfficeHours, parse_office_hours
 from .wake_on_request import KEY_DOCS as WAKE_DOCS, WakeOnRequest, parse_wake_on_request
@@ -167,6 +169,7 @@ class FleetSpec:
     # by name: the sizes, never the keys; each cloud checks them against its secret store (api_keys_fit).
     api_keys_secret_bytes: tuple[int, ...] = ()
     wake_on_request: WakeOnRequest | None = None  # None: a closed fleet answers 503 and wakes only by `make wake`
+    rate_limits: RateLimits = RateLimits()  # rateLimits (fleet/rate_limits.py)
     # The tool-call and reasoning parsers vLLM runs with, and the flags added for them (fleet/tool_calling.py).
     tool_calling: ToolCalling = NO_TOOL_CALLING
     # The autoscaling key: targets of vLLM's signals, each None where the sizing sets it (fleet/autoscaling.py).
@@ -261,6 +264,7 @@ KEY_DOCS: dict[str, str] = {
     "apiKey": "API key clients send (secret; default: generated, see the apiKey output); named default",
     "apiKeys": "named API keys, one per developer or tool, each a secret: pulumi config set --secret --path "
                "'apiKeys.alice' ...; removing one revokes it",
+    "rateLimits": rate_limits.DOCS,
     "aws": "AWS-only options, see docs/config.md",
     "gcp": "GCP-only options, see docs/gcp.md",
     "azure": "Azure-only options, see docs/azure.md",
@@ -612,7 +616,7 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
     extra_args = _within_user_data(parse_vllm_args(values.get("vllmArgs"), max_len))
 
     office_hours = parse_office_hours(values.get("officeHours"), replicas.min)
-    return FleetSpec(
+    spec = FleetSpec(
         stack=stack, cloud=cloud, region=region, model=model, model_is_bucket=bool(bucket), model_revision=revision,
         served_model_name=served, arch=arch, dtype=dtype, quantization=quantization, max_model_len=max_len,
         gpu_memory_utilization=float(utilization), accelerator_gpu=gpu, accelerator_count=count,
@@ -630,6 +634,8 @@ def parse_spec(stack: str, raw: Mapping[str, Any], secret_keys: set[str]) -> Fle
         alerts=_alerts.parse_alerts(values.get("alerts"), cloud),
         wake_on_request=parse_wake_on_request(values.get("wakeOnRequest"), cloud, office_hours is not None),
     )
+    return dataclasses.replace(spec, rate_limits=rate_limits.parse_rate_limits(values.get("rateLimits"),
+                                                                              spec.api_key_names))
 
 
 # The length of the key the program generates where the stack sets neither apiKey nor apiKeys (fleet/program.py).

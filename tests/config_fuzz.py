@@ -45,6 +45,7 @@ FIELDS = {
     "tags": ["team", "managed-by", "a/b", "aws:x", "x" * 70],
     "apiKeys": ["alice", "Bob Smith", "default"],
     "officeHours": ["timezone", "days", "start", "end", "windows", "offHoursReplicas", "warmPool"],
+    "rateLimits": ["default", "keys", "requestsPerMinute", "tokensPerMinute"],
 }
 # Where a structured key has no value yet, its fields are changed in a good one.
 FIELD_BASES = {"officeHours": {"timezone": "Europe/Berlin", "days": "Mon-Fri", "start": "08:00", "end": "19:00"}}

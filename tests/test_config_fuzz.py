@@ -20,6 +20,6 @@ def test_every_generated_stack_file_plans_or_gets_one_clear_error():
     counts = json.loads(result.stdout.splitlines()[-1])
     assert counts["planned"] + counts["refused"] == EXAMPLES and counts["planned"] > 0
     # the examples reach the cloud's own section and the structured keys, not just the first check
-    assert {"file", "vllmArgs", "replicas", "modelParams", "tags", "apiKeys", "officeHours"} <= set(
+    assert {"file", "vllmArgs", "replicas", "modelParams", "tags", "apiKeys", "officeHours", "rateLimits"} <= set(
         counts["refusedKeys"]), counts
     assert {"aws", "gcp", "azure"} & set(counts["refusedKeys"]), counts

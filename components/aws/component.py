@@ -11,7 +11,7 @@ from components.base import FleetComponent
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
-from . import dashboard, edge, fleet, identity, monitoring, network, wake_on_request
+from . import dashboard, edge, fleet, identity, monitoring, network, rate_limits, wake_on_request
 from .options import AwsOptions
 
 
@@ -35,6 +35,7 @@ class Fleet(FleetComponent):
         monitoring.allow_publishing(self, profile.role, monitoring.log_group(self, spec))
         template = fleet.launch_template(self, spec, sizing, options, profile, instance_sg, secret_refs)
         alb, target_group = edge.load_balancer(self, spec, options, vpc_id, public_subnets, lb_sg)
+        rate_limits.edge_rate_limit(self, spec, alb)
         self.instance_types = fleet.launchable_types(spec, sizing)
         self.image = (f"{options.ami_id} (aws.amiId)" if options.ami_id else
                       f"{options.ami_name} (pinned; aws.amiName names a newer release)")

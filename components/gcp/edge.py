@@ -43,8 +43,16 @@ def security_policy(fleet: FleetComponent, spec: FleetSpec):
         action="deny(404)", priority=NOT_SERVED_PRIORITY, description="only the OpenAI API is served",
         match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
             expression=f"!request.path.matches('{API_PATH}')")))
+    # rateLimits: the allowedCidrs rules throttle each Authorization value (fleet/rate_limits.py, docs/usage.md).
+    limit = spec.rate_limits.edge_requests_per_minute(spec.api_key_names)
+    throttle = None if limit is None else compute.SecurityPolicyRuleRateLimitOptionsArgs(
+        conform_action="allow", exceed_action="deny(429)", enforce_on_key="HTTP_HEADER",
+        enforce_on_key_name="Authorization",
+        rate_limit_threshold=compute.SecurityPolicyRuleRateLimitOptionsRateLimitThresholdArgs(
+            count=limit, interval_sec=60))
     rules = [not_served] + [compute.SecurityPolicyRuleArgs(
-        action="allow", priority=1000 + index, description="allowedCidrs",
+        action="allow" if throttle is None else "throttle", priority=1000 + index, description="allowedCidrs",
+        rate_limit_options=throttle,
         match=compute.SecurityPolicyRuleMatchArgs(
             versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=list(chunk))))
         for index, chunk in enumerate(chunks)]
@@ -178,7 +186,7 @@ def _evaluate(expression: str, path: str) -> bool:
 def edge_answers(resources: Resources, method: str, path: str) -> dict[str, int | None]:
     """Cloud Armor's rules in priority order, lowest first, for a client in allowedCidrs (a src_ip_ranges rule
     matches it unless it names other ranges than the stack's; "*" matches anyone); the first match decides: allow
-    passes the request on, deny(N) answers N. Google does not say whether request.path is decoded or normalised:
+    (and throttle, under its rate) passes the request on, deny(N) answers N. Google does not say whether request.path is decoded or normalised:
     every reading of it."""
     [policy] = of_type(resources, SECURITY_POLICY)
     rules = sorted(policy["rules"], key=lambda rule: rule["priority"])
@@ -193,7 +201,7 @@ def edge_answers(resources: Resources, method: str, path: str) -> dict[str, int 
             else:
                 raise ValueError(f"no model of the Cloud Armor match {match}")
             if matched:
-                if rule["action"] == "allow":
+                if rule["action"] in ("allow", "throttle"):  # throttle: allow up to its rate (not modelled)
                     return None
                 return int(re.fullmatch(r"deny\((\d{3})\)", rule["action"])[1])
         raise ValueError("a Cloud Armor policy ends with a rule that matches everyone")

@@ -9,7 +9,7 @@ from typing import Any
 from .core import Attribute, Calls, Field, Model, Pairs, ProviderOnly, Resource, Sent, Spread
 
 SERVICES = {"ec2", "elbv2", "autoscaling", "iam", "secretsmanager", "scheduler", "acm", "route53", "logs",
-            "cloudwatch", "sns", "lambda", "events"}
+            "cloudwatch", "sns", "lambda", "events", "wafv2"}
 KINDS = {"structure": "structure", "list": "list", "map": "map", "string": "string", "integer": "integer",
          "long": "integer", "double": "number", "float": "number", "boolean": "boolean", "timestamp": "string",
          "blob": "string"}
@@ -148,7 +148,9 @@ RESOURCES: dict[str, Resource] = {
         "enabledMetrics": "autoscaling:EnableMetricsCollection.Metrics",
         "metricsGranularity": "autoscaling:EnableMetricsCollection.Granularity",
         "warmPool": "autoscaling:PutWarmPool",
-        "waitForCapacityTimeout": ProviderOnly("how long `pulumi up` waits for the group's instances to be healthy")},
+        "waitForCapacityTimeout": ProviderOnly("how long `pulumi up` waits for the group's instances to be healthy"),
+        "enabledMetrics": "autoscaling:EnableMetricsCollection.Metrics",
+        "metricsGranularity": "autoscaling:EnableMetricsCollection.Granularity"},
         name="AutoScalingGroupName", supplied={
             "autoscaling:StartInstanceRefresh.AutoScalingGroupName": "the group's name",
             "autoscaling:PutWarmPool.AutoScalingGroupName": "the group's name",
@@ -190,6 +192,15 @@ RESOURCES: dict[str, Resource] = {
         "aliases": Spread(), "aliases[]": "AliasTarget", "aliases[].name": "AliasTarget.DNSName",
         "aliases[].zoneId": "AliasTarget.HostedZoneId"},
         supplied={"route53:ChangeResourceRecordSets.ChangeBatch.Changes[].Action": "UPSERT (or CREATE)"}),
+    # terraform-provider-aws wafv2 web ACL: custom_response_body blocks become the CustomResponseBodies map, keyed by
+    # `key` (the name a rule's CustomResponseBodyKey refers to, of the same shape).
+    "aws:wafv2/webAcl:WebAcl": Resource("wafv2:CreateWebACL", {
+        "customResponseBodies": Spread(), "customResponseBodies[]": Spread(),
+        "customResponseBodies[].key": "Rules[].Action.Block.CustomResponse.CustomResponseBodyKey",
+        "customResponseBodies[].content": "CustomResponseBodies{}.Content",
+        "customResponseBodies[].contentType": "CustomResponseBodies{}.ContentType"},
+        name="Name"),
+    "aws:wafv2/webAclAssociation:WebAclAssociation": Resource("wafv2:AssociateWebACL", {"webAclArn": "WebACLArn"}),
 }
 # The provider's launch template block device flags are tri-state strings ("true", "false", "" for unset).
 for flag in ("deleteOnTermination", "encrypted"):

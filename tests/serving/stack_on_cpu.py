@@ -6,7 +6,8 @@ secret store answers API_KEYS) to write the 0640 API keys file, re-renders the l
 (the one documented place where the run departs from a VM) and starts that launcher with the environment
 vllm.service gives it, its Environment= lines (cli/serve_local.py, which `make serve-local` runs, does the same).
 vLLM thus reads the keys from the file the setup script wrote (--config), as on a VM; among them one full of
-shell, YAML and JSON metacharacters.
+shell, YAML and JSON metacharacters. The usage layer's module and files (fleet/usage.py) are read from under the
+same root.
 """
 
 from __future__ import annotations
@@ -71,12 +72,15 @@ def tiny_model(out: Path, tool_call: dict | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, tool_call: dict | None = None) -> Iterator[ServedStack]:
-    """`tool_call`: serve the tiny model that answers every chat with that tool call (tiny_model.py)."""
+def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, tool_call: dict | None = None,
+                       api_keys: dict[str, str] = API_KEYS, *, usage_layer: bool = True) -> Iterator[ServedStack]:
+    """`tool_call`: serve the tiny model that answers every chat with that tool call (tiny_model.py). `api_keys`:
+    what the stack's secret store holds (name -> key); the server's own requests use the first.
+    `usage_layer=False` leaves out `--middleware` (fleet/usage.py): the baseline of bench_usage_layer.py."""
     require_vllm()
     files = write_files(plan.user_data)
     vm = VmWorld(workdir / "vm-world", files[bootstrap.PATHS["setup"]]["content"], gpus=plan.outputs["gpuCount"],
-                 api_keys=API_KEYS)
+                 api_keys=api_keys)
     keys = vm.run("install_api_keys")
     assert keys.returncode == 0, keys.stderr
     root = vm.root
@@ -89,11 +93,13 @@ def serve_stack_on_cpu(plan: PlannedStack, workdir: Path, tool_call: dict | None
     model_dir = tiny_model(workdir / "tiny-model", tool_call)
     port = free_port()
     argv = serving.cpu_argv(stack_argv, str(model_dir), port=port, max_model_len=MAX_POSITIONS, config_root=str(root))
+    if not usage_layer:
+        at = argv.index("--middleware")
+        argv = argv[:at] + argv[at + 2:]
     launcher.write_text(bootstrap.render_launcher(argv))
 
-    env = cpu_environment(unit, workdir)
-    server = VllmServer([str(launcher)], env=env, port=port, api_key=API_KEYS["default"],
-                        log_path=workdir / "vllm.log")
+    env = cpu_environment(unit, workdir, root)
+    api_key = next(iter(api_keys.values()))
+    server = VllmServer([str(launcher)], env=env, port=port, api_key=api_key, log_path=workdir / "vllm.log")
     with server:
-        yield ServedStack(server, argv, API_KEYS["default"], plan.outputs["servedModelName"], model_dir,
-                          unit_environment(unit))
+        yield ServedStack(server, argv, api_key, plan.outputs["servedModelName"], model_dir, unit_environment(unit))
