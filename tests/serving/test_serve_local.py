@@ -36,7 +36,8 @@ def test_make_serve_local_serves_the_stacks_model_with_its_key_and_make_check_pa
         check = subprocess.run(["make", "--no-print-directory", "check", f"URL={server.base_url}", f"KEY={KEY}",
                                 "DIRECT=1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "OK: all 9 checks passed" in check.stdout
+        # codellama-dev serves Code Llama, which has no tool-call parser: the tools check is skipped
+        assert "OK: 9 checks passed, 1 skipped (tools)" in check.stdout
     log = server.log_tail(100_000)
     assert f"make check URL=http://127.0.0.1:{port} KEY={KEY} DIRECT=1" in log
     usage = subprocess.run(["make", "--no-print-directory", "serve-local"], cwd=REPO_ROOT, capture_output=True,
