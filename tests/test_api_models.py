@@ -226,6 +226,19 @@ def test_the_gcp_model_refuses_what_gcp_refuses(plans):
     assert any("scalingSchedules{}.durationSec wants an integer" in p for p in changed(
         plan, "gcp:compute/regionAutoscaler:RegionAutoscaler",
         inputs(lambda i: i["autoscalingPolicy"]["scalingSchedules"][0].update(durationSec="12h"))))
+    # the custom metrics the autoscaler follows, and the dashboard's JSON, walked as the request they become
+    assert any("customMetricUtilizations[].utilizationTargetType = 'GAUGES' is none of" in p for p in changed(
+        plan, "gcp:compute/regionAutoscaler:RegionAutoscaler",
+        inputs(lambda i: i["autoscalingPolicy"]["metrics"][0].update(type="GAUGES"))))
+
+    def plot_type(i):
+        board = json.loads(i["dashboardJson"])
+        board["mosaicLayout"]["tiles"][0]["widget"]["xyChart"]["dataSets"][0]["plotType"] = "LINES"
+        i["dashboardJson"] = json.dumps(board)
+    assert any("dataSets[].plotType = 'LINES' is none of" in p for p in changed(
+        plan, "gcp:monitoring/dashboard:Dashboard", inputs(plot_type)))
+    assert any("alertPolicies/create.combiner = 'ANY' is none of" in p for p in changed(
+        plan, "gcp:monitoring/alertPolicy:AlertPolicy", inputs(lambda i: i.update(combiner="ANY"))))
     # an input nobody mapped
     assert any("input waitForInstancesTimeout has no mapping" in p for p in changed(
         plan, group, inputs(lambda i: i.update(waitForInstancesTimeout="30m"))))
