@@ -34,7 +34,8 @@ EVERY_OPTION = {
         {"days": "Mon-Fri", "start": "07:00", "end": "12:00"}, {"days": "Mon-Fri", "start": "13:00", "end": "19:00"},
         {"days": "Sat", "start": "09:00", "end": "13:00"}]},
     "tags": {"team": "platform", "cost-center": "x" * 60},
-    "apiKeys": {"alice": {"secure": "v1:a"}, "bob": {"secure": "v1:b"}}, "hfToken": {"secure": "v1:h"}}
+    "apiKeys": {"alice": {"secure": "v1:a"}, "bob": {"secure": "v1:b"}}, "hfToken": {"secure": "v1:h"},
+    "alerts": {"email": "oncall@example.com"}}  # the alarms' topic, notification channel, action group
 GENERATED = {
     f"{LONG_NAME}-aws": {"cloud": "aws", "region": "us-east-1", **EVERY_OPTION, "onDemandBase": 1,
                          "domain": "llm.example.com", "dnsZone": "Z0123456789ABCDEFGHIJ"},
