@@ -14,8 +14,11 @@ from typing import Any
 from .core import Field, Model, Pairs, ProviderOnly, Resource, Sent
 
 # The google-beta provider (which pulumi-gcp bridges) calls compute beta; the others at the versions it uses.
+# Monitoring's dashboards are its v1 API ("dashboards"), its alerting its v3; a project's IAM policy is Resource
+# Manager v1's (the provider's project IAM updater).
 DOCUMENTS = {"compute": "compute.beta", "secretmanager": "secretmanager.v1", "iam": "iam.v1", "storage": "storage.v1",
-             "dns": "dns.v1"}
+             "dns": "dns.v1", "monitoring": "monitoring.v3", "dashboards": "monitoring.v1",
+             "cloudresourcemanager": "cloudresourcemanager.v1"}
 INTEGER_RANGES = {"int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1), "int64": (-2**63, 2**63 - 1),
                   "uint64": (0, 2**64 - 1)}
 # What a description says of a name that its schema leaves out: compute's names ("must be 1-63 characters long and
@@ -139,6 +142,11 @@ def _schedules(schedules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in schedules or ()}
 
 
+def _project(project: str) -> str:
+    """A project as the parent a Monitoring request's URL names: projects/<project>."""
+    return f"projects/{project}"
+
+
 DISK_INIT = {f"disks[].{name}": f"disks[].initializeParams.{name}"
              for name in ("diskSizeGb", "diskType", "sourceImage", "labels")}
 
@@ -197,7 +205,13 @@ RESOURCES: dict[str, Resource] = {
         "autoscalingPolicy.minReplicas": "autoscalingPolicy.minNumReplicas",
         "autoscalingPolicy.loadBalancingUtilization.target":
             "autoscalingPolicy.loadBalancingUtilization.utilizationTarget",
-        "autoscalingPolicy.scalingSchedules": Sent("autoscalingPolicy.scalingSchedules", _schedules)}, name="name"),
+        "autoscalingPolicy.scalingSchedules": Sent("autoscalingPolicy.scalingSchedules", _schedules),
+        # the metric blocks: customMetricUtilizations (expandComputeRegionAutoscalerAutoscalingPolicyMetric)
+        "autoscalingPolicy.metrics": "autoscalingPolicy.customMetricUtilizations",
+        "autoscalingPolicy.metrics[].name": "autoscalingPolicy.customMetricUtilizations[].metric",
+        "autoscalingPolicy.metrics[].target": "autoscalingPolicy.customMetricUtilizations[].utilizationTarget",
+        "autoscalingPolicy.metrics[].type": "autoscalingPolicy.customMetricUtilizations[].utilizationTargetType"},
+        name="name"),
     "gcp:dns/recordSet:RecordSet": Resource("dns:changes/create.additions[]", {  # one Change that adds the set
         "managedZone": "dns:changes/create?.managedZone"}),
     "gcp:secretmanager/secret:Secret": Resource("secretmanager:projects/secrets/create", {
@@ -208,6 +222,19 @@ RESOURCES: dict[str, Resource] = {
         "secretmanager:projects/secrets/setIamPolicy.policy", {
             "secretId": Sent("secretmanager:projects/secrets/setIamPolicy?.resource", _secret_resource),
             "member": "bindings[].members[]", "role": "bindings[].role"}),
+    "gcp:projects/iAMMember:IAMMember": Resource(  # read-modify-write of the project's policy
+        "cloudresourcemanager:projects/setIamPolicy.policy", {
+            "project": "cloudresourcemanager:projects/setIamPolicy?.resource",
+            "member": "bindings[].members[]", "role": "bindings[].role"}),
+    # The dashboard's JSON is the request's body as it stands (resourceMonitoringDashboardCreate).
+    "gcp:monitoring/dashboard:Dashboard": Resource("dashboards:projects/dashboards/create", {
+        "project": Sent("dashboards:projects/dashboards/create?.parent", _project),
+        "dashboardJson": Sent("dashboards:projects/dashboards/create", json.loads)}),
+    "gcp:monitoring/alertPolicy:AlertPolicy": Resource("monitoring:projects/alertPolicies/create", {
+        "project": Sent("monitoring:projects/alertPolicies/create?.name", _project)}),
+    "gcp:monitoring/notificationChannel:NotificationChannel": Resource(
+        "monitoring:projects/notificationChannels/create", {
+            "project": Sent("monitoring:projects/notificationChannels/create?.name", _project)}),
     "gcp:serviceaccount/account:Account": Resource("iam:projects/serviceAccounts/create", {
         "displayName": "serviceAccount.displayName"}),
     "gcp:storage/bucket:Bucket": Resource("storage:buckets/insert", {
