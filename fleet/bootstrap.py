@@ -8,6 +8,7 @@ how long its load balancer keeps idle connections, and any files only that cloud
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -92,14 +93,39 @@ class CloudBoot:
 _COMMENT_LINE = re.compile(r"^[ \t]*#(?!!)(?!.*shellcheck)")
 
 
+def _without_docstrings(source: str) -> str:
+    """Python source without its docstrings (a body that is only one keeps `pass`); as it is where it does not
+    parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    lines = source.splitlines(keepends=True)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            continue
+        doc = body[0]
+        first, last = doc.lineno - 1, doc.end_lineno - 1
+        if lines[first][:doc.col_offset].strip() or lines[last][doc.end_col_offset:].strip():
+            continue  # shares a line with other code
+        lines[first:last + 1] = [" " * doc.col_offset + "pass\n" if len(body) == 1 else ""] + [""] * (last - first)
+    return "".join(lines)
+
+
 class _ShippedLoader(jinja2.FileSystemLoader):
-    """The files a VM gets, without their whole-line comments: those explain the source to its readers, and EC2
-    takes 16 KB of user-data. The user-data's own template keeps its lines (#cloud-config, block scalars)."""
+    """The files a VM gets, without their whole-line comments and Python docstrings: those explain the source to its
+    readers, and EC2 takes 16 KB of user-data. The user-data's own template keeps its lines (#cloud-config, block
+    scalars)."""
 
     def get_source(self, environment: jinja2.Environment, template: str):
         source, filename, uptodate = super().get_source(environment, template)
         if template != "user-data.yaml.j2":
             source = "".join(line for line in source.splitlines(keepends=True) if not _COMMENT_LINE.match(line))
+        if template.endswith((".py", ".py.j2")):
+            source = _without_docstrings(source)
         return source, filename, uptodate
 
 

@@ -57,6 +57,34 @@ def test_scripts_pass_shellcheck(stack, plan_of, tmp_path):
 
 
 @pytest.mark.parametrize("stack", stacks_of())
+def test_the_python_files_a_vm_gets_compile_as_their_sources_do(stack, plan_of):
+    """The user-data carries its files without comment lines and docstrings (EC2's 16 KB): each Python file is
+    still a module with the same code, down to the names it defines."""
+    import ast
+
+    from fleet.bootstrap import _without_docstrings
+
+    shipped = {path: file["content"] for path, file in write_files(plan_of(stack).user_data).items()
+               if path.endswith(".py")}
+    assert len(shipped) >= 4, sorted(shipped)  # health, drain, fetch-weights, the usage layer
+    for path, content in shipped.items():
+        tree = ast.parse(content, path)
+        assert not any(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                       and isinstance(node.value.value, str) for node in ast.walk(tree)), path
+        assert _without_docstrings(content) == content
+
+
+def test_a_docstring_alone_in_a_body_leaves_pass_and_code_is_kept():
+    from fleet.bootstrap import _without_docstrings
+
+    source = 'def f():\n    """Only a docstring."""\n\n\ndef g(x):\n    """Doc."""\n    return "x"  # kept\n'
+    stripped = _without_docstrings(source)
+    namespace: dict = {}
+    exec(compile(stripped, "case", "exec"), namespace)
+    assert namespace["f"]() is None and namespace["g"](1) == "x" and '"""' not in stripped
+
+
+@pytest.mark.parametrize("stack", stacks_of())
 def test_units_pass_systemd_analyze_verify(stack, plan_of, tmp_path):
     root = tmp_path / "root"
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
