@@ -203,11 +203,10 @@ def auto_scaling_group(fleet: FleetComponent, spec: FleetSpec, sizing: Sizing, t
         launch_template=None if mixed else template_spec,
         mixed_instances_policy=mixed,
         capacity_rebalance=spec.spot,
-        # The VMs in service, a minute at a time (free): make usage's VM hours (cli/usage.py).
-        enabled_metrics=["GroupInServiceInstances"], metrics_granularity="1Minute",
         target_group_arns=[target_group.arn],
         health_check_type="ELB",
-        # The sizes the dashboard and the no-healthy-VM alarm read (dashboard.py), at no charge.
+        # The sizes the dashboard and the no-healthy-VM alarm read (dashboard.py), at no charge; GroupInServiceInstances
+        # is make usage's VM hours too (cli/usage.py).
         enabled_metrics=list(dashboard.GROUP_METRICS.values()), metrics_granularity="1Minute",
         # The load balancer's first checks after the hook: the setup is judged by its progress, in the hook.
         health_check_grace_period=grace,
