@@ -172,7 +172,8 @@ def test_make_usage_on_aws_reads_cloudwatch(monkeypatch):
                         "Timestamp": START + dt.timedelta(days=day)}])
         # another stack's counters are not this one's
         cloudwatch.put_metric_data(Namespace=names["namespace"], MetricData=[{
-            "MetricName": usage.metric_name("aws", usage.REQUESTS), "Value": 99, "Timestamp": START + dt.timedelta(days=1),
+            "MetricName": usage.metric_name("aws", usage.REQUESTS), "Value": 99,
+            "Timestamp": START + dt.timedelta(days=1),
             "Dimensions": [{"Name": names["stack"], "Value": "other"}, {"Name": names["key"], "Value": "alice"}]}])
         for hour, vms in enumerate(VMS_HOURLY):
             cloudwatch.put_metric_data(Namespace="AWS/AutoScaling", MetricData=[{
@@ -235,7 +236,8 @@ def test_make_usage_on_gcp_reads_cloud_monitoring():
         return {"timeSeries": [{
             "metric": {"type": usage.metric_name("gcp", counter),
                        "labels": {"key": key, **({"status": status_of(key)} if counter is usage.ERRORS else {})}},
-            "resource": {"type": "prometheus_target", "labels": {"project_id": "my-project-123", "job": "vllm-fleet-codellama-gcp"}},
+            "resource": {"type": "prometheus_target",
+                         "labels": {"project_id": "my-project-123", "job": "vllm-fleet-codellama-gcp"}},
             "metricKind": "DELTA", "valueType": "INT64",
             "points": points(counted(counter, key) // 2, counted(counter, key) - counted(counter, key) // 2)}
             for key in COUNTED]}

@@ -7,8 +7,8 @@ of a Linux VM or scale set. Each VM runs Telegraf: its prometheus input scrapes 
 azure_monitor output posts the gauges and counters of fleet/metrics.py (counters as per-second rates) as custom
 metrics of the scale set, namespace NAMESPACE, without dimensions; and the per-key counters of fleet/usage.py, each
 value the increase since the scrape before (a Starlark processor: Azure Monitor keeps no counters), with their
-labels as dimensions (fleet/usage.py MONITORING: what `make usage` reads). The scale set is the stack's own. Azure Monitor's metrics keep min, max, sum and
-count a minute, no distributions: the TTFT and TPOT histograms stay on the VM (docs/autoscaling.md).
+labels as dimensions (fleet/usage.py MONITORING: what `make usage` reads; the scale set is the stack's own). Azure
+Monitor's metrics keep min, max, sum and count a minute, no distributions: the TTFT and TPOT histograms stay on the VM (docs/autoscaling.md).
 
 The VMs' identity may publish metrics on the scale set only (Monitoring Metrics Publisher there)."""
 
