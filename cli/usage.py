@@ -73,7 +73,8 @@ def since_seconds(text: str) -> int:
 
 
 def _counter(name: str) -> usage.KeyCounter:
-    return next(c for c in usage.KEY_COUNTERS if c.name == name)
+    """The counter of an Azure custom metric's name."""
+    return next(c for c in usage.KEY_COUNTERS if usage.metric_name("azure", c) == name)
 
 
 # --- AWS: CloudWatch --------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def aws_monitored(spec: FleetSpec, start: dt.datetime, end: dt.datetime, cloudwa
     found = {}  # (counter, key, status) -> the metric (ListMetrics may list one more than once)
     for counter in usage.KEY_COUNTERS:
         for page in cloudwatch.get_paginator("list_metrics").paginate(
-                Namespace=names["namespace"], MetricName=counter.name,
+                Namespace=names["namespace"], MetricName=usage.metric_name("aws", counter),
                 Dimensions=[{"Name": names["stack"], "Value": spec.stack}]):
             for metric in page["Metrics"]:
                 dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
@@ -141,7 +142,7 @@ def gcp_monitored(spec: FleetSpec, start: dt.datetime, end: dt.datetime, get: Ge
     for counter in usage.KEY_COUNTERS:
         group_by = [f"metric.label.{names['key']}"] + (
             [f"metric.label.{names['status']}"] if counter is usage.ERRORS else [])
-        for series in _gcp_series(get, project, f'metric.type="{names["prefix"]}{counter.name}" AND {stack}',
+        for series in _gcp_series(get, project, f'metric.type="{usage.metric_name("gcp", counter)}" AND {stack}',
                                   start, end, "ALIGN_DELTA", group_by):
             labels = series["metric"].get("labels", {})
             keys[labels[names["key"]]].add(counter, sum(map(_gcp_value, series.get("points", []))),
@@ -180,7 +181,7 @@ def azure_monitored(spec: FleetSpec, start: dt.datetime, end: dt.datetime, get: 
     keys: dict[str, KeyUsage] = defaultdict(KeyUsage)
     for counters, dimensions in (([c for c in usage.KEY_COUNTERS if c is not usage.ERRORS], [names["key"]]),
                                  ([usage.ERRORS], [names["key"], names["status"]])):
-        for metric in _azure_metrics(get, scale_set, names["namespace"], [c.name for c in counters], start, end,
+        for metric in _azure_metrics(get, scale_set, names["namespace"], [usage.metric_name("azure", c) for c in counters], start, end,
                                      "Total", dimensions):
             counter = _counter(metric["name"]["value"])
             for series in metric["timeseries"]:

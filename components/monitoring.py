@@ -16,11 +16,13 @@ CONFIG_DIR = "/etc/vllm-fleet"
 
 
 def agent_boot(cloud: str, spec: FleetSpec, shipped: tuple[metrics.VllmMetric, ...], configs: Mapping[str, str],
-               values: Mapping[str, str]) -> dict:
+               values: Mapping[str, object], labels: Mapping[str, str] | None = None) -> dict:
     """CloudBoot's files, units, vars and scrape for the cloud's agent: cloud-init/metrics/<cloud>.sh.j2 as the
-    script, `configs` (file name under CONFIG_DIR -> template of cloud-init/metrics/), `values` for the templates."""
+    script, `configs` (file name under CONFIG_DIR -> template of cloud-init/metrics/), `values` for the templates,
+    `labels` for the scrape target (every series of it carries them)."""
     files = (CloudFile(METRICS_SCRIPT, f"metrics/{cloud}.sh.j2", "0755"),
              CloudFile(f"/etc/systemd/system/{METRICS_UNIT}", "metrics/vllm-fleet-metrics.service.j2"),
              *(CloudFile(f"{CONFIG_DIR}/{name}", f"metrics/{template}") for name, template in configs.items()))
-    return dict(files=files, units=(METRICS_UNIT,), scrape=metrics.Scrape(metrics.job_name(spec), shipped),
+    return dict(files=files, units=(METRICS_UNIT,),
+                scrape=metrics.Scrape(metrics.job_name(spec), shipped, dict(labels or {})),
                 vars={"metrics_script": METRICS_SCRIPT, **values})

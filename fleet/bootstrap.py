@@ -78,7 +78,7 @@ class CloudBoot:
     # The instance metadata service, where the drain watcher reads the cloud's notices.
     metadata_url: str
     # Values only cloud-init/clouds/<cloud>.sh.j2 uses (e.g. which VM identity reads the secrets), never secrets.
-    vars: Mapping[str, str] = field(default_factory=dict)
+    vars: Mapping[str, object] = field(default_factory=dict)
     files: tuple[CloudFile, ...] = ()
     units: tuple[str, ...] = ()  # systemd units of `files` to enable and start
     # The health endpoint: where it listens (GCP's health checkers reach it from outside; elsewhere only the VM

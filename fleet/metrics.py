@@ -11,9 +11,9 @@ without the API key, so every edge keeps refusing it (tests/test_edge_paths.py).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import serving
+from . import serving, usage
 from .spec import FleetSpec
 
 # How often each VM's agent scrapes vLLM: two samples a minute, the period the scaling policies read.
@@ -90,23 +90,32 @@ def job_name(spec: FleetSpec) -> str:
 @dataclass(frozen=True)
 class Scrape:
     """What a VM's agent scrapes and ships: what the agent's configuration template (cloud-init/metrics/) renders.
-    `metrics`: those of METRICS the cloud's agent can carry (components/<cloud>/monitoring.py says why not all)."""
+    `metrics`: those of METRICS the cloud's agent can carry (components/<cloud>/monitoring.py says why not all); the
+    per-key counters of fleet/usage.py (key_counters) on every cloud. `labels`: added to every series of the target."""
 
     job: str
     metrics: tuple[VllmMetric, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    key_counters: tuple[usage.KeyCounter, ...] = usage.KEY_COUNTERS
     target: str = scrape_target()
     path: str = METRICS_PATH
     seconds: int = SCRAPE_SECONDS
 
     @property
     def samples(self) -> tuple[str, ...]:
+        """The vLLM metrics' samples (without the per-key counters)."""
         return tuple(sample for m in self.metrics for sample in m.samples)
 
     @property
+    def kept(self) -> tuple[str, ...]:
+        """Every sample the agent keeps: the vLLM metrics' and the per-key counters'."""
+        return self.samples + tuple(c.name for c in self.key_counters)
+
+    @property
     def keep_regex(self) -> str:
-        return samples_regex(self.metrics)
+        return "|".join(re.escape(sample) for sample in self.kept)
 
     @property
     def selectors(self) -> tuple[str, ...]:
-        """Each sample name as an anchored regular expression (the CloudWatch agent's metric_selectors)."""
+        """Each vLLM sample name as an anchored regular expression (the CloudWatch agent's metric_selectors)."""
         return tuple(f"^{re.escape(sample)}$" for sample in self.samples)

@@ -43,12 +43,19 @@ RATE_LIMITS_FILE = "/etc/vllm-fleet/rate-limits.json"
 KEY_HASHES_VARIABLE = "FLEET_KEY_HASHES"
 RATE_LIMITS_VARIABLE = "FLEET_RATE_LIMITS"
 
-# Where each cloud's monitoring holds the counters (what the metric shipping writes and cli/usage.py reads): the
-# counter's name as the metric name, the stack and the key name (and the status of ERRORS) as dimensions/labels.
-# AWS: CloudWatch, each datapoint the counter's increase since the one before (Sum adds them up). GCP: Cloud
-# Monitoring custom metrics, CUMULATIVE. Azure: custom metrics of the VMs' scale set, each value an increase (Total).
+# Where each cloud's monitoring holds the counters: what the VMs' agents write (components/<cloud>/monitoring.py
+# renders them from this) and cli/usage.py reads. The agents keep each Prometheus label as a dimension/label of the
+# same name (`key`, `status`), and add the stack's name as `stack`/`Stack` (a label of the scrape target).
+# AWS: the CloudWatch agent's EMF, each datapoint the counter's increase since the scrape before (Sum adds them up).
+# GCP: the Ops Agent's Prometheus receiver, prometheus.googleapis.com/<name>/counter, CUMULATIVE. Azure: Telegraf's
+# azure_monitor, custom metrics of the VMs' scale set in namespace <prefix><input>, each value an increase (Total).
 MONITORING = {
-    "aws": {"namespace": "vllm-fleet", "stack": "Stack", "key": "Key", "status": "Status"},
-    "gcp": {"prefix": "custom.googleapis.com/vllm_fleet/", "stack": "stack", "key": "key", "status": "status"},
-    "azure": {"namespace": "vllm-fleet", "stack": "stack", "key": "key", "status": "status"},
+    "aws": {"namespace": "vllm-fleet", "metric": "{name}", "stack": "Stack", "key": "key", "status": "status"},
+    "gcp": {"metric": "prometheus.googleapis.com/{name}/counter", "stack": "stack", "key": "key", "status": "status"},
+    "azure": {"namespace": "vllm-fleet/prometheus", "metric": "{name}", "key": "key", "status": "status"},
 }
+
+
+def metric_name(cloud: str, counter: KeyCounter) -> str:
+    """The counter's metric in the cloud's monitoring."""
+    return MONITORING[cloud]["metric"].format(name=counter.name)

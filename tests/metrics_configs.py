@@ -58,10 +58,16 @@ def _walk(value):
 
 
 def referenced_samples(cloud: str, plan) -> set[str]:
-    """Every vLLM sample name that the stack's planned policies, dashboard and alarms read, as the Prometheus sample
-    it comes from: what must exist on the real server's /metrics."""
+    """Every vLLM sample name (and per-key counter of fleet/usage.py) that the stack's planned policies, dashboard and
+    alarms read, as the Prometheus sample it comes from: what must exist on the real server's /metrics."""
     from components.aws import monitoring as aws
     from components.azure import monitoring as azure
+    from fleet import usage
+
+    counters = {c.name for c in usage.KEY_COUNTERS}
+
+    def azure_sample(name: str) -> str:
+        return name if name in counters else "vllm:" + name.removeprefix("vllm_").removesuffix("_rate")
 
     found: set[str] = set()
     if cloud == "aws":
@@ -80,6 +86,8 @@ def referenced_samples(cloud: str, plan) -> set[str]:
         for step in plan.steps:
             inputs = step["newState"]["inputs"]
             if step["type"] == "aws:cloudwatch/dashboard:Dashboard":
+                # the per-key panels search the counters by name
+                found.update(re.findall(r'MetricName="([^"]+)"', inputs["dashboardBody"].replace('\\"', '"')))
                 inputs = json.loads(inputs["dashboardBody"])
             metric_names(inputs)
         return found
@@ -91,13 +99,14 @@ def referenced_samples(cloud: str, plan) -> set[str]:
                 continue
             if cloud == "gcp":
                 found |= set(re.findall(r"(?<![\w:])vllm:[A-Za-z0-9_:]+", text))
+                found |= {name for name in re.findall(r"\bvllm_fleet_key_[a-z_]+", text) if name in counters}
             elif cloud == "azure" and re.fullmatch(r"vllm_[a-z0-9_]+", text) and step["type"] != "azure-native:portal:Dashboard":
-                found.add("vllm:" + text.removeprefix("vllm_").removesuffix("_rate"))
+                found.add(azure_sample(text))
     if cloud == "azure":  # the dashboard's parts
         for board in plan.resources("azure-native:portal:Dashboard"):
             for part in board["properties"]["lenses"][0]["parts"]:
                 for spec in part["metadata"].get("inputs", []):
                     for metric in spec.get("value", {}).get("chart", {}).get("metrics", []):
                         if metric["namespace"] == azure.NAMESPACE:
-                            found.add("vllm:" + metric["name"].removeprefix("vllm_").removesuffix("_rate"))
+                            found.add(azure_sample(metric["name"]))
     return found

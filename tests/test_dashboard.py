@@ -11,7 +11,7 @@ import pytest
 from components.aws import dashboard as aws_dashboard
 from components.azure import dashboard as azure_dashboard
 from conftest import config_of, run_plan, stacks_of
-from fleet import alerts, dashboard
+from fleet import alerts, dashboard, usage
 from test_spec import error_of, parse
 
 ALARM_COUNT = {"aws": 3, "gcp": 4, "azure": 3}  # AWS and Azure keep no histograms: no TTFT alarm
@@ -41,8 +41,17 @@ def test_the_panels_read_every_metric_shipped_and_known_signals_only():
     from fleet import metrics
 
     assert dashboard.referenced_metrics() == set(metrics.BY_KEY)
-    assert all(s.metric or s.source in dashboard.SIGNALS for p in dashboard.PANELS for s in p.series)
+    assert all(s.metric or s.key_counter or s.source in dashboard.SIGNALS for p in dashboard.PANELS for s in p.series)
+    # tokens by key: the per-key token counters, one line a key
+    by_key = {s.key_counter for p in dashboard.PANELS for s in p.series if s.key_counter}
+    assert by_key == {usage.PROMPT_TOKENS, usage.COMPLETION_TOKENS}
+    assert all(s.stat == "sum_by_key" for p in dashboard.PANELS for s in p.series if s.key_counter)
     assert all(s.stat in dashboard.STATS for p in dashboard.PANELS for s in p.series)
+
+
+def _title(counter) -> str:
+    [panel] = [p for p in dashboard.PANELS if any(s.key_counter is counter for s in p.series)]
+    return panel.title
 
 
 @pytest.mark.parametrize("stack", stacks_of("aws"))
@@ -54,6 +63,15 @@ def test_aws_dashboard_has_every_panel_and_the_alarms_notify(stack, plan_of):
             for w in widgets] == [f"{p.title} ({p.unit})" if "Time" not in p.title else f"## {p.title}"
                                   for p in dashboard.PANELS]
     assert {w["type"] for w in widgets if "Time to first token" in json.dumps(w)} == {"text"}  # no histograms
+    # tokens by key: a search over the stack's counters under the name and dimensions make usage reads
+    names = usage.MONITORING["aws"]
+    for counter in (usage.PROMPT_TOKENS, usage.COMPLETION_TOKENS):
+        [widget] = [w for w in widgets if w["properties"].get("title", "").startswith(f"{_title(counter)} ")]
+        [[entry]] = widget["properties"]["metrics"]
+        assert entry["expression"] == (
+            f"SEARCH('{{{names['namespace']},{names['stack']},{names['key']}}} MetricName=\"{counter.name}\" "
+            f"{names['stack']}=\"{stack}\"', 'Sum', 60)")
+        assert entry["label"].startswith("${PROP('Dim.key')} ")
     region = config_of(stack)["region"]
     assert plan.outputs["dashboard"] == (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
                                          f"#dashboards/dashboard/vllm-fleet-{stack}")
@@ -76,6 +94,13 @@ def test_gcp_dashboard_runs_promql_for_every_panel_and_the_alert_policies(stack,
     assert all(f'job="vllm-fleet-{stack}"' in q or "instance_group_size" in q or "https_request_count" in q
                for q in queries)
     assert any(q.startswith("histogram_quantile(0.95,") for q in queries)
+    # tokens by key: one line a key, of the stack's job, legend by the key label
+    for counter in (usage.PROMPT_TOKENS, usage.COMPLETION_TOKENS):
+        [tile] = [t for t in tiles if t["widget"]["title"].startswith(f"{_title(counter)} ")]
+        [data] = tile["widget"]["xyChart"]["dataSets"]
+        assert data["timeSeriesQuery"]["prometheusQuery"] == (
+            f'sum by (key) (rate({counter.name}{{job="vllm-fleet-{stack}"}}[5m])) * 60')
+        assert data["legendTemplate"].startswith("${metric.labels.key} ")
     policies = plan.resources("gcp:monitoring/alertPolicy:AlertPolicy")
     pool = plan.outputs.get("officeHours", {}).get("standbyPool")
     assert len(policies) == ALARM_COUNT["gcp"] - (1 if pool else 0)
@@ -93,6 +118,14 @@ def test_azure_portal_dashboard_and_metric_alerts_on_the_gateway(stack, plan_of)
     titles = [p.title for p in dashboard.PANELS]
     assert kinds[titles.index("Time to first token")] == "MarkdownPart"
     assert kinds[titles.index("Requests waiting and running (average a VM)")] == "MonitorChartPart"
+    # tokens by key: the scale set's custom metric make usage reads, its sum split by the key dimension
+    for counter in (usage.PROMPT_TOKENS, usage.COMPLETION_TOKENS):
+        chart = parts[titles.index(_title(counter))]["metadata"]["inputs"][0]["value"]["chart"]
+        [metric] = chart["metrics"]
+        assert (metric["namespace"], metric["name"]) == (usage.MONITORING["azure"]["namespace"],
+                                                         usage.metric_name("azure", counter))
+        assert metric["aggregationType"] == azure_dashboard.AGGREGATIONS["sum"]
+        assert chart["grouping"] == {"dimension": "key"} and "time grain" in chart["title"]
     hours = config_of(stack).get("officeHours")
     expected = ALARM_COUNT["azure"] - (1 if hours and hours.get("offHoursReplicas", 0) == 0 else 0)
     alarms = plan.resources("azure-native:monitor:MetricAlert")

@@ -19,7 +19,7 @@ from components.azure import monitoring as azure
 from components.gcp import monitoring as gcp
 from components.monitoring import METRICS_SCRIPT, METRICS_UNIT
 from conftest import config_of, stacks_of, write_files
-from fleet import metrics, serving
+from fleet import metrics, serving, usage
 from metrics_configs import agent_files, scrape_jobs
 
 
@@ -28,6 +28,15 @@ def test_the_list_names_each_metric_once_with_a_known_type():
     assert all(m.type in metrics.TYPES and m.family.startswith("vllm:") for m in metrics.METRICS)
     assert {"requests_waiting", "requests_running", "kv_cache_usage", "ttft", "tpot", "prompt_tokens",
             "generation_tokens", "preemptions"} <= set(metrics.BY_KEY)
+
+
+def test_the_monitoring_names_the_counters_labels_as_the_vms_label_them():
+    """The agents keep each Prometheus label as the dimension of the same name: what make usage reads as `key` and
+    `status` is the counters' own labels."""
+    labels = {label for counter in usage.KEY_COUNTERS for label in counter.labels}
+    assert labels == {"key", "status"}
+    for names in usage.MONITORING.values():
+        assert all(names[label] == label for label in labels)
 
 
 def test_a_scrape_keeps_a_sample_only_by_its_whole_name():
@@ -66,14 +75,24 @@ def test_aws_cloudwatch_agent_config_and_the_role_that_lets_it_publish(stack, pl
     assert prometheus["log_group_name"] == group["name"] and group["retentionInDays"] == aws.LOG_RETENTION_DAYS
     emf = prometheus["emf_processor"]
     assert emf["metric_namespace"] == aws.NAMESPACE
-    [declaration] = emf["metric_declaration"]
-    assert set(declaration) == {"source_labels", "label_matcher", "dimensions", "metric_selectors"}
+    declaration, *per_key = emf["metric_declaration"]
+    assert all(set(d) == {"source_labels", "label_matcher", "dimensions", "metric_selectors"}
+               for d in emf["metric_declaration"])
     assert declaration["dimensions"] == [[aws.DIMENSION]]
     [job] = scrape_jobs("aws", files)
-    assert re.fullmatch(declaration["label_matcher"], job["job_name"])
-    # the dimension's value is the group's name, which the policies and alarms name
+    assert all(re.fullmatch(d["label_matcher"], job["job_name"]) for d in emf["metric_declaration"])
+    # the dimension's value is the group's name, which the policies and alarms name; the stack's is make usage's
     [asg] = plan.resources("aws:autoscaling/group:Group")
-    assert job["static_configs"][0]["labels"] == {aws.DIMENSION: asg["name"]}
+    assert job["static_configs"][0]["labels"] == {aws.DIMENSION: asg["name"], aws.NAMES["stack"]: stack}
+    # each per-key counter under the name and the dimensions make usage reads (cli/usage.py: fleet/usage.py)
+    names = usage.MONITORING["aws"]
+    assert emf["metric_namespace"] == names["namespace"]
+    dimensions = {usage.metric_name("aws", counter): d["dimensions"] for counter in usage.KEY_COUNTERS
+                  for d in per_key if any(re.search(sel, counter.name) for sel in d["metric_selectors"])}
+    assert dimensions == {usage.metric_name("aws", c): [[names["stack"], *(names[label] for label in c.labels)]]
+                          for c in usage.KEY_COUNTERS}
+    assert dimensions[usage.metric_name("aws", usage.ERRORS)] == [["Stack", "key", "status"]]
+    assert all(re.fullmatch(job["metric_relabel_configs"][0]["regex"], c.name) for c in usage.KEY_COUNTERS)
     [publish] = [p for name, p in plan.named("aws:iam/rolePolicy:RolePolicy").items() if name.endswith("-publish-metrics")]
     [statement] = json.loads(publish["policy"])["Statement"]
     assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
@@ -89,6 +108,13 @@ def test_gcp_ops_agent_config_and_the_metric_writer_grant(stack, plan_of):
     assert config["metrics"]["receivers"]["vllm"]["type"] == "prometheus"
     assert config["metrics"]["service"]["pipelines"] == {"default_pipeline": {"receivers": []},
                                                          "vllm": {"receivers": ["vllm"]}}
+    # the per-key counters kept, their labels metric labels, and the stack's name the label make usage filters on
+    [job] = scrape_jobs("gcp", agent_files(plan))
+    assert job["static_configs"][0]["labels"] == {usage.MONITORING["gcp"]["stack"]: stack}
+    assert all(re.fullmatch(job["metric_relabel_configs"][0]["regex"], c.name) for c in usage.KEY_COUNTERS)
+    assert "metric_relabel_configs" in job and len(job["metric_relabel_configs"]) == 1  # no label dropped
+    assert {usage.metric_name("gcp", c) for c in usage.KEY_COUNTERS} == {
+        f"prometheus.googleapis.com/{c.name}/counter" for c in usage.KEY_COUNTERS}  # the receiver's naming
     [grant] = plan.resources("gcp:projects/iAMMember:IAMMember")
     assert grant["role"] == "roles/monitoring.metricWriter" and grant["member"].startswith("serviceAccount:")
 
@@ -101,6 +127,16 @@ def test_azure_telegraf_config_and_the_publisher_role_on_the_scale_set(stack, pl
     assert scrape["urls"] == [f"http://127.0.0.1:{serving.SERVE_PORT}{metrics.METRICS_PATH}"]
     assert scrape["metric_version"] == 2
     assert telegraf["outputs"]["azure_monitor"][0]["namespace_prefix"] == azure.NAMESPACE_PREFIX
+    # the per-key counters: kept, their labels not excluded (tags are dimensions), as increases, in the namespace
+    # and under the names make usage reads
+    assert {c.name for c in usage.KEY_COUNTERS} <= set(scrape["fieldinclude"])
+    assert not {label for c in usage.KEY_COUNTERS for label in c.labels} & set(scrape["tagexclude"])
+    assert azure.NAMESPACE_PREFIX + azure.MEASUREMENT == usage.MONITORING["azure"]["namespace"]
+    [increases] = telegraf["processors"]["starlark"]
+    assert increases["namepass"] == [azure.MEASUREMENT]
+    assert f"INCREASES = {json.dumps([usage.metric_name('azure', c) for c in usage.KEY_COUNTERS])}" in increases[
+        "source"]
+    assert [usage.metric_name("azure", c) for c in usage.KEY_COUNTERS] == [c.name for c in usage.KEY_COUNTERS]
     [rates] = telegraf["aggregators"]["derivative"]
     assert {f"{field}{rates['suffix']}" for field in rates["fieldinclude"]} == {
         azure.metric_name(m) for m in azure.SHIPPED if m.type == "counter"}

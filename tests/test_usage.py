@@ -168,11 +168,12 @@ def test_make_usage_on_aws_reads_cloudwatch(monkeypatch):
                 dims += [{"Name": names["status"], "Value": status}] if status else []
                 for day, part in ((1, value // 2), (3, value - value // 2)):
                     cloudwatch.put_metric_data(Namespace=names["namespace"], MetricData=[{
-                        "MetricName": counter.name, "Dimensions": dims, "Value": part,
+                        "MetricName": usage.metric_name("aws", counter), "Dimensions": dims, "Value": part,
                         "Timestamp": START + dt.timedelta(days=day)}])
         # another stack's counters are not this one's
         cloudwatch.put_metric_data(Namespace=names["namespace"], MetricData=[{
-            "MetricName": usage.REQUESTS.name, "Value": 99, "Timestamp": START + dt.timedelta(days=1),
+            "MetricName": usage.metric_name("aws", usage.REQUESTS), "Value": 99,
+            "Timestamp": START + dt.timedelta(days=1),
             "Dimensions": [{"Name": names["stack"], "Value": "other"}, {"Name": names["key"], "Value": "alice"}]}])
         for hour, vms in enumerate(VMS_HOURLY):
             cloudwatch.put_metric_data(Namespace="AWS/AutoScaling", MetricData=[{
@@ -225,7 +226,6 @@ def status_of(key: str) -> str:
 
 def test_make_usage_on_gcp_reads_cloud_monitoring():
     spec = stack_spec("codellama-gcp")
-    prefix = usage.MONITORING["gcp"]["prefix"]
 
     def points(*values, kind="int64Value"):
         # timeSeries.list's TimeSeries: points of the aligned periods, int64 values as strings
@@ -234,9 +234,10 @@ def test_make_usage_on_gcp_reads_cloud_monitoring():
 
     def series(counter):
         return {"timeSeries": [{
-            "metric": {"type": f"{prefix}{counter.name}",
+            "metric": {"type": usage.metric_name("gcp", counter),
                        "labels": {"key": key, **({"status": status_of(key)} if counter is usage.ERRORS else {})}},
-            "resource": {"type": "global", "labels": {"project_id": "my-project-123"}},
+            "resource": {"type": "prometheus_target",
+                         "labels": {"project_id": "my-project-123", "job": "vllm-fleet-codellama-gcp"}},
             "metricKind": "DELTA", "valueType": "INT64",
             "points": points(counted(counter, key) // 2, counted(counter, key) - counted(counter, key) // 2)}
             for key in COUNTED]}
@@ -252,7 +253,7 @@ def test_make_usage_on_gcp_reads_cloud_monitoring():
 
     get, asked = _recorded([
         (lambda url: "pageToken" in _query(url), {"timeSeries": []}),
-        *((filtered(f"{prefix}{c.name}"), series(c)) for c in usage.KEY_COUNTERS),
+        *((filtered(usage.metric_name("gcp", c)), series(c)) for c in usage.KEY_COUNTERS),
         (filtered("compute.googleapis.com/instance/uptime"), uptime)])
     check_report(spec, usage_tool.report(spec, usage_tool.gcp_monitored(spec, START, END, get), START, END))
     first = _query(asked[0])
@@ -274,7 +275,8 @@ def test_make_usage_on_azure_reads_azure_monitor():
 
     def metric(counter):
         # Metrics - List (api-version 2023-10-01): value[].timeseries[].metadatavalues and data[].total
-        return {"name": {"value": counter.name, "localizedValue": counter.name}, "unit": "Count",
+        name = usage.metric_name("azure", counter)
+        return {"name": {"value": name, "localizedValue": name}, "unit": "Count",
                 "timeseries": [{"metadatavalues": [{"name": {"value": "key"}, "value": key}] + (
                     [{"name": {"value": "status"}, "value": status_of(key)}] if counter is usage.ERRORS else []),
                     "data": [{"timeStamp": "2026-12-01T00:00:00Z", "total": counted(counter, key)}]}
@@ -293,7 +295,7 @@ def test_make_usage_on_azure_reads_azure_monitor():
         (lambda url: "/resources?" in url, resources),
         (lambda url: _query(url).get("metricnames") == ["Percentage CPU"], cpu),
         (lambda url: "status eq" in _query(url).get("$filter", [""])[0], errors),
-        (lambda url: _query(url).get("metricnamespace") == ["vllm-fleet"], counters)])
+        (lambda url: _query(url).get("metricnamespace") == [usage.MONITORING["azure"]["namespace"]], counters)])
     check_report(spec, usage_tool.report(
         spec, usage_tool.azure_monitored(spec, START, END, get, "00000000-0000-0000-0000-000000000000"), START, END))
     assert "tagName eq 'vllm-fleet-stack' and tagValue eq 'codellama-azure'" in _query(asked[0])["$filter"][0]

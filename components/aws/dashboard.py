@@ -14,7 +14,7 @@ import pulumi
 from pulumi_aws import cloudwatch, sns
 
 from components.base import FleetComponent
-from fleet import alerts, dashboard
+from fleet import alerts, dashboard, usage
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -37,7 +37,8 @@ def _lb(alb_suffix: str, tg_suffix: str | None = None) -> list[str]:
     return (["TargetGroup", tg_suffix] if tg_suffix else []) + ["LoadBalancer", alb_suffix]
 
 
-def _series(series: dashboard.Series, index: int, group: str, alb: str, tg: str, price: float) -> list[list]:
+def _series(series: dashboard.Series, index: int, group: str, alb: str, tg: str, price: float,
+            stack: str) -> list[list]:
     """The widget's metrics array entries of one series (a metric, or metric math on hidden ones); [] where AWS
     lacks it."""
     label, hidden = {"label": series.label}, {"visible": False}
@@ -50,6 +51,12 @@ def _series(series: dashboard.Series, index: int, group: str, alb: str, tg: str,
             return [[*base, {"stat": "Sum", "id": f"m{index}", **hidden}],
                     [{"expression": f"m{index} / PERIOD(m{index})", **label}]]
         return [[*base, {"stat": STATISTICS[series.stat], **label}]]
+    counter = series.key_counter
+    if counter is not None:  # one line a key: a search over the Key dimension of the stack's counters
+        names = monitoring.NAMES
+        search = (f"SEARCH('{{{names['namespace']},{names['stack']},{names['key']}}} "
+                  f"MetricName=\"{usage.metric_name('aws', counter)}\" {names['stack']}=\"{stack}\"', 'Sum', {PERIOD})")
+        return [[{"expression": search, "label": f"${{PROP('Dim.{names['key']}')}} {series.label}"}]]
     source = series.source
     if source in GROUP_METRICS:
         return [["AWS/AutoScaling", GROUP_METRICS[source], "AutoScalingGroupName", group, {"stat": "Maximum", **label}]]
@@ -73,7 +80,7 @@ def body(spec: FleetSpec, group: str, alb: str, tg: str, price: float) -> dict:
     for number, panel in enumerate(dashboard.PANELS):
         place = {"x": (number % COLUMNS) * WIDTH, "y": (number // COLUMNS) * HEIGHT, "width": WIDTH, "height": HEIGHT}
         entries = [entry for index, series in enumerate(panel.series)
-                   for entry in _series(series, number * 10 + index, group, alb, tg, price)]
+                   for entry in _series(series, number * 10 + index, group, alb, tg, price, spec.stack)]
         if not entries:
             widgets.append({"type": "text", **place, "properties": {
                 "markdown": f"## {panel.title}\n\n{NO_HISTOGRAMS.format(title=panel.title.lower())}"}})

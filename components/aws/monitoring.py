@@ -5,7 +5,8 @@ the metrics of NAMESPACE, dimension AutoScalingGroupName. The instance role may 
 The agent supports Prometheus gauges, counters (sent as the delta since the last scrape) and summaries; it drops
 histograms (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/ContainerInsights-Prometheus-metrics-conversion.html),
 so vLLM's time-to-first-token and time-per-output-token histograms stay on the VM: AWS ships the gauges and
-counters of fleet/metrics.py (docs/autoscaling.md)."""
+counters of fleet/metrics.py (docs/autoscaling.md), and the per-key counters of fleet/usage.py (with their labels,
+and the stack, as dimensions: fleet/usage.py MONITORING, what `make usage` reads)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from pulumi_aws import cloudwatch, iam
 
 from components.base import FleetComponent
 from components.monitoring import CONFIG_DIR, agent_boot
-from fleet import metrics
+from fleet import metrics, usage
 from fleet.spec import FleetSpec
 
-NAMESPACE = "vllm-fleet"
+NAMES = usage.MONITORING["aws"]
+NAMESPACE = NAMES["namespace"]
 DIMENSION = "AutoScalingGroupName"
 SHIPPED = metrics.of_types("gauge", "counter")
 # The EMF log events are only the metrics' carrier: CloudWatch has extracted the metrics when they arrive.
@@ -38,14 +40,26 @@ def log_group_name(spec: FleetSpec) -> str:
     return f"/vllm-fleet/{spec.stack}/metrics"
 
 
+def key_declarations() -> list[dict]:
+    """The EMF metric declarations of the per-key counters (after the vLLM metrics' one, which names the job): one
+    a set of labels, whose dimensions are the stack and those labels (fleet/usage.py MONITORING names them)."""
+    by_labels: dict[tuple[str, ...], list[str]] = {}
+    for counter in usage.KEY_COUNTERS:
+        by_labels.setdefault(tuple(NAMES[label] for label in counter.labels), []).append(f"^{counter.name}$")
+    return [{"dimensions": [[NAMES["stack"], *labels]], "metric_selectors": selectors}
+            for labels, selectors in by_labels.items()]
+
+
 def boot(spec: FleetSpec, group_name: str) -> dict:
-    """CloudBoot's part for the CloudWatch agent (components/monitoring.py)."""
+    """CloudBoot's part for the CloudWatch agent (components/monitoring.py). Every series of the scrape carries the
+    group's name (the vLLM metrics' dimension: the policies read the group's average) and the stack's."""
     return agent_boot("aws", spec, SHIPPED, {AGENT_CONFIG: "aws-cloudwatch-agent.json.j2",
                                               PROMETHEUS_CONFIG: "aws-prometheus.yaml.j2"}, {
         "metrics_agent_config": f"{CONFIG_DIR}/{AGENT_CONFIG}",
         "metrics_prometheus_config": f"{CONFIG_DIR}/{PROMETHEUS_CONFIG}",
         "metrics_log_group": log_group_name(spec), "metrics_namespace": NAMESPACE,
-        "metrics_dimension": DIMENSION, "metrics_dimension_value": group_name})
+        "metrics_dimension": DIMENSION, "metrics_key_declarations": key_declarations()},
+        {DIMENSION: group_name, NAMES["stack"]: spec.stack})
 
 
 def log_group(fleet: FleetComponent, spec: FleetSpec) -> cloudwatch.LogGroup:

@@ -13,7 +13,7 @@ import pulumi
 from pulumi_azure_native import monitor, portal
 
 from components.base import FleetComponent
-from fleet import alerts, dashboard
+from fleet import alerts, dashboard, usage
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -22,7 +22,7 @@ from . import monitoring
 GATEWAY = "Microsoft.Network/applicationGateways"
 AUTOSCALE = "microsoft.insights/autoscalesettings"
 # The metrics chart part's aggregation codes (the portal's): 1 sum, 3 max, 4 average.
-AGGREGATIONS = {"sum": 1, "max": 3, "avg": 4, "rate": 4}
+AGGREGATIONS = {"sum": 1, "max": 3, "avg": 4, "rate": 4, "sum_by_key": 1}
 WIDTH, HEIGHT, COLUMNS = 6, 4, 2
 # The windows a metric alert takes, in minutes.
 ALERT_WINDOWS = (1, 5, 15, 30, 60, 360, 720, 1440)
@@ -36,7 +36,9 @@ NOT_ON_AZURE = {
 def _metric(series: dashboard.Series, ids: dict[str, str]) -> dict | None:
     """A chart part's metric of one series, or None where Azure lacks it."""
     metric = series.metric
-    if metric is not None:
+    if series.key_counter is not None:
+        found = (ids["scale_set"], monitoring.NAMESPACE, usage.metric_name("azure", series.key_counter), None)
+    elif metric is not None:
         if metric not in monitoring.SHIPPED:
             return None
         found = (ids["scale_set"], monitoring.NAMESPACE, monitoring.metric_name(metric), None)
@@ -65,9 +67,14 @@ def parts(spec: FleetSpec, ids: dict[str, str], price: float) -> list[dict]:
         position = {"x": (number % COLUMNS) * WIDTH, "y": (number // COLUMNS) * HEIGHT, "colSpan": WIDTH,
                     "rowSpan": HEIGHT}
         chart = [m for m in (_metric(series, ids) for series in panel.series) if m]
+        by_key = any(series.key_counter for series in panel.series)
         if chart:
+            # A chart of one metric splits by one of its dimensions, and sums a key's increases over its time grain
+            # (the portal picks it from the time range, no metric math): the per-key panels' unit says so.
+            options = {"grouping": {"dimension": usage.MONITORING["azure"]["key"]}} if by_key else {}
+            unit = "tokens a time grain of the chart" if by_key else panel.unit
             metadata = {"type": "Extension/HubsExtension/PartType/MonitorChartPart", "inputs": [{
-                "name": "options", "value": {"chart": {"title": f"{panel.title} ({panel.unit})", "metrics": chart,
+                "name": "options", "value": {"chart": {"title": f"{panel.title} ({unit})", "metrics": chart, **options,
                                                        "visualization": {"chartType": 2},
                                                        "timespan": {"relative": {"duration": 86400000}}}}}]}
         else:

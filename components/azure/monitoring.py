@@ -5,8 +5,10 @@ endpoint of a VM (its Prometheus scraping is for AKS and Arc-enabled Kubernetes,
 which autoscale does not read); Telegraf's azure_monitor output is the agent Microsoft documents for custom metrics
 of a Linux VM or scale set. Each VM runs Telegraf: its prometheus input scrapes vLLM's /metrics and its
 azure_monitor output posts the gauges and counters of fleet/metrics.py (counters as per-second rates) as custom
-metrics of the scale set, namespace NAMESPACE, without dimensions. Azure Monitor's metrics keep min, max, sum and
-count a minute, no distributions: the TTFT and TPOT histograms stay on the VM (docs/autoscaling.md).
+metrics of the scale set, namespace NAMESPACE, without dimensions; and the per-key counters of fleet/usage.py, each
+value the increase since the scrape before (a Starlark processor: Azure Monitor keeps no counters), with their
+labels as dimensions (fleet/usage.py MONITORING: what `make usage` reads; the scale set is the stack's own). Azure
+Monitor's metrics keep min, max, sum and count a minute, no distributions: the TTFT and TPOT histograms stay on the VM (docs/autoscaling.md).
 
 The VMs' identity may publish metrics on the scale set only (Monitoring Metrics Publisher there)."""
 
@@ -19,12 +21,13 @@ from pulumi_azure_native import authorization
 
 from components.base import FleetComponent
 from components.monitoring import CONFIG_DIR, agent_boot
-from fleet import metrics
+from fleet import metrics, usage
 from fleet.spec import FleetSpec
 
 SHIPPED = metrics.of_types("gauge", "counter")
-NAMESPACE_PREFIX = "vllm-fleet/"
-NAMESPACE = f"{NAMESPACE_PREFIX}prometheus"  # Telegraf's azure_monitor: the prefix and the input's measurement
+MEASUREMENT = "prometheus"  # the measurement of Telegraf's prometheus input
+NAMESPACE = usage.MONITORING["azure"]["namespace"]
+NAMESPACE_PREFIX = NAMESPACE.removesuffix(MEASUREMENT)  # Telegraf's azure_monitor: the prefix and the measurement
 AGENT_CONFIG = "telegraf.conf"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"  # built-in role definition id
 # InfluxData's package signing key (https://repos.influxdata.com/influxdata-archive.key), as InfluxData's install
@@ -49,6 +52,8 @@ def boot(spec: FleetSpec) -> dict:
     return agent_boot("azure", spec, SHIPPED, {AGENT_CONFIG: "azure-telegraf.conf.j2"}, {
         "metrics_agent_config": f"{CONFIG_DIR}/{AGENT_CONFIG}", "metrics_namespace": NAMESPACE,
         "metrics_namespace_prefix": NAMESPACE_PREFIX, "metrics_counter_fields": json.dumps(counters),
+        "metrics_measurement": MEASUREMENT,
+        "metrics_key_counters": json.dumps([usage.metric_name("azure", c) for c in usage.KEY_COUNTERS]),
         "telegraf_key_fingerprint": TELEGRAF_KEY_FINGERPRINT})
 
 

@@ -14,7 +14,7 @@ import pulumi
 from pulumi_gcp import monitoring
 
 from components.base import FleetComponent
-from fleet import alerts, dashboard, metrics
+from fleet import alerts, dashboard, metrics, usage
 from fleet.sizing import Sizing
 from fleet.spec import FleetSpec
 
@@ -38,6 +38,9 @@ def _queries(spec: FleetSpec, group: str, url_map: str, price: float) -> dict[st
 
 def promql(series: dashboard.Series, queries: dict[str, str]) -> str:
     metric = series.metric
+    counter = series.key_counter
+    if counter is not None:  # one line a key (legend_template names it)
+        return f"sum by ({usage.MONITORING['gcp']['key']}) (rate({counter.name}{{{queries['job']}}}[{WINDOW}])) * 60"
     if metric is None:
         return queries[series.source]
     selector = f"{{{queries['job']}}}"
@@ -49,12 +52,18 @@ def promql(series: dashboard.Series, queries: dict[str, str]) -> str:
     return f"{series.stat}({metric.family}{selector})"
 
 
+def legend_template(series: dashboard.Series) -> str:
+    if series.key_counter is not None:
+        return f"${{metric.labels.{usage.MONITORING['gcp']['key']}}} {series.label}"
+    return series.label
+
+
 def dashboard_json(spec: FleetSpec, queries: dict[str, str]) -> str:
     tiles = []
     for number, panel in enumerate(dashboard.PANELS):
         tiles.append({"xPos": (number % COLUMNS) * WIDTH, "yPos": (number // COLUMNS) * HEIGHT, "width": WIDTH,
                       "height": HEIGHT, "widget": {"title": f"{panel.title} ({panel.unit})", "xyChart": {
-                          "dataSets": [{"plotType": "LINE", "legendTemplate": series.label,
+                          "dataSets": [{"plotType": "LINE", "legendTemplate": legend_template(series),
                                         "timeSeriesQuery": {"prometheusQuery": promql(series, queries)}}
                                        for series in panel.series]}}})
     return json.dumps({"displayName": f"vllm-fleet {spec.stack}", "mosaicLayout": {"columns": 48, "tiles": tiles}})

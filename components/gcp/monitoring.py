@@ -1,7 +1,9 @@
 """vLLM's metrics in Cloud Monitoring: Google's Ops Agent on each VM scrapes vLLM's /metrics with its Prometheus
 receiver and writes them as Prometheus metrics (prometheus.googleapis.com/<name>/<kind>, monitored resource
 prometheus_target, label job = the stack's job). The Prometheus receiver keeps histograms as distributions, so GCP
-ships every metric of fleet/metrics.py, TTFT and TPOT included. The VMs' service account may write metrics
+ships every metric of fleet/metrics.py, TTFT and TPOT included, and the per-key counters of fleet/usage.py: the
+receiver keeps each Prometheus label as a metric label, and the scrape target's label `stack` (fleet/usage.py
+MONITORING, what `make usage` reads) names the stack. The VMs' service account may write metrics
 (roles/monitoring.metricWriter), nothing else of Monitoring."""
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pulumi_gcp import projects
 
 from components.base import FleetComponent
 from components.monitoring import CONFIG_DIR, agent_boot
-from fleet import iam_names, metrics
+from fleet import iam_names, metrics, usage
 from fleet.spec import FleetSpec
 
 SHIPPED = metrics.METRICS
@@ -34,7 +36,8 @@ def job_filter(spec: FleetSpec) -> str:
 def boot(spec: FleetSpec) -> dict:
     """CloudBoot's part for the Ops Agent (components/monitoring.py)."""
     return agent_boot("gcp", spec, SHIPPED, {AGENT_CONFIG: "gcp-ops-agent.yaml.j2"},
-                      {"metrics_agent_config": f"{CONFIG_DIR}/{AGENT_CONFIG}"})
+                      {"metrics_agent_config": f"{CONFIG_DIR}/{AGENT_CONFIG}"},
+                      {usage.MONITORING["gcp"]["stack"]: spec.stack})
 
 
 def allow_publishing(fleet: FleetComponent, project: str, member: pulumi.Input[str]) -> projects.IAMMember:
