@@ -220,7 +220,9 @@ def test_plan_report_of_a_pull_request_that_changes_the_gpu(tmp_path, monkeypatc
             "arguments), instance type)") in report
     assert "| GPU VMs a month (desired replicas; officeHours counted) | $2,633 | $" in report and "(+$" in report
     assert "| g6e.12xlarge × 1/1/4 | g6e.48xlarge × 1/1/4 |" in report
-    assert "against main 0 added, 0 removed, 1 changed" in report
+    # a larger VM holds more requests: the scaling target and the dashboard's cost follow the launch template
+    assert "against main 0 added, 0 removed, 3 changed" in report
+    assert "- changed: `aws:autoscaling/policy:Policy` codellama-prod-vllm-requests (targetTrackingConfiguration)" in report
     assert "- changed: `aws:ec2/launchTemplate:LaunchTemplate` codellama-prod-gpu (description, instanceType" in report
     assert "**Policy pack** (`policies/`): all policies pass" in report
     assert ("**`pulumi preview`** runs in the job `pulumi preview codellama-prod` once a reviewer approves the "
