@@ -6,6 +6,7 @@ keys refused by a real HTTP server), the drift check (a lock nobody holds is rep
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -847,27 +848,39 @@ def test_revoked_keys_are_the_removed_and_the_replaced_ones():
     assert post_deploy_check.revoked(before, before) == {}
 
 
-@pytest.fixture
-def endpoint():
-    """A real HTTP server that, like vLLM with --api-key, answers /v1/models 401 to any key but its own."""
+@contextlib.contextmanager
+def http_server(answer_get):
+    """A real HTTP server on loopback whose GET requests `answer_get(handler)` answers; yields its URL."""
     import http.server
     import threading
 
-    accepted = {"sk-1"}
-
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-            self.send_response(200 if self.path == "/v1/models" and key in accepted else 401)
-            self.end_headers()
+            answer_get(self)
 
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", accepted
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def endpoint():
+    """A real HTTP server that, like vLLM with --api-key, answers /v1/models 401 to any key but its own."""
+    accepted = {"sk-1"}
+
+    def answer(handler):
+        key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+        handler.send_response(200 if handler.path == "/v1/models" and key in accepted else 401)
+        handler.end_headers()
+
+    with http_server(answer) as url:
+        yield url, accepted
 
 
 def test_each_revoked_key_must_be_refused(endpoint, capsys):
@@ -934,25 +947,16 @@ def test_a_fleet_is_closed_outside_its_hours_and_their_lead(when, offhours, clos
 @pytest.fixture
 def closed_endpoint():
     """A real HTTP server that answers /v1/models what it is told (status, content type, body)."""
-    import http.server
-    import threading
-
     answer = {"status": 503, "type": "application/json", "body": ""}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(answer["status"])
-            self.send_header("Content-Type", answer["type"])
-            self.end_headers()
-            self.wfile.write(answer["body"].encode())
+    def respond(handler):
+        handler.send_response(answer["status"])
+        handler.send_header("Content-Type", answer["type"])
+        handler.end_headers()
+        handler.wfile.write(answer["body"].encode())
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", answer
-    server.shutdown()
+    with http_server(respond) as url:
+        yield url, answer
 
 
 def test_the_closed_answer_is_checked_as_each_cloud_gives_it(closed_endpoint, capsys):
